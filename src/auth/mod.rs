@@ -1,0 +1,77 @@
+//! Identity, decided before the WebSocket upgrade: a request that fails here gets `401` and
+//! never becomes a socket. A user id found inside a message is never trusted.
+
+mod jwt;
+
+pub use jwt::{sign_hs256, verify_hs256};
+
+use crate::protocol::valid_user_id;
+
+/// How a connecting client proves who it is.
+#[derive(Debug, Clone)]
+pub enum Authenticator {
+    /// HS256 JWT from `Authorization: Bearer <t>` or `?token=<t>`; `sub` is the user id.
+    Jwt { secret: Vec<u8> },
+    /// Development only: the user id is taken from `?user_id=`, unauthenticated.
+    Dev,
+}
+
+/// Why a connection attempt was refused with 401.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No bearer token (JWT mode) or no `user_id` (dev mode) in the request.
+    #[error("no credentials: send Authorization: Bearer <jwt> or ?token=<jwt>")]
+    Missing,
+    /// Dev mode without `?user_id=`.
+    #[error("dev auth needs ?user_id=<id>")]
+    MissingUserId,
+    /// The token is not three base64url JSON parts.
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// The header names another algorithm than HS256 (including `none`).
+    #[error("token algorithm {0:?} is not accepted (HS256 only)")]
+    UnsupportedAlg(String),
+    /// The HMAC does not match: wrong secret or a tampered token.
+    #[error("token signature is invalid")]
+    BadSignature,
+    /// `exp` is in the past.
+    #[error("token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token is not valid yet")]
+    NotYetValid,
+    /// `exp` is required: tokens without expiry are refused.
+    #[error("token has no exp claim")]
+    MissingExp,
+    /// `sub` carries the user id and is required.
+    #[error("token has no sub claim")]
+    MissingSub,
+    /// The user id is empty, too long or contains control characters.
+    #[error("user id must be 1 to 128 bytes without control characters")]
+    InvalidUserId,
+}
+
+/// The credential-bearing parts of an upgrade request.
+#[derive(Debug, Default)]
+pub struct Credentials<'a> {
+    pub bearer: Option<&'a str>,
+    pub token_param: Option<String>,
+    pub user_id_param: Option<String>,
+}
+
+impl Authenticator {
+    /// Returns the authenticated user id.
+    pub fn authenticate(&self, c: &Credentials<'_>, now_secs: i64) -> Result<String, AuthError> {
+        let user = match self {
+            Authenticator::Jwt { secret } => {
+                let token = c.bearer.or(c.token_param.as_deref()).ok_or(AuthError::Missing)?;
+                verify_hs256(token, secret, now_secs)?
+            }
+            Authenticator::Dev => c.user_id_param.clone().ok_or(AuthError::MissingUserId)?,
+        };
+        if !valid_user_id(&user) {
+            return Err(AuthError::InvalidUserId);
+        }
+        Ok(user)
+    }
+}

@@ -1,0 +1,45 @@
+//! Step 4 of the message path: produce an envelope to the place that owns a connection.
+//!
+//! In the embedded default the bus is the pod's shard mesh; in the distributed mode it is the
+//! seed's Kafka pod topic (topic = pod, partition = shard).
+
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+
+use super::Location;
+
+/// What travels to an owning shard: one frame for every local connection of `user`.
+#[derive(Debug)]
+pub struct Envelope {
+    /// The user whose connections receive the frame.
+    pub user: String,
+    /// The complete JSON text frame, encoded once for every device and shard.
+    pub frame: tungstenite::Utf8Bytes,
+    /// Set for `message` frames: the id whose status a delivery advances.
+    pub message_id: Option<String>,
+    /// The message's position in the store's insertion order (0 for other frames): lets a
+    /// connection drop a live copy of a message its replay already sent.
+    pub seq: i64,
+}
+
+/// Bus failures; the message stays at its current status for a later replay or redrive.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The target shard's inbox is closed (it is shutting down).
+    #[error("shard {0} is not running")]
+    ShardGone(u16),
+    /// The target is on another pod and this bus cannot reach pods.
+    #[error("pod {0} is not reachable on this bus")]
+    UnknownPod(String),
+    /// The broker refused or timed out the produce.
+    #[error("produce failed: {0}")]
+    Produce(String),
+}
+
+/// A per-shard producer handle.
+pub trait Bus {
+    /// Hands `env` to the owning shard at `to`; resolves when it is accepted there (embedded)
+    /// or acknowledged by the broker (distributed).
+    fn publish(&self, to: Location, env: Arc<Envelope>) -> LocalBoxFuture<'_, Result<(), BusError>>;
+}

@@ -1,0 +1,18 @@
+//! Backends behind traits: the message store, the route table and the bus.
+//!
+//! The embedded implementations here serve the default single-pod mode. The distributed mode
+//! implements the same traits with Postgres, Redis and Kafka, so the message path does not
+//! change with the deployment.
+
+pub mod bus;
+pub mod routes;
+pub mod store;
+
+use std::sync::Arc;
+
+/// Where a live connection can be reached: a shard of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Location {
+    pub pod: Arc<str>,
+    pub shard: u16,
+}

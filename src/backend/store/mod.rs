@@ -1,0 +1,123 @@
+//! Step 2 of the message path: durable storage, behind the [`MessageStore`] trait.
+//!
+//! Stores are blocking clients. Each runs on its own thread ([`writer`]), fed by a bounded
+//! crossbeam channel that executors only ever `try_send` into; the thread group-commits whatever
+//! accumulated while the previous batch was committing, then answers the shards through their
+//! inboxes. `accepted` therefore reaches a client only after its batch committed.
+
+mod sqlite;
+mod writer;
+
+pub use sqlite::SqliteStore;
+pub use writer::{
+    spawn_writer, EventSink, ReplyTo, StoreCmd, StoreEvent, StoreHandle, StoreTuning, SubmitError,
+};
+
+use crate::protocol::Status;
+
+/// A message as the ingest step hands it to the store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Globally unique (UUIDv7), assigned by the receiving shard.
+    pub id: String,
+    pub sender_id: String,
+    pub reciever_id: String,
+    pub client_msg_id: Option<String>,
+    pub payload: String,
+    pub created_at: i64,
+}
+
+/// What happened to one inserted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertResult {
+    /// Stored now, at status NONE, at position `seq` of the store's insertion order.
+    Inserted { seq: i64 },
+    /// The sender already stored this `client_msg_id`: nothing new was stored.
+    Duplicate { id: String, status: Status },
+}
+
+/// A requested forward move of a message's status.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    pub id: String,
+    /// `Sent` or `Delivered`; a move to an earlier or equal status changes nothing.
+    pub status: Status,
+    /// For acks: the user who must be the message's recipient for the update to apply.
+    pub recipient: Option<String>,
+    pub at: i64,
+}
+
+/// A status change that was committed; the sender's devices and status events learn of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub id: String,
+    pub status: Status,
+    pub sender_id: String,
+    pub reciever_id: String,
+    pub at: i64,
+}
+
+/// How one status update ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateResult {
+    Changed(StatusChange),
+    /// Already at or beyond the requested status.
+    Unchanged,
+    /// No such message addressed to the given recipient (acks only).
+    NotRecipient,
+}
+
+/// A stored message below DELIVERED, for replay to a connecting recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMessage {
+    /// Store-assigned insertion order: replay is in this order.
+    pub seq: i64,
+    pub id: String,
+    pub sender_id: String,
+    pub reciever_id: String,
+    pub payload: String,
+    pub created_at: i64,
+    pub status: Status,
+}
+
+/// Failures of a store backend. The writer reports them to the clients concerned as
+/// `store_unavailable`; nothing is acknowledged that was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        version: u32,
+        source: rusqlite::Error,
+    },
+    #[error("store query failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A durable message store. One instance lives on the writer thread; every call is blocking.
+pub trait MessageStore: Send + 'static {
+    /// Inserts `inserts` and applies `updates` in one transaction, in order. Results are
+    /// returned index by index; an `Err` means nothing of the batch was committed.
+    fn commit(
+        &mut self,
+        inserts: &[NewMessage],
+        updates: &[StatusUpdate],
+    ) -> Result<(Vec<InsertResult>, Vec<UpdateResult>), StoreError>;
+
+    /// Messages to `recipient` below DELIVERED with `seq > after_seq`, oldest first.
+    fn pending(
+        &mut self,
+        recipient: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError>;
+
+    /// Current status of a message, for tests and tools.
+    fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError>;
+}

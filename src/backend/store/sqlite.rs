@@ -1,0 +1,207 @@
+//! The embedded default store: one SQLite database in WAL mode under `--data-dir`.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::{
+    InsertResult, MessageStore, NewMessage, PendingMessage, StatusChange, StatusUpdate, StoreError,
+    UpdateResult,
+};
+use crate::protocol::Status;
+
+/// Versioned migrations, applied in order, each exactly once (recorded in `schema_migrations`).
+const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../../../migrations/sqlite/0001_messages.sql"))];
+
+/// SQLite-backed [`MessageStore`].
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/distrisocks.db` and applies pending migrations.
+    /// `full_sync` chooses `synchronous=FULL` (survives power loss) over `NORMAL` (survives a
+    /// process crash only); with group commit the cost of FULL is one fsync per batch.
+    pub fn open(dir: &Path, full_sync: bool) -> Result<Self, StoreError> {
+        let path = dir.join("distrisocks.db");
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        let sync = if full_sync { "FULL" } else { "NORMAL" };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;"
+        ))
+        .map_err(open_err)?;
+        let mut store = SqliteStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )?;
+        for &(version, sql) in MIGRATIONS {
+            let tx = self.conn.transaction()?;
+            let done: Option<u32> = tx
+                .query_row(
+                    "SELECT version FROM schema_migrations WHERE version = ?1",
+                    [version],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if done.is_none() {
+                let fail = |source| StoreError::Migration { version, source };
+                tx.execute_batch(sql).map_err(fail)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                    params![version, crate::protocol::now_micros()],
+                )
+                .map_err(fail)?;
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+fn insert_one(tx: &Transaction<'_>, m: &NewMessage) -> Result<InsertResult, StoreError> {
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO messages (id, sender_id, reciever_id, client_msg_id, payload, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (sender_id, client_msg_id) DO NOTHING",
+    )?;
+    let n = ins.execute(params![
+        m.id,
+        m.sender_id,
+        m.reciever_id,
+        m.client_msg_id,
+        m.payload,
+        m.created_at
+    ])?;
+    if n == 1 {
+        return Ok(InsertResult::Inserted {
+            seq: tx.last_insert_rowid(),
+        });
+    }
+    let mut q = tx.prepare_cached(
+        "SELECT id, status FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2",
+    )?;
+    let (id, status): (String, String) =
+        q.query_row(params![m.sender_id, m.client_msg_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(InsertResult::Duplicate {
+        id,
+        status: parse_status(&status)?,
+    })
+}
+
+fn update_one(tx: &Transaction<'_>, u: &StatusUpdate) -> Result<UpdateResult, StoreError> {
+    // The WHERE clause is what keeps statuses from ever moving backwards.
+    let sql = match u.status {
+        Status::None => return Ok(UpdateResult::Unchanged),
+        Status::Sent => {
+            "UPDATE messages SET status = 'SENT', sent_at = ?2
+             WHERE id = ?1 AND status = 'NONE' AND (?3 IS NULL OR reciever_id = ?3)
+             RETURNING sender_id, reciever_id"
+        }
+        Status::Delivered => {
+            "UPDATE messages SET status = 'DELIVERED', delivered_at = ?2,
+                    sent_at = COALESCE(sent_at, ?2)
+             WHERE id = ?1 AND status <> 'DELIVERED' AND (?3 IS NULL OR reciever_id = ?3)
+             RETURNING sender_id, reciever_id"
+        }
+    };
+    let mut st = tx.prepare_cached(sql)?;
+    let row: Option<(String, String)> = st
+        .query_row(params![u.id, u.at, u.recipient], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((sender_id, reciever_id)) = row {
+        return Ok(UpdateResult::Changed(StatusChange {
+            id: u.id.clone(),
+            status: u.status,
+            sender_id,
+            reciever_id,
+            at: u.at,
+        }));
+    }
+    let Some(recipient) = &u.recipient else {
+        return Ok(UpdateResult::Unchanged);
+    };
+    let mut q = tx.prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND reciever_id = ?2")?;
+    let exists = q.exists(params![u.id, recipient])?;
+    Ok(if exists {
+        UpdateResult::Unchanged
+    } else {
+        UpdateResult::NotRecipient
+    })
+}
+
+fn parse_status(s: &str) -> Result<Status, StoreError> {
+    Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
+}
+
+impl MessageStore for SqliteStore {
+    fn commit(
+        &mut self,
+        inserts: &[NewMessage],
+        updates: &[StatusUpdate],
+    ) -> Result<(Vec<InsertResult>, Vec<UpdateResult>), StoreError> {
+        let tx = self.conn.transaction()?;
+        let ins = inserts
+            .iter()
+            .map(|m| insert_one(&tx, m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ups = updates
+            .iter()
+            .map(|u| update_one(&tx, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok((ins, ups))
+    }
+
+    fn pending(
+        &mut self,
+        recipient: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT seq, id, sender_id, reciever_id, payload, created_at, status FROM messages
+             WHERE reciever_id = ?1 AND status <> 'DELIVERED' AND seq > ?2
+             ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = q.query_map(params![recipient, after_seq, limit as i64], |r| {
+            Ok((
+                PendingMessage {
+                    seq: r.get(0)?,
+                    id: r.get(1)?,
+                    sender_id: r.get(2)?,
+                    reciever_id: r.get(3)?,
+                    payload: r.get(4)?,
+                    created_at: r.get(5)?,
+                    status: Status::None,
+                },
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (mut m, status) = row?;
+            m.status = parse_status(&status)?;
+            Ok(m)
+        })
+        .collect()
+    }
+
+    fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {
+        let s: Option<String> = self
+            .conn
+            .query_row("SELECT status FROM messages WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        s.map(|s| parse_status(&s)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests;

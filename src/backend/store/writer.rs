@@ -1,0 +1,284 @@
+//! The store's own thread: group commit, then answers through an [`EventSink`].
+
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use futures::channel::oneshot;
+
+use super::{
+    InsertResult, MessageStore, NewMessage, PendingMessage, StatusChange, StatusUpdate,
+    UpdateResult,
+};
+
+/// Where an answer goes: a connection on a shard of this pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub shard: usize,
+    pub conn: u64,
+}
+
+/// Work for the store thread.
+pub enum StoreCmd {
+    /// Store a message; answered with [`StoreEvent::Inserted`] or [`StoreEvent::InsertFailed`].
+    Insert { msg: NewMessage, reply: ReplyTo },
+    /// Move a status forward; acks carry `reply` so a refusal can be reported.
+    Status {
+        update: StatusUpdate,
+        reply: Option<ReplyTo>,
+    },
+    /// Undelivered messages for a connecting recipient, read after everything queued before.
+    Pending {
+        recipient: String,
+        after_seq: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<PendingMessage>, String>>,
+    },
+    /// Answered once everything queued before it is committed.
+    Sync(Sender<()>),
+    /// Commit what is queued, then end the thread.
+    Stop,
+}
+
+/// Outcomes the store thread reports after each commit.
+#[derive(Debug)]
+pub enum StoreEvent {
+    Inserted {
+        reply: ReplyTo,
+        msg: NewMessage,
+        result: InsertResult,
+    },
+    InsertFailed {
+        reply: ReplyTo,
+        msg: NewMessage,
+        error: String,
+    },
+    StatusChanged(StatusChange),
+    AckRefused {
+        reply: ReplyTo,
+        id: String,
+    },
+}
+
+/// Receives store outcomes; implemented by the pod, which forwards them to shard inboxes.
+/// `emit` may block (back-pressure from a full inbox) but must never wait on the store.
+pub trait EventSink: Send + 'static {
+    fn emit(&self, event: StoreEvent);
+}
+
+/// Tuning of the store thread.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreTuning {
+    /// Commands queued before executors see `overloaded` (default 65536).
+    pub queue: usize,
+    /// Most commands in one transaction (default 2048): bounds commit latency under load.
+    pub batch_max: usize,
+}
+
+impl Default for StoreTuning {
+    fn default() -> Self {
+        StoreTuning {
+            queue: 65_536,
+            batch_max: 2048,
+        }
+    }
+}
+
+/// Why a command was not queued; the command is handed back.
+#[derive(Debug)]
+pub enum SubmitError {
+    Full(StoreCmd),
+    Stopped(StoreCmd),
+}
+
+impl std::fmt::Debug for StoreCmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            StoreCmd::Insert { .. } => "Insert",
+            StoreCmd::Status { .. } => "Status",
+            StoreCmd::Pending { .. } => "Pending",
+            StoreCmd::Sync(_) => "Sync",
+            StoreCmd::Stop => "Stop",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Cheap, cloneable, non-blocking handle to the store thread.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: Sender<StoreCmd>,
+}
+
+impl StoreHandle {
+    /// Queues `cmd` without blocking: executors call this.
+    pub fn try_submit(&self, cmd: StoreCmd) -> Result<(), SubmitError> {
+        self.tx.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(c) => SubmitError::Full(c),
+            TrySendError::Disconnected(c) => SubmitError::Stopped(c),
+        })
+    }
+
+    /// Blocks until everything queued so far is committed. Not for executors.
+    pub fn sync(&self) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.tx.send(StoreCmd::Sync(tx)).is_ok() {
+            let _ = rx.recv(); // Err only if the thread ended, which also means "committed".
+        }
+    }
+
+    /// Commands waiting, for metrics.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+/// Starts the store thread.
+pub fn spawn_writer<S: MessageStore, E: EventSink>(
+    store: S,
+    sink: E,
+    tuning: StoreTuning,
+) -> (StoreHandle, JoinHandle<()>) {
+    let (tx, rx) = crossbeam_channel::bounded(tuning.queue);
+    let handle = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || Writer { store, sink, rx, tuning }.run())
+        .expect("spawn store thread");
+    (StoreHandle { tx }, handle)
+}
+
+struct Writer<S, E> {
+    store: S,
+    sink: E,
+    rx: Receiver<StoreCmd>,
+    tuning: StoreTuning,
+}
+
+#[derive(Default)]
+struct Batch {
+    inserts: Vec<(NewMessage, ReplyTo)>,
+    updates: Vec<(StatusUpdate, Option<ReplyTo>)>,
+    after: Vec<StoreCmd>,
+    stop: bool,
+}
+
+impl<S: MessageStore, E: EventSink> Writer<S, E> {
+    fn run(mut self) {
+        let _span = tracing::info_span!("store_writer").entered();
+        while let Ok(first) = self.rx.recv() {
+            let mut batch = Batch::default();
+            batch.take(first);
+            while !batch.stop && batch.len() < self.tuning.batch_max {
+                match self.rx.try_recv() {
+                    Ok(cmd) => batch.take(cmd),
+                    Err(_) => break,
+                }
+            }
+            let stop = batch.stop;
+            self.process(batch);
+            if stop {
+                break;
+            }
+        }
+        tracing::info!("store writer stopped");
+    }
+
+    fn process(&mut self, batch: Batch) {
+        let inserts: Vec<NewMessage> = batch.inserts.iter().map(|(m, _)| m.clone()).collect();
+        let updates: Vec<StatusUpdate> = batch.updates.iter().map(|(u, _)| u.clone()).collect();
+        if !inserts.is_empty() || !updates.is_empty() {
+            match self.commit_with_retry(&inserts, &updates) {
+                Ok((ins, ups)) => self.report(batch.inserts, ins, batch.updates, ups),
+                Err(error) => self.report_failure(batch.inserts, &error),
+            }
+        }
+        for cmd in batch.after {
+            self.answer_after_commit(cmd);
+        }
+    }
+
+    /// Transient failures (a locked database, a hiccup of a remote store) get two more tries.
+    fn commit_with_retry(
+        &mut self,
+        inserts: &[NewMessage],
+        updates: &[StatusUpdate],
+    ) -> Result<(Vec<InsertResult>, Vec<UpdateResult>), String> {
+        let mut last = String::new();
+        for attempt in 0..3u32 {
+            match self.store.commit(inserts, updates) {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "store commit failed");
+                    last = e.to_string();
+                    std::thread::sleep(Duration::from_millis(50 << attempt));
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn report(
+        &self,
+        inserts: Vec<(NewMessage, ReplyTo)>,
+        ins: Vec<InsertResult>,
+        updates: Vec<(StatusUpdate, Option<ReplyTo>)>,
+        ups: Vec<UpdateResult>,
+    ) {
+        for ((msg, reply), result) in inserts.into_iter().zip(ins) {
+            self.sink.emit(StoreEvent::Inserted { reply, msg, result });
+        }
+        for ((update, reply), result) in updates.into_iter().zip(ups) {
+            match (result, reply) {
+                (UpdateResult::Changed(c), _) => self.sink.emit(StoreEvent::StatusChanged(c)),
+                (UpdateResult::NotRecipient, Some(reply)) => {
+                    self.sink.emit(StoreEvent::AckRefused { reply, id: update.id })
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Status updates of a failed batch are not reported: the message stays at its lower
+    /// status and is delivered again on replay (at-least-once, same id).
+    fn report_failure(&self, inserts: Vec<(NewMessage, ReplyTo)>, error: &str) {
+        tracing::error!(error, "store batch dropped after retries; clients told store_unavailable");
+        for (msg, reply) in inserts {
+            let error = error.to_owned();
+            self.sink.emit(StoreEvent::InsertFailed { reply, msg, error });
+        }
+    }
+
+    fn answer_after_commit(&mut self, cmd: StoreCmd) {
+        match cmd {
+            StoreCmd::Pending {
+                recipient,
+                after_seq,
+                limit,
+                reply,
+            } => {
+                let r = self.store.pending(&recipient, after_seq, limit);
+                // The connection may be gone already; then nobody waits for the answer.
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
+            StoreCmd::Sync(done) => {
+                let _ = done.send(()); // The waiter may have given up; nothing to undo.
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Batch {
+    fn take(&mut self, cmd: StoreCmd) {
+        match cmd {
+            StoreCmd::Insert { msg, reply } => self.inserts.push((msg, reply)),
+            StoreCmd::Status { update, reply } => self.updates.push((update, reply)),
+            StoreCmd::Stop => self.stop = true,
+            other => self.after.push(other),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.inserts.len() + self.updates.len() + self.after.len()
+    }
+}

@@ -1,0 +1,40 @@
+//! Step 2: the store committed (or refused); the sender's connection hears of it.
+
+use std::rc::Rc;
+
+use crate::backend::store::{InsertResult, NewMessage};
+use crate::protocol::{encode_accepted, encode_error, ErrorCode, Status};
+use crate::shard::Shard;
+use crate::socket::outbox::Out;
+
+/// A committed insert: `accepted` to the sending connection, then route a new message.
+/// A duplicate `client_msg_id` answers with the original id and status and routes nothing.
+pub fn on_inserted(shard: &Rc<Shard>, conn: u64, msg: NewMessage, result: InsertResult) {
+    shard.end_work();
+    let cmid = msg.client_msg_id.as_deref();
+    let frame = match &result {
+        InsertResult::Inserted { .. } => encode_accepted(&msg.id, cmid, Status::None),
+        InsertResult::Duplicate { id, status } => encode_accepted(id, cmid, *status),
+    };
+    // The sender may have disconnected; the message is stored and routed all the same.
+    shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
+    if let InsertResult::Inserted { seq } = result {
+        super::route::spawn_route(shard, msg, seq);
+    }
+}
+
+/// The store could not commit: nothing was stored, the client may resend.
+pub fn on_insert_failed(shard: &Rc<Shard>, conn: u64, msg: NewMessage, error: &str) {
+    shard.end_work();
+    tracing::warn!(shard = shard.id, conn, error, "insert failed");
+    let text = "the store failed; message not stored, resend it with the same client_msg_id";
+    let frame = encode_error(ErrorCode::StoreUnavailable, text, msg.client_msg_id.as_deref(), None);
+    shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
+}
+
+/// An ack named a message that is not addressed to the acking user.
+pub fn on_ack_refused(shard: &Rc<Shard>, conn: u64, id: &str) {
+    let text = "no message with this id is addressed to you";
+    let frame = encode_error(ErrorCode::NotRecipient, text, None, Some(id));
+    shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
+}

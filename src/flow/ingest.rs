@@ -1,0 +1,67 @@
+//! Step 1: a text frame from a client becomes a store command.
+
+use std::rc::Rc;
+
+use crate::backend::store::{NewMessage, ReplyTo, StatusUpdate, StoreCmd, SubmitError};
+use crate::protocol::{
+    decode_client_frame, encode_error, now_micros, ClientFrame, ErrorCode, SendFrame, Status,
+};
+use crate::shard::Shard;
+use crate::socket::outbox::Out;
+
+use super::submit::{submit, INSERT_PATIENCE, STATUS_PATIENCE};
+
+/// Handles one text frame of connection `conn`, authenticated as `user`.
+pub async fn on_text(shard: &Rc<Shard>, conn: u64, user: &str, text: &str) {
+    match decode_client_frame(text, user, shard.settings().limits) {
+        Ok(ClientFrame::Send(send)) => store_send(shard, conn, user, send).await,
+        Ok(ClientFrame::Ack { id }) => ack(shard, conn, user, &id).await,
+        Err(e) => {
+            let frame = encode_error(e.code, &e.message, e.client_msg_id.as_deref(), None);
+            shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
+        }
+    }
+}
+
+async fn store_send(shard: &Rc<Shard>, conn: u64, user: &str, send: SendFrame<'_>) {
+    let msg = NewMessage {
+        id: uuid::Uuid::now_v7().to_string(),
+        sender_id: user.to_owned(),
+        reciever_id: send.reciever_id.into_owned(),
+        client_msg_id: send.client_msg_id.map(|c| c.into_owned()),
+        payload: send.payload.into_owned(),
+        created_at: now_micros(),
+    };
+    let reply = ReplyTo { shard: shard.id, conn };
+    shard.begin_work();
+    let Err(e) = submit(shard, StoreCmd::Insert { msg, reply }, INSERT_PATIENCE).await else {
+        return; // Answered by the store thread after the commit (flow::accept).
+    };
+    shard.end_work();
+    let (code, cmd) = match e {
+        SubmitError::Full(cmd) => (ErrorCode::Overloaded, cmd),
+        SubmitError::Stopped(cmd) => (ErrorCode::StoreUnavailable, cmd),
+    };
+    let cmid = match &cmd {
+        StoreCmd::Insert { msg, .. } => msg.client_msg_id.clone(),
+        _ => None,
+    };
+    tracing::warn!(shard = shard.id, conn, ?code, "insert refused before storing");
+    let text = "message not stored; resend it later with the same client_msg_id";
+    let frame = encode_error(code, text, cmid.as_deref(), None);
+    shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
+}
+
+async fn ack(shard: &Rc<Shard>, conn: u64, user: &str, id: &str) {
+    let update = StatusUpdate {
+        id: id.to_owned(),
+        status: Status::Delivered,
+        recipient: Some(user.to_owned()),
+        at: now_micros(),
+    };
+    let reply = Some(ReplyTo { shard: shard.id, conn });
+    if submit(shard, StoreCmd::Status { update, reply }, STATUS_PATIENCE).await.is_err() {
+        // The message stays below DELIVERED and is replayed on the next connect.
+        tracing::warn!(shard = shard.id, conn, "ack not recorded: store queue full or stopped");
+    }
+}

@@ -1,0 +1,20 @@
+//! The message path, one file per step, in the order a message travels:
+//!
+//! 1. [`ingest`]: a decoded client frame becomes a store command (socket read → store).
+//! 2. [`accept`]: the store committed; the sender gets `accepted` (store → sender).
+//! 3. [`route`]: the recipient's locations are looked up and the message is produced to each
+//!    (route → produce); success moves it to SENT.
+//! 4. [`consume`]: on the owning core, the envelope reaches the recipient's outboxes
+//!    (consume → socket write; the writer lives in `socket::writer`).
+//! 5. [`status`]: committed status changes travel back to the sender's devices.
+//!
+//! [`replay`] is the offline path: a connecting recipient first receives what is stored for
+//! them. [`submit`] is the non-blocking hand-off to the store thread that every step uses.
+
+pub mod accept;
+pub mod consume;
+pub mod ingest;
+pub mod replay;
+pub mod route;
+pub mod status;
+pub mod submit;

@@ -1,0 +1,43 @@
+//! Step 5: statuses. Requests go to the store; committed changes come back from it and are
+//! sent to the sender's devices. Because only committed changes are announced, and the store
+//! applies them in order with "never backwards" guards, a sender never sees a status regress.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::backend::bus::Envelope;
+use crate::backend::store::{StatusChange, StatusUpdate, StoreCmd};
+use crate::protocol::{encode_status, now_micros, Status};
+use crate::shard::Shard;
+
+use super::submit::{submit, STATUS_PATIENCE};
+
+/// Asks the store to move `id` forward to `status`.
+pub async fn advance(shard: &Shard, id: &str, status: Status) {
+    let update = StatusUpdate {
+        id: id.to_owned(),
+        status,
+        recipient: None,
+        at: now_micros(),
+    };
+    if let Err(e) = submit(shard, StoreCmd::Status { update, reply: None }, STATUS_PATIENCE).await {
+        // Not lost: the message stays at its lower status and is replayed.
+        tracing::warn!(shard = shard.id, ?e, "status update not queued");
+    }
+}
+
+/// A committed change reached the sender's home shard: tell the sender's devices.
+pub fn on_status_changed(shard: &Rc<Shard>, change: StatusChange) {
+    let env = Arc::new(Envelope {
+        user: change.sender_id,
+        frame: encode_status(&change.id, change.status).into(),
+        message_id: None,
+        seq: 0,
+    });
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let user = env.user.clone();
+        super::route::deliver_to_user(&shard, &user, env).await;
+    })
+    .detach();
+}

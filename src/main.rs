@@ -1,0 +1,23 @@
+//! The `distrisocks` binary: parse configuration, run a pod until SIGINT/SIGTERM.
+
+use clap::Parser;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let config = distrisocks::Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DISTRISOCKS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = distrisocks::Shutdown::on_signals()
+        .map_err(|e| e.to_string())
+        .and_then(|s| distrisocks::run(config, s).map_err(|e| e.to_string()));
+    if let Err(e) = result {
+        eprintln!("distrisocks: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,205 @@
+//! The pod: starts the store thread and one pinned executor per shard, and stops them in two
+//! phases (every shard drains, then every inbox closes, then the store flushes and stops).
+
+mod core;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::auth::Authenticator;
+use crate::backend::routes::home_shard;
+use crate::backend::store::{spawn_writer, EventSink, SqliteStore, StoreEvent, StoreHandle, StoreTuning};
+use crate::config::{AuthMode, Config, ConfigError};
+use crate::protocol::Limits;
+use crate::shard::{Mesh, PodShared, Settings, ShardMsg};
+use core::{core_main, CoreStart};
+
+/// Why a pod could not start. Printed as one line by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] crate::backend::store::StoreError),
+    #[error("{0}")]
+    Listen(String),
+    #[error("cannot start executor for shard {0}: {1}")]
+    Executor(usize, String),
+}
+
+/// A running pod. Dropping it without [`Pod::shutdown`] leaves its threads running.
+pub struct Pod {
+    addr: SocketAddr,
+    mesh: Mesh,
+    store: StoreHandle,
+    executors: Vec<glommio::ExecutorJoinHandle<()>>,
+    store_thread: Option<JoinHandle<()>>,
+    drained: crossbeam_channel::Receiver<usize>,
+}
+
+/// Forwards store outcomes to shard inboxes: replies to the origin shard, status changes to
+/// the sender's home shard (which routes them to the sender's devices).
+struct MeshSink {
+    mesh: Mesh,
+}
+
+impl EventSink for MeshSink {
+    fn emit(&self, event: StoreEvent) {
+        let shard = match &event {
+            StoreEvent::Inserted { reply, .. }
+            | StoreEvent::InsertFailed { reply, .. }
+            | StoreEvent::AckRefused { reply, .. } => reply.shard,
+            StoreEvent::StatusChanged(c) => home_shard(&c.sender_id, self.mesh.len()),
+        };
+        if self.mesh[shard].send_blocking(ShardMsg::Store(event)).is_err() {
+            // Only during shutdown, after the shard stopped: the outcome is durable already.
+            tracing::debug!(shard, "store outcome for a stopped shard dropped");
+        }
+    }
+}
+
+impl Pod {
+    /// Starts a pod and returns once every shard listens.
+    pub fn start(config: Config) -> Result<Pod, StartError> {
+        config.validate()?;
+        let settings = settings(&config)?;
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+        let store = SqliteStore::open(dir, config.tuning.store_full_sync)?;
+        let shards = config.shard_count();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| async_channel::bounded(config.tuning.shard_inbox)).unzip();
+        let mesh: Mesh = Arc::new(senders);
+        let tuning = StoreTuning {
+            queue: config.tuning.store_queue,
+            batch_max: config.tuning.store_batch_max,
+        };
+        let (store, store_thread) = spawn_writer(store, MeshSink { mesh: mesh.clone() }, tuning);
+        let pod = Arc::new(PodShared { settings, mesh: mesh.clone(), store: store.clone() });
+        let (drained_tx, drained) = crossbeam_channel::unbounded();
+        let mut started = Pod {
+            addr: config.listen,
+            mesh,
+            store,
+            executors: Vec::new(),
+            store_thread: Some(store_thread),
+            drained,
+        };
+        for (id, inbox) in receivers.into_iter().enumerate() {
+            let start = CoreStart {
+                id,
+                pod: pod.clone(),
+                inbox,
+                listen: started.addr,
+                bound: crossbeam_channel::bounded(1).0,
+                drained: drained_tx.clone(),
+            };
+            if let Err(e) = started.start_core(start) {
+                started.shutdown();
+                return Err(e);
+            }
+        }
+        tracing::info!(addr = %started.addr, shards, "pod started");
+        Ok(started)
+    }
+
+    /// Starts one executor; the first one resolves port 0 for the others.
+    fn start_core(&mut self, mut start: CoreStart) -> Result<(), StartError> {
+        let id = start.id;
+        let (bound_tx, bound_rx) = crossbeam_channel::bounded(1);
+        start.bound = bound_tx;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(id % cpus))
+            .name(&format!("shard-{id}"))
+            .spawn(move || core_main(start))
+            .map_err(|e| StartError::Executor(id, e.to_string()))?;
+        self.executors.push(handle);
+        match bound_rx.recv() {
+            Ok(Ok(addr)) => {
+                self.addr = addr;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(StartError::Listen(e)),
+            Err(_) => Err(StartError::Executor(id, "executor ended before binding".into())),
+        }
+    }
+
+    /// The address every shard listens on (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to the store thread, for tools and tests (`sync` waits for commits).
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    /// Graceful stop: drain every shard, close inboxes, flush and stop the store.
+    pub fn shutdown(mut self) {
+        let shards = self.executors.len();
+        for inbox in self.mesh.iter().take(shards) {
+            let _ = inbox.send_blocking(ShardMsg::Shutdown); // Closed: that shard is gone.
+        }
+        let wait = Duration::from_secs(30);
+        for _ in 0..shards {
+            if self.drained.recv_timeout(wait).is_err() {
+                tracing::warn!("a shard did not finish draining in time");
+                break;
+            }
+        }
+        for inbox in self.mesh.iter() {
+            inbox.close();
+        }
+        for handle in self.executors.drain(..) {
+            if let Err(e) = handle.join() {
+                tracing::error!(error = %e, "shard thread failed");
+            }
+        }
+        self.store.sync();
+        let _ = self.store.try_submit(crate::backend::store::StoreCmd::Stop);
+        if let Some(t) = self.store_thread.take() {
+            let _ = t.join();
+        }
+        tracing::info!("pod stopped");
+    }
+}
+
+fn settings(config: &Config) -> Result<Settings, StartError> {
+    let t = &config.tuning;
+    let ws = WebSocketConfig::default()
+        .read_buffer_size(t.read_buffer_bytes)
+        .write_buffer_size(t.write_buffer_bytes)
+        .max_write_buffer_size(t.write_buffer_bytes.max(t.max_message_bytes) * 2)
+        .max_message_size(Some(t.max_message_bytes))
+        .max_frame_size(Some(t.max_message_bytes));
+    let echo_ws = config.echo.then(|| {
+        ws.max_message_size(Some(t.echo_max_message_bytes))
+            .max_frame_size(Some(t.echo_max_message_bytes))
+            .max_write_buffer_size(t.echo_max_message_bytes * 2)
+    });
+    let auth = match config.auth_mode()? {
+        AuthMode::Jwt => Authenticator::Jwt {
+            secret: config.jwt_secret.clone().unwrap_or_default().into_bytes(),
+        },
+        AuthMode::Dev => {
+            tracing::warn!("dev auth: user ids are taken from ?user_id= without any check");
+            Authenticator::Dev
+        }
+    };
+    Ok(Settings {
+        pod_id: config.pod_id.as_str().into(),
+        auth,
+        limits: Limits { max_payload_bytes: t.max_payload_bytes },
+        ws,
+        echo_ws,
+        delivery: config.delivery_confirm,
+        tuning: t.clone(),
+    })
+}

@@ -1,0 +1,68 @@
+//! Every client-visible error code and close code, in one place.
+//!
+//! These strings and numbers are the contract with clients (see `docs/PROTOCOL.md`): they never
+//! change meaning. Internal errors are mapped onto them at the edge, never shown raw.
+
+use serde::Serialize;
+
+/// Stable code carried in `{"type":"error","code":...}` frames. Every one of them leaves the
+/// connection open: the client may correct itself and go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The text frame is not valid JSON.
+    MalformedJson,
+    /// Valid JSON, but not an object of the expected shape (wrong field types, not an object).
+    InvalidFrame,
+    /// `type` names no frame of protocol v1.
+    UnknownType,
+    /// A send frame without `reciever_id` (or `receiver_id`), or with an empty one.
+    MissingRecipient,
+    /// The recipient id is longer than 128 bytes or contains control characters.
+    InvalidRecipient,
+    /// A send frame without a `payload` string.
+    MissingPayload,
+    /// The payload is longer than the configured `--max-payload-bytes`.
+    PayloadTooLarge,
+    /// `sender_id` is present and differs from the authenticated user: nothing was stored.
+    SenderMismatch,
+    /// `client_msg_id` is empty or longer than 128 bytes.
+    InvalidClientMsgId,
+    /// An ack frame without an `id`.
+    MissingId,
+    /// An ack for a message that does not exist or is not addressed to this user.
+    NotRecipient,
+    /// The pod's store queue is full: the message was not stored; resend it (same
+    /// `client_msg_id`) after a short pause.
+    Overloaded,
+    /// The store failed to commit the batch: the message was not stored; resend it.
+    StoreUnavailable,
+}
+
+impl ErrorCode {
+    /// Whether a client may resend the very same frame later and expect success.
+    pub fn retryable(self) -> bool {
+        matches!(self, ErrorCode::Overloaded | ErrorCode::StoreUnavailable)
+    }
+}
+
+/// WebSocket close codes the pod sends. 1xxx are RFC 6455 codes; 4xxx are ours.
+pub mod close {
+    /// The pod is shutting down (or restarting): reconnect, to this or another pod.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Framing error detected by the WebSocket layer.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A binary frame: protocol v1 is JSON text frames only.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A text frame that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A frame or message above `--max-message-bytes`.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// An unexpected server-side failure on this connection.
+    pub const INTERNAL_ERROR: u16 = 1011;
+    /// No pong (or any other frame) within `--pong-timeout-ms` after a ping.
+    pub const PING_TIMEOUT: u16 = 4001;
+    /// The connection's outbound queue overflowed (the client reads too slowly). Undelivered
+    /// messages stay stored and are replayed on reconnect.
+    pub const SLOW_CONSUMER: u16 = 4008;
+}

@@ -1,0 +1,190 @@
+//! Client frame decoding and validation (everything that can be checked without the store).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::{valid_user_id, ErrorCode, MAX_ID_BYTES};
+
+/// Size limits applied while decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest accepted `payload`, in bytes of its decoded UTF-8.
+    pub max_payload_bytes: usize,
+}
+
+/// A decoded client frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientFrame<'a> {
+    /// The seed's send frame.
+    Send(SendFrame<'a>),
+    /// A recipient device confirms a message.
+    Ack { id: Cow<'a, str> },
+}
+
+/// A validated send frame. `sender_id` is already checked against the authenticated user.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SendFrame<'a> {
+    pub payload: Cow<'a, str>,
+    pub reciever_id: Cow<'a, str>,
+    pub client_msg_id: Option<Cow<'a, str>>,
+}
+
+/// Why a frame was refused; becomes an error frame carrying `client_msg_id` when one was read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawFrame<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    payload: Option<Cow<'a, str>>,
+    #[serde(borrow, default, alias = "receiver_id")]
+    reciever_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    sender_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    client_msg_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+}
+
+/// Decodes one text frame sent by `user`.
+pub fn decode_client_frame<'a>(
+    text: &'a str,
+    user: &str,
+    limits: Limits,
+) -> Result<ClientFrame<'a>, DecodeError> {
+    let raw: RawFrame<'a> = serde_json::from_str(text).map_err(json_error)?;
+    match raw.kind.as_deref() {
+        None | Some("send") => validate_send(raw, user, limits).map(ClientFrame::Send),
+        Some("ack") => match raw.id {
+            Some(id) if !id.is_empty() => Ok(ClientFrame::Ack { id }),
+            _ => Err(err(ErrorCode::MissingId, "ack frame needs a non-empty \"id\"", None)),
+        },
+        Some(other) => Err(err(
+            ErrorCode::UnknownType,
+            &format!("unknown frame type {:?}", truncate(other)),
+            raw.client_msg_id.as_deref(),
+        )),
+    }
+}
+
+fn validate_send<'a>(
+    raw: RawFrame<'a>,
+    user: &str,
+    limits: Limits,
+) -> Result<SendFrame<'a>, DecodeError> {
+    let cmid = raw.client_msg_id.as_deref();
+    if let Some(c) = cmid {
+        if c.is_empty() || c.len() > MAX_ID_BYTES {
+            let msg = "client_msg_id must be 1 to 128 bytes";
+            return Err(err(ErrorCode::InvalidClientMsgId, msg, None));
+        }
+    }
+    let to = match raw.reciever_id.as_deref() {
+        None | Some("") => {
+            let msg = "send frame needs a non-empty \"reciever_id\"";
+            return Err(err(ErrorCode::MissingRecipient, msg, cmid));
+        }
+        Some(to) => to,
+    };
+    if !valid_user_id(to) {
+        let msg = "reciever_id must be at most 128 bytes without control characters";
+        return Err(err(ErrorCode::InvalidRecipient, msg, cmid));
+    }
+    if raw.sender_id.as_deref().is_some_and(|s| s != user) {
+        let msg = "sender_id differs from the authenticated user; nothing was stored";
+        return Err(err(ErrorCode::SenderMismatch, msg, cmid));
+    }
+    let Some(payload) = raw.payload else {
+        return Err(err(ErrorCode::MissingPayload, "send frame needs a \"payload\" string", cmid));
+    };
+    if payload.len() > limits.max_payload_bytes {
+        let msg = format!("payload exceeds {} bytes", limits.max_payload_bytes);
+        return Err(err(ErrorCode::PayloadTooLarge, &msg, cmid));
+    }
+    Ok(SendFrame {
+        payload,
+        reciever_id: raw.reciever_id.unwrap_or_default(),
+        client_msg_id: raw.client_msg_id,
+    })
+}
+
+fn json_error(e: serde_json::Error) -> DecodeError {
+    use serde_json::error::Category;
+    let code = match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ErrorCode::MalformedJson,
+        Category::Data => ErrorCode::InvalidFrame,
+    };
+    err(code, &e.to_string(), None)
+}
+
+fn err(code: ErrorCode, message: &str, client_msg_id: Option<&str>) -> DecodeError {
+    DecodeError {
+        code,
+        message: message.to_owned(),
+        client_msg_id: client_msg_id.map(str::to_owned),
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(32);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: Limits = Limits { max_payload_bytes: 8 };
+
+    fn code(text: &str) -> ErrorCode {
+        decode_client_frame(text, "alice", L).unwrap_err().code
+    }
+
+    #[test]
+    fn decodes_the_seed_send_frame_and_its_alias() {
+        let f = r#"{"payload":"hi","reciever_id":"bob","sender_id":"alice","client_msg_id":"c-1"}"#;
+        let ClientFrame::Send(s) = decode_client_frame(f, "alice", L).unwrap() else {
+            panic!("not a send")
+        };
+        assert_eq!((&*s.payload, &*s.reciever_id), ("hi", "bob"));
+        assert_eq!(s.client_msg_id.as_deref(), Some("c-1"));
+        let f = r#"{"type":"send","payload":"hi","receiver_id":"bob"}"#;
+        assert!(matches!(decode_client_frame(f, "alice", L), Ok(ClientFrame::Send(_))));
+    }
+
+    #[test]
+    fn refuses_bad_send_frames_with_stable_codes() {
+        assert_eq!(code("{nope"), ErrorCode::MalformedJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidFrame);
+        assert_eq!(code(r#"{"payload":5,"reciever_id":"b"}"#), ErrorCode::InvalidFrame);
+        assert_eq!(code(r#"{"type":"shout"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"payload":"x"}"#), ErrorCode::MissingRecipient);
+        assert_eq!(code(r#"{"payload":"x","reciever_id":""}"#), ErrorCode::MissingRecipient);
+        assert_eq!(code(r#"{"payload":"x","reciever_id":"a\u0001"}"#), ErrorCode::InvalidRecipient);
+        assert_eq!(code(r#"{"reciever_id":"bob"}"#), ErrorCode::MissingPayload);
+        assert_eq!(code(r#"{"payload":"123456789","reciever_id":"b"}"#), ErrorCode::PayloadTooLarge);
+        let spoof = r#"{"payload":"x","reciever_id":"b","sender_id":"mallory","client_msg_id":"k"}"#;
+        let e = decode_client_frame(spoof, "alice", L).unwrap_err();
+        assert_eq!((e.code, e.client_msg_id.as_deref()), (ErrorCode::SenderMismatch, Some("k")));
+        assert_eq!(code(r#"{"type":"ack"}"#), ErrorCode::MissingId);
+        assert_eq!(code(r#"{"payload":"x","reciever_id":"b","client_msg_id":""}"#), ErrorCode::InvalidClientMsgId);
+    }
+
+    #[test]
+    fn payload_limit_counts_decoded_bytes() {
+        // Six escaped characters decode to one two-byte character.
+        let f = r#"{"payload":"\u00e9\u00e9\u00e9\u00e9","reciever_id":"b"}"#;
+        assert!(decode_client_frame(f, "alice", L).is_ok());
+    }
+}

@@ -1,0 +1,68 @@
+//! The shard's slice of the connection map: user → that user's connections on this shard.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::socket::outbox::{Out, Outbox};
+
+/// One live connection, as the shard sees it.
+pub struct ConnEntry {
+    pub user: Rc<str>,
+    pub outbox: Rc<RefCell<Outbox>>,
+}
+
+/// See the module doc.
+#[derive(Default)]
+pub struct Conns {
+    by_id: HashMap<u64, ConnEntry>,
+    by_user: HashMap<Rc<str>, Vec<u64>>,
+}
+
+impl Conns {
+    pub fn insert(&mut self, id: u64, user: Rc<str>, outbox: Rc<RefCell<Outbox>>) {
+        self.by_user.entry(user.clone()).or_default().push(id);
+        self.by_id.insert(id, ConnEntry { user, outbox });
+    }
+
+    pub fn remove(&mut self, id: u64) {
+        let Some(entry) = self.by_id.remove(&id) else {
+            return;
+        };
+        if let Some(ids) = self.by_user.get_mut(&entry.user) {
+            ids.retain(|c| *c != id);
+            if ids.is_empty() {
+                self.by_user.remove(&entry.user);
+            }
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<&ConnEntry> {
+        self.by_id.get(&id)
+    }
+
+    /// Outboxes of every connection of `user` on this shard.
+    pub fn outboxes_of(&self, user: &str) -> Vec<Rc<RefCell<Outbox>>> {
+        self.by_user
+            .get(user)
+            .map(|ids| ids.iter().filter_map(|id| self.by_id.get(id)).map(|e| e.outbox.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Queues a frame for one connection; false if it is gone or overflowed.
+    pub fn push_to(&self, id: u64, out: Out) -> bool {
+        self.by_id.get(&id).is_some_and(|e| e.outbox.borrow_mut().push(out))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn all_outboxes(&self) -> Vec<Rc<RefCell<Outbox>>> {
+        self.by_id.values().map(|e| e.outbox.clone()).collect()
+    }
+}

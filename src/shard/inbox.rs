@@ -1,0 +1,57 @@
+//! The shard's inbox loop: everything that reaches a core from outside arrives here.
+//!
+//! The loop never awaits another shard or the store (that could deadlock two shards with full
+//! inboxes); work that must wait is spawned as its own task.
+
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+
+use super::{Shard, ShardMsg};
+use crate::backend::store::StoreEvent;
+use crate::flow;
+
+/// Runs until the inbox is closed. `shutdown` fires on the first [`ShardMsg::Shutdown`].
+pub async fn run_inbox(
+    shard: Rc<Shard>,
+    rx: async_channel::Receiver<ShardMsg>,
+    shutdown: oneshot::Sender<()>,
+) {
+    let mut shutdown = Some(shutdown);
+    while let Ok(msg) = rx.recv().await {
+        match msg {
+            ShardMsg::Store(event) => on_store_event(&shard, event),
+            ShardMsg::Deliver(env) => flow::consume::deliver_local(&shard, env),
+            ShardMsg::RouteAdd { user, shard: at, done } => {
+                shard.directory.borrow_mut().add(&user, at);
+                // The registering connection may have gone meanwhile; its removal follows.
+                let _ = done.send(());
+            }
+            ShardMsg::RouteRemove { user, shard: at } => {
+                shard.directory.borrow_mut().remove(&user, at)
+            }
+            ShardMsg::RouteLookup { user, reply } => {
+                // A dropped receiver means the asking task ended; nothing to answer.
+                let _ = reply.send(shard.directory.borrow().shards_of(&user));
+            }
+            ShardMsg::Shutdown => {
+                if let Some(tx) = shutdown.take() {
+                    let _ = tx.send(()); // The shard's main task is the only listener.
+                }
+            }
+        }
+    }
+}
+
+fn on_store_event(shard: &Rc<Shard>, event: StoreEvent) {
+    match event {
+        StoreEvent::Inserted { reply, msg, result } => {
+            flow::accept::on_inserted(shard, reply.conn, msg, result)
+        }
+        StoreEvent::InsertFailed { reply, msg, error } => {
+            flow::accept::on_insert_failed(shard, reply.conn, msg, &error)
+        }
+        StoreEvent::StatusChanged(change) => flow::status::on_status_changed(shard, change),
+        StoreEvent::AckRefused { reply, id } => flow::accept::on_ack_refused(shard, reply.conn, &id),
+    }
+}

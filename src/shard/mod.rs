@@ -1,0 +1,144 @@
+//! Cores and channels: one [`Shard`] per executor thread, owning its slice of the pod.
+//!
+//! Nothing here is shared between shards except immutable settings and channel senders:
+//! a shard's connections, its slice of the embedded route table and its counters live in
+//! `RefCell`/`Cell`s that only its own executor touches. Shards talk through bounded
+//! `async-channel` inboxes ([`ShardMsg`]); the store thread answers through the same inboxes.
+
+mod conns;
+mod inbox;
+mod local;
+
+pub use conns::{ConnEntry, Conns};
+pub use inbox::run_inbox;
+pub use local::{LocalBus, LocalRoutes};
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::auth::Authenticator;
+use crate::backend::bus::{Bus, Envelope};
+use crate::backend::routes::{Directory, RouteTable};
+use crate::backend::store::{StoreEvent, StoreHandle};
+use crate::backend::Location;
+use crate::config::{DeliveryConfirm, Tuning};
+use crate::protocol::Limits;
+
+/// A message between shards, or from the store thread to a shard.
+pub enum ShardMsg {
+    /// An outcome of the store thread for this shard.
+    Store(StoreEvent),
+    /// A frame for the local connections of `env.user` (step 5: consume on the owning core).
+    Deliver(Arc<Envelope>),
+    /// Embedded route table: `user` gained a connection on `shard`; `done` fires once visible.
+    RouteAdd {
+        user: String,
+        shard: u16,
+        done: oneshot::Sender<()>,
+    },
+    /// Embedded route table: `user` lost a connection on `shard`.
+    RouteRemove { user: String, shard: u16 },
+    /// Embedded route table: which shards hold connections of `user`?
+    RouteLookup {
+        user: String,
+        reply: oneshot::Sender<Vec<u16>>,
+    },
+    /// Begin the graceful shutdown of this shard.
+    Shutdown,
+}
+
+/// Sender side of every shard's inbox, indexed by shard.
+pub type Mesh = Arc<Vec<async_channel::Sender<ShardMsg>>>;
+
+/// Immutable, pod-wide settings derived once from the configuration.
+pub struct Settings {
+    pub pod_id: Arc<str>,
+    pub auth: Authenticator,
+    pub limits: Limits,
+    pub ws: WebSocketConfig,
+    pub echo_ws: Option<WebSocketConfig>,
+    pub delivery: DeliveryConfirm,
+    pub tuning: Tuning,
+}
+
+/// What every shard can reach: settings, the mesh and the store thread.
+pub struct PodShared {
+    pub settings: Settings,
+    pub mesh: Mesh,
+    pub store: StoreHandle,
+}
+
+/// One core's state. Owned by its executor through `Rc`; see the module doc.
+pub struct Shard {
+    pub id: usize,
+    pub pod: Arc<PodShared>,
+    /// Live connections on this shard. Dropped entries end nothing by themselves: each
+    /// connection task removes its own entry when it ends.
+    pub conns: RefCell<Conns>,
+    /// This shard's slice of the embedded route table (users whose home shard this is).
+    pub directory: Rc<RefCell<Directory>>,
+    pub routes: Box<dyn RouteTable>,
+    pub bus: Box<dyn Bus>,
+    /// Messages handed to the store or being routed and not finished yet; shutdown waits
+    /// for zero within its patience window.
+    pub in_flight: Cell<usize>,
+    /// Set at shutdown: readers stop taking new frames.
+    pub draining: Cell<bool>,
+    next_conn: Cell<u64>,
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        pod: Arc<PodShared>,
+        directory: Rc<RefCell<Directory>>,
+        routes: Box<dyn RouteTable>,
+        bus: Box<dyn Bus>,
+    ) -> Self {
+        Shard {
+            id,
+            pod,
+            conns: RefCell::new(Conns::default()),
+            directory,
+            routes,
+            bus,
+            in_flight: Cell::new(0),
+            draining: Cell::new(false),
+            next_conn: Cell::new(1),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.pod.settings
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.pod.mesh.len()
+    }
+
+    /// This shard as a route location.
+    pub fn location(&self) -> Location {
+        Location {
+            pod: self.pod.settings.pod_id.clone(),
+            shard: self.id as u16,
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        let id = self.next_conn.get();
+        self.next_conn.set(id + 1);
+        id
+    }
+
+    pub fn begin_work(&self) {
+        self.in_flight.set(self.in_flight.get() + 1);
+    }
+
+    pub fn end_work(&self) {
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+    }
+}

@@ -1,0 +1,130 @@
+//! The upgrade: read the request head within the handshake timeout, answer plain HTTP or
+//! authenticate and switch protocols.
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use super::http::{parse_head, plain, switching_protocols, Head, Target};
+use crate::auth::Credentials;
+use crate::shard::Shard;
+
+/// A completed upgrade. `rest` holds bytes read past the request head (an eager first frame).
+pub enum Upgraded {
+    Ws { user: String, rest: Vec<u8> },
+    Echo { rest: Vec<u8> },
+}
+
+/// What to do with a parsed head.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer with this complete response and close.
+    Respond(String),
+    /// Upgrade to the messaging socket as this user.
+    Ws(String),
+    /// Upgrade to the echo socket.
+    Echo,
+}
+
+/// Runs the whole upgrade under `--handshake-timeout-ms`; `None` means the connection ends.
+pub async fn handshake(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
+    let limit = shard.settings().tuning.handshake_timeout();
+    let upgrade = glommio::timer::timeout(limit, async { Ok(negotiate(shard, stream).await) });
+    match upgrade.await {
+        Ok(u) => u,
+        Err(_) => {
+            tracing::debug!(shard = shard.id, "handshake timed out");
+            None
+        }
+    }
+}
+
+async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
+    let (head, rest) = match read_head(stream).await {
+        Ok(Some(h)) => h,
+        Ok(None) => return None,
+        Err(response) => {
+            let _ = stream.write_all(response.as_bytes()).await; // Best effort: we close anyway.
+            return None;
+        }
+    };
+    let decision = decide(shard, &head);
+    let response = match &decision {
+        Decision::Respond(r) => r.clone(),
+        _ => switching_protocols(head.ws_key.as_deref().unwrap_or_default(), shard.id),
+    };
+    stream.write_all(response.as_bytes()).await.ok()?;
+    match decision {
+        Decision::Respond(_) => None,
+        Decision::Ws(user) => Some(Upgraded::Ws { user, rest }),
+        Decision::Echo => Some(Upgraded::Echo { rest }),
+    }
+}
+
+/// Reads until the head is complete. `Ok(None)`: the peer went away; `Err`: answer and close.
+async fn read_head(stream: &mut TcpStream) -> Result<Option<(Head, Vec<u8>)>, String> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        match parse_head(&buf) {
+            Ok(Some((head, len))) => return Ok(Some((head, buf.split_off(len)))),
+            Ok(None) => continue,
+            Err(e) => {
+                let status = match e {
+                    super::http::HeadError::TooLarge => (431, "Request Header Fields Too Large"),
+                    super::http::HeadError::Malformed => (400, "Bad Request"),
+                };
+                return Err(plain(status.0, status.1, "", &format!("{e}\n")));
+            }
+        }
+    }
+}
+
+/// Routing, upgrade checks and authentication, without I/O.
+pub fn decide(shard: &Shard, head: &Head) -> Decision {
+    let settings = shard.settings();
+    let respond = |code, reason, extra: &str, body: &str| {
+        Decision::Respond(plain(code, reason, extra, &format!("{body}\n")))
+    };
+    if !head.method_get {
+        return respond(405, "Method Not Allowed", "Allow: GET\r\n", "only GET is served");
+    }
+    match head.target {
+        Target::Healthz => return respond(200, "OK", "", "ok"),
+        Target::Other => return respond(404, "Not Found", "", "not found"),
+        Target::Echo if settings.echo_ws.is_none() => {
+            return respond(404, "Not Found", "", "not found")
+        }
+        _ => {}
+    }
+    if !head.wants_upgrade {
+        return respond(426, "Upgrade Required", "Upgrade: websocket\r\n", "WebSocket upgrade required");
+    }
+    if !head.version_13 {
+        return respond(426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n", "WebSocket version 13 required");
+    }
+    if head.ws_key.is_none() {
+        return respond(400, "Bad Request", "", "missing Sec-WebSocket-Key");
+    }
+    if head.target == Target::Echo {
+        return Decision::Echo;
+    }
+    let creds = Credentials {
+        bearer: head.bearer.as_deref(),
+        token_param: head.token_param.clone(),
+        user_id_param: head.user_id_param.clone(),
+    };
+    let now = crate::protocol::now_micros() / 1_000_000;
+    match settings.auth.authenticate(&creds, now) {
+        Ok(user) => Decision::Ws(user),
+        Err(e) => {
+            tracing::debug!(shard = shard.id, error = %e, "upgrade refused");
+            let challenge = "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n";
+            respond(401, "Unauthorized", challenge, &e.to_string())
+        }
+    }
+}

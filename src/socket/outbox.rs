@@ -1,0 +1,217 @@
+//! A connection's outbound queue: filled by the shard, drained by the connection's writer task.
+//!
+//! Allocates nothing while idle (the `VecDeque` grows on first use). Overflow policy: a queue
+//! that reaches its capacity means the client reads too slowly; the connection is closed with
+//! 4008 and its undelivered messages stay stored for replay on reconnect. Nothing is dropped
+//! silently.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use tungstenite::Utf8Bytes;
+
+use crate::backend::bus::Envelope;
+use crate::protocol::codes::close;
+
+/// One item for the writer.
+pub enum Out {
+    /// A protocol frame (accepted, status, error).
+    Text(Utf8Bytes),
+    /// A message for this device; in `write` mode its flush marks it DELIVERED.
+    Message(Arc<Envelope>),
+    /// A frame echoed verbatim (the conformance endpoint only).
+    Echo(tungstenite::Message),
+    /// Send a close frame with this code and reason, then stop.
+    Close(u16, &'static str),
+}
+
+/// Live messages held back while stored messages are replayed to a new connection.
+#[derive(Default)]
+pub struct Replay {
+    pub held: Vec<Arc<Envelope>>,
+    /// Held messages were discarded for space; they are stored, so the replay reads again.
+    pub overflowed: bool,
+}
+
+/// See the module doc.
+pub struct Outbox {
+    queue: VecDeque<Out>,
+    cap: usize,
+    abort: Option<(u16, &'static str)>,
+    waker: Option<Waker>,
+    replay: Option<Replay>,
+    /// Highest `seq` a replay sent: live copies at or below it are duplicates.
+    replayed_through: i64,
+    finished: bool,
+}
+
+impl Outbox {
+    pub fn new(cap: usize) -> Self {
+        Outbox {
+            queue: VecDeque::new(),
+            cap,
+            abort: None,
+            waker: None,
+            replay: None,
+            replayed_through: 0,
+            finished: false,
+        }
+    }
+
+    /// Queues `out`; on overflow aborts the connection with 4008 and returns false.
+    pub fn push(&mut self, out: Out) -> bool {
+        if self.finished || self.abort.is_some() {
+            return false;
+        }
+        if self.queue.len() >= self.cap {
+            self.abort(close::SLOW_CONSUMER, "outbound queue overflow");
+            return false;
+        }
+        self.queue.push_back(out);
+        self.wake();
+        true
+    }
+
+    /// Queues a live message, or holds it while a replay is running. A message the replay
+    /// already sent is skipped.
+    pub fn push_live(&mut self, env: Arc<Envelope>) -> bool {
+        if env.message_id.is_some() && env.seq <= self.replayed_through {
+            return true;
+        }
+        let cap = self.cap;
+        match &mut self.replay {
+            Some(r) if r.held.len() >= cap => {
+                r.held.clear();
+                r.overflowed = true;
+                true
+            }
+            Some(r) => {
+                r.held.push(env);
+                true
+            }
+            None => self.push(Out::Message(env)),
+        }
+    }
+
+    /// Queues a close after what is already queued (graceful).
+    pub fn close(&mut self, code: u16, reason: &'static str) {
+        if !self.finished {
+            self.queue.push_back(Out::Close(code, reason));
+            self.wake();
+        }
+    }
+
+    /// Closes ahead of anything queued (the queue is abandoned; its messages stay stored).
+    pub fn abort(&mut self, code: u16, reason: &'static str) {
+        if self.abort.is_none() {
+            self.abort = Some((code, reason));
+            self.wake();
+        }
+    }
+
+    pub fn start_replay(&mut self) {
+        self.replay = Some(Replay::default());
+    }
+
+    /// Records that the replay sent every stored message up to `seq`.
+    pub fn replayed_through(&mut self, seq: i64) {
+        self.replayed_through = self.replayed_through.max(seq);
+    }
+
+    /// Ends the replay and returns what was held meanwhile, less what the replay sent.
+    pub fn end_replay(&mut self) -> Replay {
+        let mut r = self.replay.take().unwrap_or_default();
+        let through = self.replayed_through;
+        r.held.retain(|e| e.message_id.is_none() || e.seq > through);
+        r
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Whether the writer has stopped: nothing pushed now will be written.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Called by the writer when it stops.
+    pub fn finish(&mut self) {
+        self.finished = true;
+        self.queue.clear();
+        self.replay = None;
+    }
+
+    /// The writer's next item: an abort first, then the queue in order.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Out> {
+        if let Some((code, reason)) = self.abort {
+            return Poll::Ready(Out::Close(code, reason));
+        }
+        if let Some(out) = self.queue.pop_front() {
+            return Poll::Ready(out);
+        }
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Pops without waiting, for batching several frames into one flush.
+    pub fn try_next(&mut self) -> Option<Out> {
+        if self.abort.is_some() {
+            return None;
+        }
+        self.queue.pop_front()
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Arc<Envelope> {
+        Arc::new(Envelope {
+            user: "bob".into(),
+            frame: Utf8Bytes::from_static("{}"),
+            message_id: Some("m".into()),
+            seq: 1,
+        })
+    }
+
+    #[test]
+    fn overflow_aborts_with_slow_consumer() {
+        let mut o = Outbox::new(2);
+        assert!(o.push(Out::Text(Utf8Bytes::from_static("a"))));
+        assert!(o.push(Out::Text(Utf8Bytes::from_static("b"))));
+        assert!(!o.push(Out::Text(Utf8Bytes::from_static("c"))));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(o.poll_next(&mut cx), Poll::Ready(Out::Close(close::SLOW_CONSUMER, _))));
+    }
+
+    #[test]
+    fn replay_holds_live_messages_and_flags_overflow() {
+        let mut o = Outbox::new(1);
+        o.start_replay();
+        assert!(o.push_live(env()));
+        assert!(o.is_empty());
+        assert!(o.push_live(env()));
+        let r = o.end_replay();
+        assert!(r.overflowed && r.held.is_empty());
+        assert!(o.push_live(env()));
+        assert_eq!(o.len(), 1);
+    }
+}

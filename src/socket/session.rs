@@ -1,0 +1,97 @@
+//! A messaging connection from upgrade to teardown: register, replay, then read frames into
+//! the message path while the writer task drains the outbox.
+
+use std::cell::{Cell, RefCell};
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use futures::future::{select, FutureExt};
+use futures::StreamExt;
+use glommio::net::TcpStream;
+use tungstenite::protocol::Role;
+use tungstenite::Message;
+
+use super::outbox::Outbox;
+use crate::protocol::codes::close;
+use crate::shard::Shard;
+
+/// How long a closing connection may take to finish its close handshake.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves one authenticated WebSocket of `user`.
+pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>) {
+    let config = shard.settings().ws;
+    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
+    let (sink, mut source) = ws.split();
+    let conn = shard.next_conn_id();
+    let user: Rc<str> = user.into();
+    let outbox = Rc::new(RefCell::new(Outbox::new(shard.settings().tuning.outbound_queue)));
+    let last_seen = Rc::new(Cell::new(Instant::now()));
+    shard.conns.borrow_mut().insert(conn, user.clone(), outbox.clone());
+    tracing::debug!(shard = shard.id, conn, "connection open");
+    let writer = super::writer::spawn(&shard, sink, &outbox, &last_seen, true).shared();
+
+    match crate::flow::replay::register_and_replay(&shard, &user, &outbox).await {
+        Ok(()) => {
+            let reading = read_loop(&shard, conn, &user, &mut source, &last_seen);
+            let writer_done = writer.clone().then(|_| glommio::timer::sleep(CLOSE_GRACE));
+            if let futures::future::Either::Left((Some((code, reason)), _)) =
+                select(pin!(reading), pin!(writer_done)).await
+            {
+                outbox.borrow_mut().abort(code, reason);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(shard = shard.id, conn, error = %e, "connection setup failed");
+            outbox.borrow_mut().abort(close::INTERNAL_ERROR, "setup failed; reconnect");
+        }
+    }
+    outbox.borrow_mut().abort(1000, "");
+    let _ = glommio::timer::timeout(CLOSE_GRACE, writer.map(Ok)).await; // Timed out: drop it.
+    shard.conns.borrow_mut().remove(conn);
+    if let Err(e) = shard.routes.unregister(&user, shard.location()).await {
+        tracing::warn!(shard = shard.id, conn, error = %e, "route removal failed");
+    }
+    tracing::debug!(shard = shard.id, conn, "connection closed");
+}
+
+/// Reads until the peer closes or breaks the protocol; returns the close to send, if any.
+async fn read_loop(
+    shard: &Rc<Shard>,
+    conn: u64,
+    user: &str,
+    source: &mut async_tungstenite::WebSocketReceiver<TcpStream>,
+    last_seen: &Cell<Instant>,
+) -> Option<(u16, &'static str)> {
+    while let Some(item) = source.next().await {
+        last_seen.set(Instant::now());
+        match item {
+            Ok(Message::Text(text)) => {
+                if shard.draining.get() {
+                    return None; // Shutdown: stop taking work; the writer sends 1001.
+                }
+                crate::flow::ingest::on_text(shard, conn, user, text.as_str()).await;
+            }
+            Ok(Message::Binary(_)) => {
+                return Some((close::UNSUPPORTED_DATA, "protocol v1 uses text frames only"))
+            }
+            Ok(Message::Close(_)) => return None,
+            Ok(_) => {} // Ping (answered by tungstenite), pong, raw frame: liveness only.
+            Err(e) => return close_for(&e),
+        }
+    }
+    None
+}
+
+/// The close code for a read error, or `None` when the connection is simply gone.
+pub fn close_for(e: &tungstenite::Error) -> Option<(u16, &'static str)> {
+    use tungstenite::Error as E;
+    match e {
+        E::Capacity(_) => Some((close::MESSAGE_TOO_BIG, "message too big")),
+        E::Utf8(_) => Some((close::INVALID_PAYLOAD, "text frame is not valid UTF-8")),
+        E::Protocol(_) => Some((close::PROTOCOL_ERROR, "WebSocket protocol error")),
+        _ => None,
+    }
+}

@@ -1,0 +1,227 @@
+//! Test harness: real pods on port 0, real WebSocket clients (tungstenite) over real sockets.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use distrisocks::{Config, Pod};
+use serde_json::{json, Value};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A pod with 2 shards on 127.0.0.1:0 storing under `dir`.
+pub fn start_pod(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Pod {
+    let mut c = Config::defaults();
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.shards = Some(2);
+    c.data_dir = dir.to_path_buf();
+    c.tuning.store_full_sync = false;
+    tweak(&mut c);
+    Pod::start(c).expect("pod starts")
+}
+
+/// A unique user id, so that tests sharing nothing never see each other's messages.
+pub fn user(name: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+    pub shard: usize,
+    pub user: String,
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    Http(u16, String),
+    Other(String),
+}
+
+pub fn try_connect(
+    addr: SocketAddr,
+    query: &str,
+    bearer: Option<&str>,
+) -> Result<Client, ConnectError> {
+    let url = format!("ws://{addr}/ws?{query}");
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = bearer {
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let stream = TcpStream::connect(addr).map_err(|e| ConnectError::Other(e.to_string()))?;
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    match tungstenite::client::client(req, stream) {
+        Ok((ws, resp)) => {
+            let shard = resp.headers()["x-distrisocks-shard"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            Ok(Client {
+                ws,
+                shard,
+                user: String::new(),
+            })
+        }
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            let body = r
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned());
+            Err(ConnectError::Http(
+                r.status().as_u16(),
+                body.unwrap_or_default(),
+            ))
+        }
+        Err(e) => Err(ConnectError::Other(e.to_string())),
+    }
+}
+
+impl Client {
+    /// Connects as `user` in dev mode, on whatever shard the kernel picks.
+    pub fn connect(addr: SocketAddr, user: &str) -> Client {
+        let mut c = try_connect(addr, &format!("user_id={user}"), None).expect("connects");
+        c.user = user.to_owned();
+        c
+    }
+
+    /// Connects as `user` until SO_REUSEPORT places the connection on `shard`.
+    pub fn connect_on(addr: SocketAddr, user: &str, shard: usize) -> Client {
+        for _ in 0..200 {
+            let c = Client::connect(addr, user);
+            if c.shard == shard {
+                return c;
+            }
+            drop(c);
+        }
+        panic!("never placed on shard {shard}");
+    }
+
+    pub fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).unwrap();
+    }
+
+    pub fn send_text(&mut self, s: &str) {
+        self.ws.send(Message::text(s)).unwrap();
+    }
+
+    /// Sends the seed's frame to `to` and returns the `accepted` frame.
+    pub fn send_msg(&mut self, to: &str, payload: &str, cmid: Option<&str>) -> Value {
+        let mut f = json!({"payload": payload, "reciever_id": to, "sender_id": self.user});
+        if let Some(c) = cmid {
+            f["client_msg_id"] = json!(c);
+        }
+        self.send(f);
+        let a = self.recv_type("accepted");
+        if let Some(c) = cmid {
+            assert_eq!(a["client_msg_id"], c);
+        }
+        a
+    }
+
+    /// The next JSON text frame; panics on timeout or close.
+    pub fn recv(&mut self) -> Value {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => return serde_json::from_str(t.as_str()).unwrap(),
+                Ok(Message::Close(f)) => panic!("closed by server: {f:?}"),
+                Ok(_) => continue,
+                Err(e) => panic!("{} read failed: {e}", self.user),
+            }
+        }
+    }
+
+    /// The next frame of type `t`, failing on any other type in between.
+    pub fn recv_type(&mut self, t: &str) -> Value {
+        let v = self.recv();
+        assert_eq!(v["type"], t, "unexpected frame {v}");
+        v
+    }
+
+    /// The next frame whose `type` and `id` match, skipping status frames of other messages.
+    pub fn recv_status(&mut self, id: &str, status: &str) {
+        let v = self.recv_type("status");
+        assert_eq!(
+            (v["id"].as_str().unwrap(), v["status"].as_str().unwrap()),
+            (id, status),
+            "{v}"
+        );
+    }
+
+    /// Asserts nothing arrives for `d`.
+    pub fn expect_silence(&mut self, d: Duration) {
+        self.ws.get_mut().set_read_timeout(Some(d)).unwrap();
+        match self.ws.read() {
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+        self.ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+    }
+
+    /// Reads until the server closes; returns its close code.
+    pub fn expect_close(&mut self) -> u16 {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            match self.ws.read() {
+                Ok(Message::Close(Some(f))) => return u16::from(f.code),
+                Ok(Message::Close(None)) => return u16::from(CloseCode::Status),
+                Ok(_) => continue,
+                Err(e) => panic!("connection ended without a close frame: {e}"),
+            }
+        }
+        panic!("no close within {WAIT:?}");
+    }
+
+    pub fn ack(&mut self, id: &str) {
+        self.send(json!({"type": "ack", "id": id}));
+    }
+}
+
+/// Status, sent_at and delivered_at of message `id`, read straight from the SQLite file.
+pub fn stored(dir: &Path, id: &str) -> Option<(String, Option<i64>, Option<i64>)> {
+    let db = rusqlite::Connection::open(dir.join("distrisocks.db")).unwrap();
+    db.query_row(
+        "SELECT status, sent_at, delivered_at FROM messages WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .ok()
+}
+
+/// Rows stored by `sender`.
+pub fn count_from(dir: &Path, sender: &str) -> i64 {
+    let db = rusqlite::Connection::open(dir.join("distrisocks.db")).unwrap();
+    db.query_row(
+        "SELECT count(*) FROM messages WHERE sender_id = ?1",
+        [sender],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Polls `f` until it holds or `WAIT` passes.
+pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
