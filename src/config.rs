@@ -51,7 +51,12 @@ pub struct Config {
     pub jwt_secret: Option<String>,
 
     /// When a message counts as DELIVERED.
-    #[arg(long, env = "DISTRISOCKS_DELIVERY_CONFIRM", value_enum, default_value = "ack")]
+    #[arg(
+        long,
+        env = "DISTRISOCKS_DELIVERY_CONFIRM",
+        value_enum,
+        default_value = "ack"
+    )]
     pub delivery_confirm: DeliveryConfirm,
 
     /// This pod's id: stable across restarts (like a StatefulSet name).
@@ -149,9 +154,8 @@ impl Config {
 
     /// Shards to run: the flag, or the CPUs available.
     pub fn shard_count(&self) -> usize {
-        self.shards.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        })
+        self.shards
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
     /// The authentication mode in force, after defaults.

@@ -24,7 +24,8 @@ struct Claims {
 /// Verifies `token` with `secret` at `now` (seconds since the epoch) and returns its `sub`.
 pub fn verify_hs256(token: &str, secret: &[u8], now: i64) -> Result<String, AuthError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(AuthError::Malformed("a JWT has three dot-separated parts"));
     };
@@ -39,7 +40,8 @@ pub fn verify_hs256(token: &str, secret: &[u8], now: i64) -> Result<String, Auth
     mac.update(h.as_bytes());
     mac.update(b".");
     mac.update(p.as_bytes());
-    mac.verify_slice(&sig).map_err(|_| AuthError::BadSignature)?;
+    mac.verify_slice(&sig)
+        .map_err(|_| AuthError::BadSignature)?;
     let claims: Claims = decode_json(p)?;
     let exp = claims.exp.ok_or(AuthError::MissingExp)?;
     if (now as f64) >= exp {
@@ -55,7 +57,8 @@ fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, AuthError>
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| AuthError::Malformed("header or claims are not base64url"))?;
-    serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed("header or claims are not JSON"))
+    serde_json::from_slice(&bytes)
+        .map_err(|_| AuthError::Malformed("header or claims are not JSON"))
 }
 
 /// Signs `claims` (a JSON object) with HS256. Used by tests, benches and the load generator.
@@ -85,19 +88,37 @@ mod tests {
     #[test]
     fn rejects_wrong_key_expiry_missing_claims_and_alg_none() {
         let t = sign_hs256(r#"{"sub":"alice","exp":1800000060}"#, b"k");
-        assert!(matches!(verify_hs256(&t, b"other", NOW), Err(AuthError::BadSignature)));
+        assert!(matches!(
+            verify_hs256(&t, b"other", NOW),
+            Err(AuthError::BadSignature)
+        ));
         let t = sign_hs256(r#"{"sub":"alice","exp":1799999999}"#, b"k");
-        assert!(matches!(verify_hs256(&t, b"k", NOW), Err(AuthError::Expired)));
+        assert!(matches!(
+            verify_hs256(&t, b"k", NOW),
+            Err(AuthError::Expired)
+        ));
         let t = sign_hs256(r#"{"sub":"alice"}"#, b"k");
-        assert!(matches!(verify_hs256(&t, b"k", NOW), Err(AuthError::MissingExp)));
+        assert!(matches!(
+            verify_hs256(&t, b"k", NOW),
+            Err(AuthError::MissingExp)
+        ));
         let t = sign_hs256(r#"{"exp":1800000060}"#, b"k");
-        assert!(matches!(verify_hs256(&t, b"k", NOW), Err(AuthError::MissingSub)));
+        assert!(matches!(
+            verify_hs256(&t, b"k", NOW),
+            Err(AuthError::MissingSub)
+        ));
         let none = format!(
             "{}.{}.",
             URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
             URL_SAFE_NO_PAD.encode(br#"{"sub":"alice","exp":1800000060}"#)
         );
-        assert!(matches!(verify_hs256(&none, b"k", NOW), Err(AuthError::UnsupportedAlg(_))));
-        assert!(matches!(verify_hs256("a.b", b"k", NOW), Err(AuthError::Malformed(_))));
+        assert!(matches!(
+            verify_hs256(&none, b"k", NOW),
+            Err(AuthError::UnsupportedAlg(_))
+        ));
+        assert!(matches!(
+            verify_hs256("a.b", b"k", NOW),
+            Err(AuthError::Malformed(_))
+        ));
     }
 }

@@ -64,7 +64,10 @@ impl Authenticator {
     pub fn authenticate(&self, c: &Credentials<'_>, now_secs: i64) -> Result<String, AuthError> {
         let user = match self {
             Authenticator::Jwt { secret } => {
-                let token = c.bearer.or(c.token_param.as_deref()).ok_or(AuthError::Missing)?;
+                let token = c
+                    .bearer
+                    .or(c.token_param.as_deref())
+                    .ok_or(AuthError::Missing)?;
                 verify_hs256(token, secret, now_secs)?
             }
             Authenticator::Dev => c.user_id_param.clone().ok_or(AuthError::MissingUserId)?,

@@ -41,5 +41,6 @@ pub enum BusError {
 pub trait Bus {
     /// Hands `env` to the owning shard at `to`; resolves when it is accepted there (embedded)
     /// or acknowledged by the broker (distributed).
-    fn publish(&self, to: Location, env: Arc<Envelope>) -> LocalBoxFuture<'_, Result<(), BusError>>;
+    fn publish(&self, to: Location, env: Arc<Envelope>)
+        -> LocalBoxFuture<'_, Result<(), BusError>>;
 }

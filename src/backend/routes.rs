@@ -22,11 +22,20 @@ pub enum RouteError {
 /// executor and must never block it.
 pub trait RouteTable {
     /// Records a live connection of `user` at `at`; resolves once lookups will see it.
-    fn register<'a>(&'a self, user: &'a str, at: Location) -> LocalBoxFuture<'a, Result<(), RouteError>>;
+    fn register<'a>(
+        &'a self,
+        user: &'a str,
+        at: Location,
+    ) -> LocalBoxFuture<'a, Result<(), RouteError>>;
     /// Forgets one connection of `user` at `at` (other devices at the same place stay).
-    fn unregister<'a>(&'a self, user: &'a str, at: Location) -> LocalBoxFuture<'a, Result<(), RouteError>>;
+    fn unregister<'a>(
+        &'a self,
+        user: &'a str,
+        at: Location,
+    ) -> LocalBoxFuture<'a, Result<(), RouteError>>;
     /// Every place holding a live connection of `user`.
-    fn lookup<'a>(&'a self, user: &'a str) -> LocalBoxFuture<'a, Result<Vec<Location>, RouteError>>;
+    fn lookup<'a>(&'a self, user: &'a str)
+        -> LocalBoxFuture<'a, Result<Vec<Location>, RouteError>>;
 }
 
 /// The shard that owns `user`'s route entry in the embedded route table: a pure function of

@@ -28,7 +28,12 @@ pub fn on_insert_failed(shard: &Rc<Shard>, conn: u64, msg: NewMessage, error: &s
     shard.end_work();
     tracing::warn!(shard = shard.id, conn, error, "insert failed");
     let text = "the store failed; message not stored, resend it with the same client_msg_id";
-    let frame = encode_error(ErrorCode::StoreUnavailable, text, msg.client_msg_id.as_deref(), None);
+    let frame = encode_error(
+        ErrorCode::StoreUnavailable,
+        text,
+        msg.client_msg_id.as_deref(),
+        None,
+    );
     shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
 }
 

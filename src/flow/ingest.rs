@@ -32,7 +32,10 @@ async fn store_send(shard: &Rc<Shard>, conn: u64, user: &str, send: SendFrame<'_
         payload: send.payload.into_owned(),
         created_at: now_micros(),
     };
-    let reply = ReplyTo { shard: shard.id, conn };
+    let reply = ReplyTo {
+        shard: shard.id,
+        conn,
+    };
     shard.begin_work();
     let Err(e) = submit(shard, StoreCmd::Insert { msg, reply }, INSERT_PATIENCE).await else {
         return; // Answered by the store thread after the commit (flow::accept).
@@ -46,7 +49,12 @@ async fn store_send(shard: &Rc<Shard>, conn: u64, user: &str, send: SendFrame<'_
         StoreCmd::Insert { msg, .. } => msg.client_msg_id.clone(),
         _ => None,
     };
-    tracing::warn!(shard = shard.id, conn, ?code, "insert refused before storing");
+    tracing::warn!(
+        shard = shard.id,
+        conn,
+        ?code,
+        "insert refused before storing"
+    );
     let text = "message not stored; resend it later with the same client_msg_id";
     let frame = encode_error(code, text, cmid.as_deref(), None);
     shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
@@ -59,9 +67,19 @@ async fn ack(shard: &Rc<Shard>, conn: u64, user: &str, id: &str) {
         recipient: Some(user.to_owned()),
         at: now_micros(),
     };
-    let reply = Some(ReplyTo { shard: shard.id, conn });
-    if submit(shard, StoreCmd::Status { update, reply }, STATUS_PATIENCE).await.is_err() {
+    let reply = Some(ReplyTo {
+        shard: shard.id,
+        conn,
+    });
+    if submit(shard, StoreCmd::Status { update, reply }, STATUS_PATIENCE)
+        .await
+        .is_err()
+    {
         // The message stays below DELIVERED and is replayed on the next connect.
-        tracing::warn!(shard = shard.id, conn, "ack not recorded: store queue full or stopped");
+        tracing::warn!(
+            shard = shard.id,
+            conn,
+            "ack not recorded: store queue full or stopped"
+        );
     }
 }

@@ -52,7 +52,9 @@ pub async fn deliver_to_user(shard: &Shard, user: &str, env: Arc<Envelope>) -> u
     for at in locations {
         match shard.bus.publish(at, env.clone()).await {
             Ok(()) => reached += 1,
-            Err(e) => tracing::warn!(shard = shard.id, error = %e, "publish failed; left for replay"),
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "publish failed; left for replay")
+            }
         }
     }
     reached

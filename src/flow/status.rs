@@ -20,7 +20,16 @@ pub async fn advance(shard: &Shard, id: &str, status: Status) {
         recipient: None,
         at: now_micros(),
     };
-    if let Err(e) = submit(shard, StoreCmd::Status { update, reply: None }, STATUS_PATIENCE).await {
+    if let Err(e) = submit(
+        shard,
+        StoreCmd::Status {
+            update,
+            reply: None,
+        },
+        STATUS_PATIENCE,
+    )
+    .await
+    {
         // Not lost: the message stays at its lower status and is replayed.
         tracing::warn!(shard = shard.id, ?e, "status update not queued");
     }

@@ -15,7 +15,11 @@ pub const INSERT_PATIENCE: Duration = Duration::from_secs(2);
 pub const STATUS_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Queues `cmd`, waiting (without blocking the executor) while the queue is full.
-pub async fn submit(shard: &Shard, mut cmd: StoreCmd, patience: Duration) -> Result<(), SubmitError> {
+pub async fn submit(
+    shard: &Shard,
+    mut cmd: StoreCmd,
+    patience: Duration,
+) -> Result<(), SubmitError> {
     let deadline = Instant::now() + patience;
     loop {
         match shard.pod.store.try_submit(cmd) {

@@ -31,7 +31,9 @@ pub async fn core_main(start: CoreStart) {
     let listener = match TcpListener::bind(start.listen) {
         Ok(l) => l,
         Err(e) => {
-            let _ = start.bound.send(Err(format!("cannot listen on {}: {e}", start.listen)));
+            let _ = start
+                .bound
+                .send(Err(format!("cannot listen on {}: {e}", start.listen)));
             return;
         }
     };
@@ -73,15 +75,26 @@ async fn drain(shard: &Shard) {
     let patience = shard.settings().tuning.shutdown_patience();
     if !wait_until(patience, || shard.in_flight.get() == 0).await {
         let left = shard.in_flight.get();
-        tracing::warn!(shard = shard.id, left, "shutdown patience ran out with work in flight");
+        tracing::warn!(
+            shard = shard.id,
+            left,
+            "shutdown patience ran out with work in flight"
+        );
     }
     let outboxes = shard.conns.borrow().all_outboxes();
     for outbox in &outboxes {
-        outbox.borrow_mut().close(close::GOING_AWAY, "pod shutting down; reconnect");
+        outbox
+            .borrow_mut()
+            .close(close::GOING_AWAY, "pod shutting down; reconnect");
     }
     wait_until(Duration::from_secs(3), || shard.conns.borrow().is_empty()).await;
     let left = shard.conns.borrow().len();
-    tracing::info!(shard = shard.id, closed = outboxes.len(), left, "connections closed");
+    tracing::info!(
+        shard = shard.id,
+        closed = outboxes.len(),
+        left,
+        "connections closed"
+    );
 }
 
 /// Polls `done` until it holds (true) or `limit` passes (false).

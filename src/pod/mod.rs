@@ -13,7 +13,9 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::Authenticator;
 use crate::backend::routes::home_shard;
-use crate::backend::store::{spawn_writer, EventSink, SqliteStore, StoreEvent, StoreHandle, StoreTuning};
+use crate::backend::store::{
+    spawn_writer, EventSink, SqliteStore, StoreEvent, StoreHandle, StoreTuning,
+};
 use crate::config::{AuthMode, Config, ConfigError};
 use crate::protocol::Limits;
 use crate::shard::{Mesh, PodShared, Settings, ShardMsg};
@@ -58,7 +60,10 @@ impl EventSink for MeshSink {
             | StoreEvent::AckRefused { reply, .. } => reply.shard,
             StoreEvent::StatusChanged(c) => home_shard(&c.sender_id, self.mesh.len()),
         };
-        if self.mesh[shard].send_blocking(ShardMsg::Store(event)).is_err() {
+        if self.mesh[shard]
+            .send_blocking(ShardMsg::Store(event))
+            .is_err()
+        {
             // Only during shutdown, after the shard stopped: the outcome is durable already.
             tracing::debug!(shard, "store outcome for a stopped shard dropped");
         }
@@ -71,18 +76,24 @@ impl Pod {
         config.validate()?;
         let settings = settings(&config)?;
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
         let store = SqliteStore::open(dir, config.tuning.store_full_sync)?;
         let shards = config.shard_count();
-        let (senders, receivers): (Vec<_>, Vec<_>) =
-            (0..shards).map(|_| async_channel::bounded(config.tuning.shard_inbox)).unzip();
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
+            .map(|_| async_channel::bounded(config.tuning.shard_inbox))
+            .unzip();
         let mesh: Mesh = Arc::new(senders);
         let tuning = StoreTuning {
             queue: config.tuning.store_queue,
             batch_max: config.tuning.store_batch_max,
         };
         let (store, store_thread) = spawn_writer(store, MeshSink { mesh: mesh.clone() }, tuning);
-        let pod = Arc::new(PodShared { settings, mesh: mesh.clone(), store: store.clone() });
+        let pod = Arc::new(PodShared {
+            settings,
+            mesh: mesh.clone(),
+            store: store.clone(),
+        });
         let (drained_tx, drained) = crossbeam_channel::unbounded();
         let mut started = Pod {
             addr: config.listen,
@@ -127,7 +138,10 @@ impl Pod {
                 Ok(())
             }
             Ok(Err(e)) => Err(StartError::Listen(e)),
-            Err(_) => Err(StartError::Executor(id, "executor ended before binding".into())),
+            Err(_) => Err(StartError::Executor(
+                id,
+                "executor ended before binding".into(),
+            )),
         }
     }
 
@@ -196,7 +210,9 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
     Ok(Settings {
         pod_id: config.pod_id.as_str().into(),
         auth,
-        limits: Limits { max_payload_bytes: t.max_payload_bytes },
+        limits: Limits {
+            max_payload_bytes: t.max_payload_bytes,
+        },
         ws,
         echo_ws,
         delivery: config.delivery_confirm,

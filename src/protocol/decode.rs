@@ -65,7 +65,11 @@ pub fn decode_client_frame<'a>(
         None | Some("send") => validate_send(raw, user, limits).map(ClientFrame::Send),
         Some("ack") => match raw.id {
             Some(id) if !id.is_empty() => Ok(ClientFrame::Ack { id }),
-            _ => Err(err(ErrorCode::MissingId, "ack frame needs a non-empty \"id\"", None)),
+            _ => Err(err(
+                ErrorCode::MissingId,
+                "ack frame needs a non-empty \"id\"",
+                None,
+            )),
         },
         Some(other) => Err(err(
             ErrorCode::UnknownType,
@@ -103,7 +107,11 @@ fn validate_send<'a>(
         return Err(err(ErrorCode::SenderMismatch, msg, cmid));
     }
     let Some(payload) = raw.payload else {
-        return Err(err(ErrorCode::MissingPayload, "send frame needs a \"payload\" string", cmid));
+        return Err(err(
+            ErrorCode::MissingPayload,
+            "send frame needs a \"payload\" string",
+            cmid,
+        ));
     };
     if payload.len() > limits.max_payload_bytes {
         let msg = format!("payload exceeds {} bytes", limits.max_payload_bytes);
@@ -145,7 +153,9 @@ fn truncate(s: &str) -> &str {
 mod tests {
     use super::*;
 
-    const L: Limits = Limits { max_payload_bytes: 8 };
+    const L: Limits = Limits {
+        max_payload_bytes: 8,
+    };
 
     fn code(text: &str) -> ErrorCode {
         decode_client_frame(text, "alice", L).unwrap_err().code
@@ -160,25 +170,47 @@ mod tests {
         assert_eq!((&*s.payload, &*s.reciever_id), ("hi", "bob"));
         assert_eq!(s.client_msg_id.as_deref(), Some("c-1"));
         let f = r#"{"type":"send","payload":"hi","receiver_id":"bob"}"#;
-        assert!(matches!(decode_client_frame(f, "alice", L), Ok(ClientFrame::Send(_))));
+        assert!(matches!(
+            decode_client_frame(f, "alice", L),
+            Ok(ClientFrame::Send(_))
+        ));
     }
 
     #[test]
     fn refuses_bad_send_frames_with_stable_codes() {
         assert_eq!(code("{nope"), ErrorCode::MalformedJson);
         assert_eq!(code("[1,2]"), ErrorCode::InvalidFrame);
-        assert_eq!(code(r#"{"payload":5,"reciever_id":"b"}"#), ErrorCode::InvalidFrame);
+        assert_eq!(
+            code(r#"{"payload":5,"reciever_id":"b"}"#),
+            ErrorCode::InvalidFrame
+        );
         assert_eq!(code(r#"{"type":"shout"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"payload":"x"}"#), ErrorCode::MissingRecipient);
-        assert_eq!(code(r#"{"payload":"x","reciever_id":""}"#), ErrorCode::MissingRecipient);
-        assert_eq!(code(r#"{"payload":"x","reciever_id":"a\u0001"}"#), ErrorCode::InvalidRecipient);
+        assert_eq!(
+            code(r#"{"payload":"x","reciever_id":""}"#),
+            ErrorCode::MissingRecipient
+        );
+        assert_eq!(
+            code(r#"{"payload":"x","reciever_id":"a\u0001"}"#),
+            ErrorCode::InvalidRecipient
+        );
         assert_eq!(code(r#"{"reciever_id":"bob"}"#), ErrorCode::MissingPayload);
-        assert_eq!(code(r#"{"payload":"123456789","reciever_id":"b"}"#), ErrorCode::PayloadTooLarge);
-        let spoof = r#"{"payload":"x","reciever_id":"b","sender_id":"mallory","client_msg_id":"k"}"#;
+        assert_eq!(
+            code(r#"{"payload":"123456789","reciever_id":"b"}"#),
+            ErrorCode::PayloadTooLarge
+        );
+        let spoof =
+            r#"{"payload":"x","reciever_id":"b","sender_id":"mallory","client_msg_id":"k"}"#;
         let e = decode_client_frame(spoof, "alice", L).unwrap_err();
-        assert_eq!((e.code, e.client_msg_id.as_deref()), (ErrorCode::SenderMismatch, Some("k")));
+        assert_eq!(
+            (e.code, e.client_msg_id.as_deref()),
+            (ErrorCode::SenderMismatch, Some("k"))
+        );
         assert_eq!(code(r#"{"type":"ack"}"#), ErrorCode::MissingId);
-        assert_eq!(code(r#"{"payload":"x","reciever_id":"b","client_msg_id":""}"#), ErrorCode::InvalidClientMsgId);
+        assert_eq!(
+            code(r#"{"payload":"x","reciever_id":"b","client_msg_id":""}"#),
+            ErrorCode::InvalidClientMsgId
+        );
     }
 
     #[test]

@@ -45,13 +45,20 @@ impl Conns {
     pub fn outboxes_of(&self, user: &str) -> Vec<Rc<RefCell<Outbox>>> {
         self.by_user
             .get(user)
-            .map(|ids| ids.iter().filter_map(|id| self.by_id.get(id)).map(|e| e.outbox.clone()).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.by_id.get(id))
+                    .map(|e| e.outbox.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Queues a frame for one connection; false if it is gone or overflowed.
     pub fn push_to(&self, id: u64, out: Out) -> bool {
-        self.by_id.get(&id).is_some_and(|e| e.outbox.borrow_mut().push(out))
+        self.by_id
+            .get(&id)
+            .is_some_and(|e| e.outbox.borrow_mut().push(out))
     }
 
     pub fn len(&self) -> usize {

@@ -22,7 +22,11 @@ pub async fn run_inbox(
         match msg {
             ShardMsg::Store(event) => on_store_event(&shard, event),
             ShardMsg::Deliver(env) => flow::consume::deliver_local(&shard, env),
-            ShardMsg::RouteAdd { user, shard: at, done } => {
+            ShardMsg::RouteAdd {
+                user,
+                shard: at,
+                done,
+            } => {
                 shard.directory.borrow_mut().add(&user, at);
                 // The registering connection may have gone meanwhile; its removal follows.
                 let _ = done.send(());
@@ -52,6 +56,8 @@ fn on_store_event(shard: &Rc<Shard>, event: StoreEvent) {
             flow::accept::on_insert_failed(shard, reply.conn, msg, &error)
         }
         StoreEvent::StatusChanged(change) => flow::status::on_status_changed(shard, change),
-        StoreEvent::AckRefused { reply, id } => flow::accept::on_ack_refused(shard, reply.conn, &id),
+        StoreEvent::AckRefused { reply, id } => {
+            flow::accept::on_ack_refused(shard, reply.conn, &id)
+        }
     }
 }

@@ -39,7 +39,11 @@ impl LocalRoutes {
 }
 
 impl RouteTable for LocalRoutes {
-    fn register<'a>(&'a self, user: &'a str, at: Location) -> LocalBoxFuture<'a, Result<(), RouteError>> {
+    fn register<'a>(
+        &'a self,
+        user: &'a str,
+        at: Location,
+    ) -> LocalBoxFuture<'a, Result<(), RouteError>> {
         async move {
             let home = self.home(user);
             if home == self.shard {
@@ -48,13 +52,25 @@ impl RouteTable for LocalRoutes {
             }
             let (done, wait) = oneshot::channel();
             let user = user.to_owned();
-            self.send_home(home, ShardMsg::RouteAdd { user, shard: at.shard, done }).await?;
+            self.send_home(
+                home,
+                ShardMsg::RouteAdd {
+                    user,
+                    shard: at.shard,
+                    done,
+                },
+            )
+            .await?;
             wait.await.map_err(|_| RouteError::ShardGone(home))
         }
         .boxed_local()
     }
 
-    fn unregister<'a>(&'a self, user: &'a str, at: Location) -> LocalBoxFuture<'a, Result<(), RouteError>> {
+    fn unregister<'a>(
+        &'a self,
+        user: &'a str,
+        at: Location,
+    ) -> LocalBoxFuture<'a, Result<(), RouteError>> {
         async move {
             let home = self.home(user);
             if home == self.shard {
@@ -62,12 +78,22 @@ impl RouteTable for LocalRoutes {
                 return Ok(());
             }
             let user = user.to_owned();
-            self.send_home(home, ShardMsg::RouteRemove { user, shard: at.shard }).await
+            self.send_home(
+                home,
+                ShardMsg::RouteRemove {
+                    user,
+                    shard: at.shard,
+                },
+            )
+            .await
         }
         .boxed_local()
     }
 
-    fn lookup<'a>(&'a self, user: &'a str) -> LocalBoxFuture<'a, Result<Vec<Location>, RouteError>> {
+    fn lookup<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<Location>, RouteError>> {
         async move {
             let home = self.home(user);
             let shards = if home == self.shard {
@@ -75,11 +101,18 @@ impl RouteTable for LocalRoutes {
             } else {
                 let (reply, wait) = oneshot::channel();
                 let user = user.to_owned();
-                self.send_home(home, ShardMsg::RouteLookup { user, reply }).await?;
+                self.send_home(home, ShardMsg::RouteLookup { user, reply })
+                    .await?;
                 wait.await.map_err(|_| RouteError::ShardGone(home))?
             };
             let pod = &self.pod;
-            Ok(shards.into_iter().map(|shard| Location { pod: pod.clone(), shard }).collect())
+            Ok(shards
+                .into_iter()
+                .map(|shard| Location {
+                    pod: pod.clone(),
+                    shard,
+                })
+                .collect())
         }
         .boxed_local()
     }
@@ -92,7 +125,11 @@ pub struct LocalBus {
 }
 
 impl Bus for LocalBus {
-    fn publish(&self, to: Location, env: Arc<Envelope>) -> LocalBoxFuture<'_, Result<(), BusError>> {
+    fn publish(
+        &self,
+        to: Location,
+        env: Arc<Envelope>,
+    ) -> LocalBoxFuture<'_, Result<(), BusError>> {
         async move {
             if to.pod != self.pod {
                 return Err(BusError::UnknownPod(to.pod.to_string()));

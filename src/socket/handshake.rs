@@ -91,7 +91,12 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
         Decision::Respond(plain(code, reason, extra, &format!("{body}\n")))
     };
     if !head.method_get {
-        return respond(405, "Method Not Allowed", "Allow: GET\r\n", "only GET is served");
+        return respond(
+            405,
+            "Method Not Allowed",
+            "Allow: GET\r\n",
+            "only GET is served",
+        );
     }
     match head.target {
         Target::Healthz => return respond(200, "OK", "", "ok"),
@@ -102,10 +107,20 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
         _ => {}
     }
     if !head.wants_upgrade {
-        return respond(426, "Upgrade Required", "Upgrade: websocket\r\n", "WebSocket upgrade required");
+        return respond(
+            426,
+            "Upgrade Required",
+            "Upgrade: websocket\r\n",
+            "WebSocket upgrade required",
+        );
     }
     if !head.version_13 {
-        return respond(426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n", "WebSocket version 13 required");
+        return respond(
+            426,
+            "Upgrade Required",
+            "Sec-WebSocket-Version: 13\r\n",
+            "WebSocket version 13 required",
+        );
     }
     if head.ws_key.is_none() {
         return respond(400, "Bad Request", "", "missing Sec-WebSocket-Key");

@@ -89,13 +89,17 @@ fn read_headers(headers: &[httparse::Header<'_>], head: &mut Head) {
         if name.eq_ignore_ascii_case("upgrade") {
             upgrade = value.eq_ignore_ascii_case("websocket");
         } else if name.eq_ignore_ascii_case("connection") {
-            connection = value.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+            connection = value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
         } else if name.eq_ignore_ascii_case("sec-websocket-key") && !value.is_empty() {
             head.ws_key = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             head.version_13 = value == "13";
         } else if name.eq_ignore_ascii_case("authorization") {
-            let bearer = value.strip_prefix("Bearer ").or(value.strip_prefix("bearer "));
+            let bearer = value
+                .strip_prefix("Bearer ")
+                .or(value.strip_prefix("bearer "));
             head.bearer = bearer.map(|t| t.trim().to_owned());
         }
     }
@@ -185,6 +189,9 @@ mod tests {
         let mut big = b"GET /ws HTTP/1.1\r\nX: ".to_vec();
         big.resize(MAX_HEAD_BYTES + 1, b'a');
         assert!(matches!(parse_head(&big), Err(HeadError::TooLarge)));
-        assert!(matches!(parse_head(b"\x16\x03\x01garbage\r\n\r\n"), Err(HeadError::Malformed)));
+        assert!(matches!(
+            parse_head(b"\x16\x03\x01garbage\r\n\r\n"),
+            Err(HeadError::Malformed)
+        ));
     }
 }

@@ -199,7 +199,10 @@ mod tests {
         assert!(!o.push(Out::Text(Utf8Bytes::from_static("c"))));
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        assert!(matches!(o.poll_next(&mut cx), Poll::Ready(Out::Close(close::SLOW_CONSUMER, _))));
+        assert!(matches!(
+            o.poll_next(&mut cx),
+            Poll::Ready(Out::Close(close::SLOW_CONSUMER, _))
+        ));
     }
 
     #[test]

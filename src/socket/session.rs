@@ -27,9 +27,14 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
     let (sink, mut source) = ws.split();
     let conn = shard.next_conn_id();
     let user: Rc<str> = user.into();
-    let outbox = Rc::new(RefCell::new(Outbox::new(shard.settings().tuning.outbound_queue)));
+    let outbox = Rc::new(RefCell::new(Outbox::new(
+        shard.settings().tuning.outbound_queue,
+    )));
     let last_seen = Rc::new(Cell::new(Instant::now()));
-    shard.conns.borrow_mut().insert(conn, user.clone(), outbox.clone());
+    shard
+        .conns
+        .borrow_mut()
+        .insert(conn, user.clone(), outbox.clone());
     tracing::debug!(shard = shard.id, conn, "connection open");
     let writer = super::writer::spawn(&shard, sink, &outbox, &last_seen, true).shared();
 
@@ -45,7 +50,9 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
         }
         Err(e) => {
             tracing::warn!(shard = shard.id, conn, error = %e, "connection setup failed");
-            outbox.borrow_mut().abort(close::INTERNAL_ERROR, "setup failed; reconnect");
+            outbox
+                .borrow_mut()
+                .abort(close::INTERNAL_ERROR, "setup failed; reconnect");
         }
     }
     outbox.borrow_mut().abort(1000, "");

@@ -11,7 +11,10 @@ use super::{
 use crate::protocol::Status;
 
 /// Versioned migrations, applied in order, each exactly once (recorded in `schema_migrations`).
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../../../migrations/sqlite/0001_messages.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[(
+    1,
+    include_str!("../../../migrations/sqlite/0001_messages.sql"),
+)];
 
 /// SQLite-backed [`MessageStore`].
 pub struct SqliteStore {
@@ -89,8 +92,10 @@ fn insert_one(tx: &Transaction<'_>, m: &NewMessage) -> Result<InsertResult, Stor
     let mut q = tx.prepare_cached(
         "SELECT id, status FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2",
     )?;
-    let (id, status): (String, String) =
-        q.query_row(params![m.sender_id, m.client_msg_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (id, status): (String, String) = q
+        .query_row(params![m.sender_id, m.client_msg_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     Ok(InsertResult::Duplicate {
         id,
         status: parse_status(&status)?,
@@ -115,7 +120,9 @@ fn update_one(tx: &Transaction<'_>, u: &StatusUpdate) -> Result<UpdateResult, St
     };
     let mut st = tx.prepare_cached(sql)?;
     let row: Option<(String, String)> = st
-        .query_row(params![u.id, u.at, u.recipient], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![u.id, u.at, u.recipient], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     if let Some((sender_id, reciever_id)) = row {
         return Ok(UpdateResult::Changed(StatusChange {
@@ -197,7 +204,9 @@ impl MessageStore for SqliteStore {
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {
         let s: Option<String> = self
             .conn
-            .query_row("SELECT status FROM messages WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT status FROM messages WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()?;
         s.map(|s| parse_status(&s)).transpose()
     }

@@ -142,7 +142,15 @@ pub fn spawn_writer<S: MessageStore, E: EventSink>(
     let (tx, rx) = crossbeam_channel::bounded(tuning.queue);
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || Writer { store, sink, rx, tuning }.run())
+        .spawn(move || {
+            Writer {
+                store,
+                sink,
+                rx,
+                tuning,
+            }
+            .run()
+        })
         .expect("spawn store thread");
     (StoreHandle { tx }, handle)
 }
@@ -231,7 +239,10 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
             match (result, reply) {
                 (UpdateResult::Changed(c), _) => self.sink.emit(StoreEvent::StatusChanged(c)),
                 (UpdateResult::NotRecipient, Some(reply)) => {
-                    self.sink.emit(StoreEvent::AckRefused { reply, id: update.id })
+                    self.sink.emit(StoreEvent::AckRefused {
+                        reply,
+                        id: update.id,
+                    })
                 }
                 _ => {}
             }
@@ -241,10 +252,14 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
     /// Status updates of a failed batch are not reported: the message stays at its lower
     /// status and is delivered again on replay (at-least-once, same id).
     fn report_failure(&self, inserts: Vec<(NewMessage, ReplyTo)>, error: &str) {
-        tracing::error!(error, "store batch dropped after retries; clients told store_unavailable");
+        tracing::error!(
+            error,
+            "store batch dropped after retries; clients told store_unavailable"
+        );
         for (msg, reply) in inserts {
             let error = error.to_owned();
-            self.sink.emit(StoreEvent::InsertFailed { reply, msg, error });
+            self.sink
+                .emit(StoreEvent::InsertFailed { reply, msg, error });
         }
     }
 
