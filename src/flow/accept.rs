@@ -11,6 +11,7 @@ use crate::socket::outbox::Out;
 /// A duplicate `client_msg_id` answers with the original id and status and routes nothing.
 pub fn on_inserted(shard: &Rc<Shard>, conn: u64, msg: NewMessage, result: InsertResult) {
     shard.end_work();
+    shard.conns.borrow().send_answered(conn);
     let cmid = msg.client_msg_id.as_deref();
     let frame = match &result {
         InsertResult::Inserted { .. } => encode_accepted(&msg.id, cmid, Status::None),
@@ -26,6 +27,7 @@ pub fn on_inserted(shard: &Rc<Shard>, conn: u64, msg: NewMessage, result: Insert
 /// The store could not commit: nothing was stored, the client may resend.
 pub fn on_insert_failed(shard: &Rc<Shard>, conn: u64, msg: NewMessage, error: &str) {
     shard.end_work();
+    shard.conns.borrow().send_answered(conn);
     tracing::warn!(shard = shard.id, conn, error, "insert failed");
     let text = "the store failed; message not stored, resend it with the same client_msg_id";
     let frame = encode_error(

@@ -36,11 +36,18 @@ async fn store_send(shard: &Rc<Shard>, conn: u64, user: &str, send: SendFrame<'_
         shard: shard.id,
         conn,
     };
+    let outbox = shard.conns.borrow().get(conn).map(|e| e.outbox.clone());
+    let Some(outbox) = outbox else {
+        return; // The connection is being torn down.
+    };
+    futures::future::poll_fn(|cx| outbox.borrow_mut().poll_send_room(cx)).await;
     shard.begin_work();
+    outbox.borrow_mut().send_started();
     let Err(e) = submit(shard, StoreCmd::Insert { msg, reply }, INSERT_PATIENCE).await else {
         return; // Answered by the store thread after the commit (flow::accept).
     };
     shard.end_work();
+    outbox.borrow_mut().send_answered();
     let (code, cmd) = match e {
         SubmitError::Full(cmd) => (ErrorCode::Overloaded, cmd),
         SubmitError::Stopped(cmd) => (ErrorCode::StoreUnavailable, cmd),

@@ -15,6 +15,7 @@ pub const INSERT_PATIENCE: Duration = Duration::from_secs(2);
 pub const STATUS_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Queues `cmd`, waiting (without blocking the executor) while the queue is full.
+#[allow(clippy::result_large_err)] // The command comes back by value; see `try_submit`.
 pub async fn submit(
     shard: &Shard,
     mut cmd: StoreCmd,

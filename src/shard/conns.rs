@@ -37,6 +37,13 @@ impl Conns {
         }
     }
 
+    /// Records that the store answered a send of connection `id` (if it is still here).
+    pub fn send_answered(&self, id: u64) {
+        if let Some(e) = self.by_id.get(&id) {
+            e.outbox.borrow_mut().send_answered();
+        }
+    }
+
     pub fn get(&self, id: u64) -> Option<&ConnEntry> {
         self.by_id.get(&id)
     }

@@ -18,7 +18,13 @@ pub async fn run_inbox(
     shutdown: oneshot::Sender<()>,
 ) {
     let mut shutdown = Some(shutdown);
+    let mut handled = 0u32;
     while let Ok(msg) = rx.recv().await {
+        handled = handled.wrapping_add(1);
+        if handled % YIELD_EVERY == 0 {
+            // Let connection writers drain what a burst (one store batch) queued for them.
+            futures::future::poll_fn(yield_once()).await;
+        }
         match msg {
             ShardMsg::Store(event) => on_store_event(&shard, event),
             ShardMsg::Deliver(env) => flow::consume::deliver_local(&shard, env),
@@ -44,6 +50,23 @@ pub async fn run_inbox(
                 }
             }
         }
+    }
+}
+
+/// Inbox messages handled between two yields to the other tasks of the shard.
+const YIELD_EVERY: u32 = 8;
+
+/// A future that is pending exactly once, waking itself: the task goes to the back of the
+/// executor's run queue.
+fn yield_once() -> impl FnMut(&mut std::task::Context<'_>) -> std::task::Poll<()> {
+    let mut yielded = false;
+    move |cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 

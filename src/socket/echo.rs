@@ -40,7 +40,11 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, rest: Vec<u8>) {
                     break;
                 }
             }
-            Ok(Message::Close(_)) => break,
+            // Keep reading: tungstenite queued its close reply when it read the close, and
+            // the next read flushes it and ends the stream. Breaking here left the reply
+            // to the writer, which drops it if it was mid-batch (its next write fails with
+            // SendAfterClosing before any flush), so the handshake never completed.
+            Ok(Message::Close(_)) => continue,
             Ok(_) => {}
             Err(e) => {
                 if let Some((code, reason)) = close_for(&e) {

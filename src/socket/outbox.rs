@@ -4,6 +4,11 @@
 //! that reaches its capacity means the client reads too slowly; the connection is closed with
 //! 4008 and its undelivered messages stay stored for replay on reconnect. Nothing is dropped
 //! silently.
+//!
+//! The outbox also bounds the sends a connection has waiting for the store to half its
+//! capacity: the reader stops reading that socket until answers come back, so a client that
+//! pipelines faster than the store commits is slowed down (TCP back-pressure) rather than
+//! disconnected by its own `accepted` frames.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -44,6 +49,10 @@ pub struct Outbox {
     /// Highest `seq` a replay sent: live copies at or below it are duplicates.
     replayed_through: i64,
     finished: bool,
+    /// Sends handed to the store and not answered yet.
+    unanswered: usize,
+    /// The reader, parked while `unanswered` is at the window.
+    reader: Option<Waker>,
 }
 
 impl Outbox {
@@ -56,6 +65,8 @@ impl Outbox {
             replay: None,
             replayed_through: 0,
             finished: false,
+            unanswered: 0,
+            reader: None,
         }
     }
 
@@ -139,6 +150,31 @@ impl Outbox {
         self.cap
     }
 
+    /// Most sends waiting for the store before the reader pauses.
+    pub fn send_window(&self) -> usize {
+        (self.cap / 2).max(1)
+    }
+
+    /// Ready once another send may be handed to the store.
+    pub fn poll_send_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.unanswered < self.send_window() || self.finished {
+            return Poll::Ready(());
+        }
+        self.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    pub fn send_started(&mut self) {
+        self.unanswered += 1;
+    }
+
+    pub fn send_answered(&mut self) {
+        self.unanswered = self.unanswered.saturating_sub(1);
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
+
     /// Whether the writer has stopped: nothing pushed now will be written.
     pub fn is_finished(&self) -> bool {
         self.finished
@@ -147,6 +183,9 @@ impl Outbox {
     /// Called by the writer when it stops.
     pub fn finish(&mut self) {
         self.finished = true;
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
         self.queue.clear();
         self.replay = None;
     }

@@ -159,16 +159,27 @@ impl Client {
         );
     }
 
-    /// Asserts nothing arrives for `d`.
+    /// Asserts no data frame arrives for `d` (pings are answered and ignored).
     pub fn expect_silence(&mut self, d: Duration) {
-        self.ws.get_mut().set_read_timeout(Some(d)).unwrap();
-        match self.ws.read() {
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            other => panic!("expected silence, got {other:?}"),
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.ws.get_mut().set_read_timeout(Some(left)).unwrap();
+            match self.ws.read() {
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                other => panic!("expected silence, got {other:?}"),
+            }
         }
         self.ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
     }

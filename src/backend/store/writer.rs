@@ -111,7 +111,9 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
-    /// Queues `cmd` without blocking: executors call this.
+    /// Queues `cmd` without blocking: executors call this. The error hands the command back
+    /// by value (large, but boxing it would cost an allocation per message on the hot path).
+    #[allow(clippy::result_large_err)]
     pub fn try_submit(&self, cmd: StoreCmd) -> Result<(), SubmitError> {
         self.tx.try_send(cmd).map_err(|e| match e {
             TrySendError::Full(c) => SubmitError::Full(c),

@@ -1,0 +1,147 @@
+//! Plain HTTP answers, authentication before the upgrade, handshake and ping timeouts.
+
+mod common;
+
+use common::*;
+use distrisocks::auth::sign_hs256;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tungstenite::Message;
+
+fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn healthz_not_found_and_upgrade_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |_| {});
+    let addr = pod.local_addr();
+    assert!(raw_get(addr, "/healthz").starts_with("HTTP/1.1 200 OK"));
+    assert!(raw_get(addr, "/nope").starts_with("HTTP/1.1 404"));
+    assert!(
+        raw_get(addr, "/echo").starts_with("HTTP/1.1 404"),
+        "echo is off by default"
+    );
+    assert!(raw_get(addr, "/ws?user_id=a").starts_with("HTTP/1.1 426"));
+    match try_connect(addr, "", None) {
+        Err(ConnectError::Http(401, body)) => assert!(body.contains("user_id"), "{body}"),
+        other => panic!(
+            "dev mode without user_id must be 401, got {:?}",
+            other.map(|c| c.shard)
+        ),
+    }
+    pod.shutdown();
+}
+
+#[test]
+fn jwt_accepted_and_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| c.jwt_secret = Some("s3cret".into()));
+    let addr = pod.local_addr();
+    let good = sign_hs256(
+        &format!(r#"{{"sub":"jane","exp":{}}}"#, now() + 600),
+        b"s3cret",
+    );
+    let mut c = try_connect(addr, "", Some(&good)).expect("bearer token accepted");
+    c.user = "jane".into();
+    // The user is the token's, never the one a frame claims.
+    c.send_text(r#"{"payload":"x","reciever_id":"kim","sender_id":"jane"}"#);
+    assert_eq!(c.recv_type("accepted")["status"], "NONE");
+    assert!(
+        try_connect(addr, &format!("token={good}"), None).is_ok(),
+        "?token= accepted"
+    );
+    let reject =
+        |query: &str, bearer: Option<&str>, why: &str| match try_connect(addr, query, bearer) {
+            Err(ConnectError::Http(401, body)) => assert!(body.contains(why), "{body}"),
+            other => panic!("expected 401 ({why}), got {:?}", other.map(|c| c.shard)),
+        };
+    let forged = sign_hs256(
+        &format!(r#"{{"sub":"jane","exp":{}}}"#, now() + 600),
+        b"wrong",
+    );
+    reject("", Some(&forged), "signature");
+    let expired = sign_hs256(
+        &format!(r#"{{"sub":"jane","exp":{}}}"#, now() - 10),
+        b"s3cret",
+    );
+    reject("", Some(&expired), "expired");
+    let none = format!(
+        "eyJhbGciOiJub25lIn0.{}.",
+        base64_url(&format!(r#"{{"sub":"jane","exp":{}}}"#, now() + 600))
+    );
+    reject("", Some(&none), "algorithm");
+    reject("user_id=jane", None, "credentials");
+    pod.shutdown();
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[test]
+fn stalled_handshakes_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| c.tuning.handshake_timeout_ms = 300);
+    let mut s = TcpStream::connect(pod.local_addr()).unwrap();
+    s.write_all(b"GET /ws?user_id=slow HTTP/1.1\r\n").unwrap(); // ...and never finish.
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        s.read(&mut buf).unwrap(),
+        0,
+        "server closes without answering"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    pod.shutdown();
+}
+
+#[test]
+fn silent_clients_are_pinged_then_closed_with_4001() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| {
+        c.tuning.ping_interval_ms = 200;
+        c.tuning.pong_timeout_ms = 200;
+    });
+    let addr = pod.local_addr();
+    // A reading client answers pings (tungstenite queues pongs) and stays open.
+    let mut alive = Client::connect(addr, &user("alive"));
+    let reader = std::thread::spawn(move || {
+        alive.expect_silence(Duration::from_millis(1500));
+        alive.send_text(r#"{"payload":"x","reciever_id":"y"}"#);
+        alive.recv_type("accepted");
+    });
+    // A client that never reads never answers: pinged, then closed with 4001.
+    let mut dead = Client::connect(addr, &user("dead"));
+    std::thread::sleep(Duration::from_millis(900));
+    let mut saw_ping = false;
+    loop {
+        match dead.ws.read().unwrap() {
+            Message::Ping(_) => saw_ping = true,
+            Message::Close(Some(f)) => {
+                assert_eq!(u16::from(f.code), 4001);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(saw_ping);
+    reader.join().expect("the reading client is still served");
+    pod.shutdown();
+}
