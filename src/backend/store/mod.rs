@@ -82,22 +82,27 @@ pub struct PendingMessage {
 
 /// Failures of a store backend. The writer reports them to the clients concerned as
 /// `store_unavailable`; nothing is acknowledged that was not committed.
+/// Backend-neutral: each backend maps its driver's errors into these variants.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store at {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
-    #[error("migration {version} failed: {source}")]
-    Migration {
-        version: u32,
-        source: rusqlite::Error,
-    },
+    /// The database cannot be opened or reached at startup.
+    #[error("cannot open the store at {location}: {reason}")]
+    Open { location: String, reason: String },
+    /// A schema migration failed; the pod does not start on a half-migrated schema.
+    #[error("migration {version} failed: {reason}")]
+    Migration { version: u32, reason: String },
+    /// A statement failed (disk full, connection lost, lock timeout...).
     #[error("store query failed: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Query(String),
+    /// A stored value violates the schema's invariants.
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Query(e.to_string())
+    }
 }
 
 /// A durable message store. One instance lives on the writer thread; every call is blocking.
@@ -115,6 +120,16 @@ pub trait MessageStore: Send + 'static {
         &mut self,
         recipient: &str,
         after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError>;
+
+    /// Messages the redrive must route again: at NONE and created before `none_before`, or
+    /// at SENT since before `sent_before` (their pod may have died before delivering them).
+    /// Oldest first.
+    fn stuck(
+        &mut self,
+        none_before: i64,
+        sent_before: i64,
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError>;
 

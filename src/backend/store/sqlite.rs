@@ -27,9 +27,9 @@ impl SqliteStore {
     /// process crash only); with group commit the cost of FULL is one fsync per batch.
     pub fn open(dir: &Path, full_sync: bool) -> Result<Self, StoreError> {
         let path = dir.join("distrisocks.db");
-        let open_err = |source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            location: path.display().to_string(),
+            reason: e.to_string(),
         };
         let conn = Connection::open(&path).map_err(open_err)?;
         let sync = if full_sync { "FULL" } else { "NORMAL" };
@@ -57,7 +57,10 @@ impl SqliteStore {
                 )
                 .optional()?;
             if done.is_none() {
-                let fail = |source| StoreError::Migration { version, source };
+                let fail = |e: rusqlite::Error| StoreError::Migration {
+                    version,
+                    reason: e.to_string(),
+                };
                 tx.execute_batch(sql).map_err(fail)?;
                 tx.execute(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
@@ -145,6 +148,32 @@ fn update_one(tx: &Transaction<'_>, u: &StatusUpdate) -> Result<UpdateResult, St
     })
 }
 
+/// A pending row with its status still as text.
+struct RawPending(PendingMessage, String);
+
+impl RawPending {
+    fn into_pending(self) -> Result<PendingMessage, StoreError> {
+        let RawPending(mut m, status) = self;
+        m.status = parse_status(&status)?;
+        Ok(m)
+    }
+}
+
+fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawPending> {
+    Ok(RawPending(
+        PendingMessage {
+            seq: r.get(0)?,
+            id: r.get(1)?,
+            sender_id: r.get(2)?,
+            reciever_id: r.get(3)?,
+            payload: r.get(4)?,
+            created_at: r.get(5)?,
+            status: Status::None,
+        },
+        r.get(6)?,
+    ))
+}
+
 fn parse_status(s: &str) -> Result<Status, StoreError> {
     Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
 }
@@ -179,26 +208,23 @@ impl MessageStore for SqliteStore {
              WHERE reciever_id = ?1 AND status <> 'DELIVERED' AND seq > ?2
              ORDER BY seq LIMIT ?3",
         )?;
-        let rows = q.query_map(params![recipient, after_seq, limit as i64], |r| {
-            Ok((
-                PendingMessage {
-                    seq: r.get(0)?,
-                    id: r.get(1)?,
-                    sender_id: r.get(2)?,
-                    reciever_id: r.get(3)?,
-                    payload: r.get(4)?,
-                    created_at: r.get(5)?,
-                    status: Status::None,
-                },
-                r.get::<_, String>(6)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (mut m, status) = row?;
-            m.status = parse_status(&status)?;
-            Ok(m)
-        })
-        .collect()
+        let rows = q.query_map(params![recipient, after_seq, limit as i64], pending_row)?;
+        rows.map(|row| row?.into_pending()).collect()
+    }
+
+    fn stuck(
+        &mut self,
+        none_before: i64,
+        sent_before: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT seq, id, sender_id, reciever_id, payload, created_at, status FROM messages
+             WHERE (status = 'NONE' AND created_at < ?1) OR (status = 'SENT' AND sent_at < ?2)
+             ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = q.query_map(params![none_before, sent_before, limit as i64], pending_row)?;
+        rows.map(|row| row?.into_pending()).collect()
     }
 
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {

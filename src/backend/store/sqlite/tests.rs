@@ -96,3 +96,35 @@ fn reopening_keeps_data_and_migrations_are_idempotent() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[test]
+fn stuck_lists_old_none_and_old_sent_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path(), false).unwrap();
+    let mut young = msg("young", "bob", None);
+    young.created_at = 100;
+    s.commit(
+        &[
+            msg("old-none", "bob", None),
+            msg("old-sent", "bob", None),
+            msg("done", "bob", None),
+            young,
+        ],
+        &[],
+    )
+    .unwrap();
+    s.commit(
+        &[],
+        &[
+            update("old-sent", Status::Sent, None),
+            update("done", Status::Delivered, None),
+        ],
+    )
+    .unwrap();
+    // created_at = 1 for msg(); updates happen at 7.
+    let ids = |v: Vec<PendingMessage>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.stuck(50, 50, 10).unwrap()), ["old-none", "old-sent"]);
+    assert_eq!(ids(s.stuck(50, 5, 10).unwrap()), ["old-none"]);
+    assert_eq!(ids(s.stuck(200, 5, 10).unwrap()), ["old-none", "young"]);
+    assert_eq!(s.stuck(200, 5, 1).unwrap().len(), 1);
+}
