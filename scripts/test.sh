@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up and runs every test of distriSocks; the README's test command and what CI runs.
+#
+# 1. services the tests need (Postgres, Redis, a Kafka-protocol broker), started or installed
+#    when missing (scripts/services.sh);
+# 2. formatting and lints;
+# 3. unit and integration tests (real sockets, real WebSocket clients, real backends);
+# 4. Autobahn conformance of the WebSocket layer against the expected results in conformance/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n=== %s ===\n' "$*" >&2; }
+
+if [ -f scripts/services.sh ]; then
+    step "services"
+    # shellcheck source=scripts/services.sh
+    source scripts/services.sh
+    services_up
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --all-targets 2>&1 | tee target/test-output.log
+if grep -qE '^test result: FAILED|error: test failed' target/test-output.log; then
+    echo "cargo test failed" >&2
+    exit 1
+fi
+
+if [ -x scripts/conformance.sh ]; then
+    step "Autobahn conformance (cases 1-7, 9, 10)"
+    scripts/conformance.sh
+fi
+
+step "all tests passed"
