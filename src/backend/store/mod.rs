@@ -5,9 +5,13 @@
 //! accumulated while the previous batch was committing, then answers the shards through their
 //! inboxes. `accepted` therefore reaches a client only after its batch committed.
 
+#[cfg(test)]
+mod conformance;
+mod postgres;
 mod sqlite;
 mod writer;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use writer::{
     spawn_writer, EventSink, ReplyTo, StoreCmd, StoreEvent, StoreHandle, StoreTuning, SubmitError,

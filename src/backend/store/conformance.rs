@@ -1,0 +1,270 @@
+//! Scenarios every [`MessageStore`] must pass with identical assertions: each backend's tests
+//! run them on a fresh store, so the backends cannot drift apart. The SQLite runs are at the
+//! bottom; the Postgres ones in `postgres/tests.rs`, which also compares both backends on a
+//! generated workload ([`workload`]).
+
+use super::{InsertResult, MessageStore, NewMessage, PendingMessage, StatusUpdate, UpdateResult};
+use crate::protocol::Status;
+
+mod workload;
+pub(crate) use workload::transcript;
+
+pub(crate) fn msg(id: &str, to: &str, cmid: Option<&str>) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        sender_id: "alice".into(),
+        reciever_id: to.into(),
+        client_msg_id: cmid.map(Into::into),
+        payload: format!("payload of {id}"),
+        created_at: 1,
+    }
+}
+
+pub(crate) fn update(id: &str, status: Status, recipient: Option<&str>) -> StatusUpdate {
+    StatusUpdate {
+        id: id.into(),
+        status,
+        recipient: recipient.map(Into::into),
+        at: 7,
+    }
+}
+
+fn ids(v: Vec<PendingMessage>) -> Vec<String> {
+    v.into_iter().map(|m| m.id).collect()
+}
+
+fn changed(r: &UpdateResult, status: Status) -> bool {
+    matches!(r, UpdateResult::Changed(c) if c.status == status)
+}
+
+pub(crate) fn inserts_dedupe_and_replay_in_order(s: &mut impl MessageStore) {
+    let batch = [
+        msg("m1", "bob", Some("k")),
+        msg("m2", "bob", None),
+        msg("m3", "bob", Some("k")),
+    ];
+    let (ins, _) = s.commit(&batch, &[]).unwrap();
+    assert!(matches!(ins[0], InsertResult::Inserted { .. }));
+    assert!(matches!(ins[1], InsertResult::Inserted { .. }));
+    let dup = InsertResult::Duplicate {
+        id: "m1".into(),
+        status: Status::None,
+    };
+    assert_eq!(ins[2], dup);
+    let p = s.pending("bob", 0, 10).unwrap();
+    assert_eq!(ids(p.clone()), ["m1", "m2"]);
+    assert!(p[0].seq < p[1].seq);
+    assert_eq!(s.pending("bob", p[0].seq, 10).unwrap().len(), 1);
+}
+
+pub(crate) fn statuses_only_move_forward_and_acks_check_the_recipient(s: &mut impl MessageStore) {
+    s.commit(&[msg("m1", "bob", None)], &[]).unwrap();
+    let updates = [
+        update("m1", Status::Delivered, Some("mallory")),
+        update("m1", Status::Sent, None),
+        update("m1", Status::Delivered, Some("bob")),
+        update("m1", Status::Sent, None),
+        update("m1", Status::Delivered, Some("bob")),
+        update("nope", Status::Delivered, Some("bob")),
+    ];
+    let (_, ups) = s.commit(&[], &updates).unwrap();
+    assert_eq!(ups[0], UpdateResult::NotRecipient);
+    assert!(matches!(&ups[1], UpdateResult::Changed(c)
+        if c.status == Status::Sent && c.sender_id == "alice" && c.reciever_id == "bob"));
+    assert!(changed(&ups[2], Status::Delivered));
+    assert_eq!(ups[3], UpdateResult::Unchanged);
+    assert_eq!(ups[4], UpdateResult::Unchanged);
+    assert_eq!(ups[5], UpdateResult::NotRecipient);
+    assert_eq!(s.status_of("m1").unwrap(), Some(Status::Delivered));
+    assert!(s.pending("bob", 0, 10).unwrap().is_empty());
+}
+
+pub(crate) fn stuck_lists_old_none_and_old_sent_only(s: &mut impl MessageStore) {
+    let mut young = msg("young", "bob", None);
+    young.created_at = 100;
+    let batch = [
+        msg("old-none", "bob", None),
+        msg("old-sent", "bob", None),
+        msg("done", "bob", None),
+        young,
+    ];
+    s.commit(&batch, &[]).unwrap();
+    let updates = [
+        update("old-sent", Status::Sent, None),
+        update("done", Status::Delivered, None),
+    ];
+    s.commit(&[], &updates).unwrap();
+    // created_at = 1 for msg(); updates happen at 7.
+    assert_eq!(
+        ids(s.stuck(0, 50, 50, 10).unwrap()),
+        ["old-none", "old-sent"]
+    );
+    assert_eq!(ids(s.stuck(0, 50, 5, 10).unwrap()), ["old-none"]);
+    assert_eq!(ids(s.stuck(0, 200, 5, 10).unwrap()), ["old-none", "young"]);
+    let first = s.stuck(0, 200, 5, 1).unwrap();
+    assert_eq!(ids(first.clone()), ["old-none"]);
+    assert_eq!(ids(s.stuck(first[0].seq, 200, 5, 10).unwrap()), ["young"]);
+}
+
+/// `open` opens the same database each time.
+pub(crate) fn reopening_keeps_data<S: MessageStore>(mut open: impl FnMut() -> S) {
+    let mut s = open();
+    s.commit(&[msg("m1", "bob", None)], &[]).unwrap();
+    drop(s);
+    let mut s = open();
+    assert_eq!(s.status_of("m1").unwrap(), Some(Status::None));
+    assert_eq!(s.status_of("m2").unwrap(), None);
+}
+
+/// Timestamps are microseconds in the trait; a backend must neither round nor shift them.
+pub(crate) fn timestamps_round_trip_to_the_microsecond(s: &mut impl MessageStore) {
+    const NOW: i64 = 1_700_000_000_123_457;
+    let times = [
+        0,
+        1,
+        -1,
+        NOW,
+        NOW + 1,
+        4_102_444_799_999_999,
+        -62_135_596_800_000_001,
+    ];
+    let batch: Vec<NewMessage> = (0..times.len())
+        .map(|i| NewMessage {
+            created_at: times[i],
+            ..msg(&format!("t{i}"), "bob", None)
+        })
+        .collect();
+    s.commit(&batch, &[]).unwrap();
+    let got: Vec<i64> = s
+        .pending("bob", 0, 100)
+        .unwrap()
+        .iter()
+        .map(|m| m.created_at)
+        .collect();
+    assert_eq!(got, times);
+    // created_at boundaries: `<` is strict, to the microsecond.
+    assert_eq!(
+        ids(s.stuck(0, NOW, i64::MIN, 100).unwrap()),
+        ["t0", "t1", "t2", "t6"]
+    );
+    assert_eq!(ids(s.stuck(0, NOW + 1, i64::MIN, 100).unwrap()).len(), 5);
+    // sent_at as well: SENT at NOW is stuck for `sent_before` NOW + 1 only.
+    let sent = StatusUpdate {
+        at: NOW,
+        ..update("t0", Status::Sent, None)
+    };
+    s.commit(&[], &[sent]).unwrap();
+    assert!(ids(s.stuck(0, i64::MIN, NOW, 100).unwrap()).is_empty());
+    assert_eq!(ids(s.stuck(0, i64::MIN, NOW + 1, 100).unwrap()), ["t0"]);
+}
+
+/// A full group commit (the writer's default `batch_max` is 2048) in one call each way.
+pub(crate) fn large_batches_commit_in_one_call(s: &mut impl MessageStore) {
+    const N: usize = 2000;
+    let batch: Vec<NewMessage> = (0..N)
+        .map(|i| msg(&format!("big{i:04}"), "bob", Some(&format!("c{i}"))))
+        .collect();
+    let (ins, _) = s.commit(&batch, &[]).unwrap();
+    let seqs: Vec<i64> = ins
+        .iter()
+        .map(|r| match r {
+            InsertResult::Inserted { seq } => *seq,
+            other => panic!("not inserted: {other:?}"),
+        })
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seq follows batch order"
+    );
+    let pending = s.pending("bob", 0, 5000).unwrap();
+    assert_eq!(
+        ids(pending),
+        batch.iter().map(|m| m.id.clone()).collect::<Vec<_>>()
+    );
+    let updates: Vec<StatusUpdate> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match i % 2 {
+            0 => update(&m.id, Status::Sent, None),
+            _ => update(&m.id, Status::Delivered, Some("bob")),
+        })
+        .collect();
+    let (_, ups) = s.commit(&[], &updates).unwrap();
+    assert!(ups.iter().all(|u| matches!(u, UpdateResult::Changed(_))));
+    assert_eq!(s.pending("bob", 0, 5000).unwrap().len(), N / 2);
+}
+
+/// Inserts come before updates within a batch, updates apply in order, and a duplicate
+/// reports its original's status as it was before this batch's updates.
+pub(crate) fn one_batch_mixes_inserts_and_updates_in_order(s: &mut impl MessageStore) {
+    s.commit(&[msg("old", "bob", Some("k-old"))], &[]).unwrap();
+    let inserts = [
+        msg("a", "bob", Some("k")),
+        msg("b", "bob", Some("k")),
+        msg("c", "carol", None),
+        msg("again", "bob", Some("k-old")),
+    ];
+    let updates = [
+        update("old", Status::Sent, None),
+        update("a", Status::Sent, None),
+        update("c", Status::Delivered, Some("mallory")),
+        update("a", Status::Delivered, Some("bob")),
+        update("b", Status::Sent, None),
+        update("a", Status::None, Some("mallory")),
+        update("c", Status::Sent, Some("carol")),
+        update("a", Status::Sent, None),
+        update("c", Status::Delivered, None),
+    ];
+    let (ins, ups) = s.commit(&inserts, &updates).unwrap();
+    let dup = |id: &str| InsertResult::Duplicate {
+        id: id.into(),
+        status: Status::None,
+    };
+    assert_eq!((ins[1].clone(), ins[3].clone()), (dup("a"), dup("old")));
+    assert!(changed(&ups[0], Status::Sent) && changed(&ups[1], Status::Sent));
+    assert_eq!(ups[2], UpdateResult::NotRecipient);
+    assert!(changed(&ups[3], Status::Delivered));
+    assert_eq!(ups[4], UpdateResult::Unchanged, "b was never stored");
+    assert_eq!(ups[5], UpdateResult::Unchanged, "a move to NONE is no move");
+    assert!(changed(&ups[6], Status::Sent) && changed(&ups[8], Status::Delivered));
+    assert_eq!(ups[7], UpdateResult::Unchanged);
+    let (ins, _) = s.commit(&[msg("late", "bob", Some("k"))], &[]).unwrap();
+    let delivered = InsertResult::Duplicate {
+        id: "a".into(),
+        status: Status::Delivered,
+    };
+    assert_eq!(ins[0], delivered);
+}
+
+/// A failing statement rolls the whole batch back, and the store stays usable.
+pub(crate) fn a_failed_batch_commits_nothing(s: &mut impl MessageStore) {
+    s.commit(&[msg("x", "bob", None)], &[]).unwrap();
+    let clash = [msg("y", "bob", None), msg("x", "bob", None)];
+    assert!(s.commit(&clash, &[]).is_err(), "same id twice");
+    assert_eq!(s.status_of("y").unwrap(), None);
+    s.commit(&[msg("y", "bob", None)], &[]).unwrap();
+    assert_eq!(ids(s.pending("bob", 0, 10).unwrap()), ["x", "y"]);
+}
+
+#[cfg(test)]
+mod on_sqlite {
+    use crate::backend::store::SqliteStore;
+
+    fn run(scenario: fn(&mut SqliteStore)) {
+        let dir = tempfile::tempdir().unwrap();
+        scenario(&mut SqliteStore::open(dir.path(), false).unwrap());
+    }
+
+    #[test]
+    fn scenarios() {
+        run(super::inserts_dedupe_and_replay_in_order);
+        run(super::statuses_only_move_forward_and_acks_check_the_recipient);
+        run(super::stuck_lists_old_none_and_old_sent_only);
+        run(super::timestamps_round_trip_to_the_microsecond);
+        run(super::large_batches_commit_in_one_call);
+        run(super::one_batch_mixes_inserts_and_updates_in_order);
+        run(super::a_failed_batch_commits_nothing);
+        let dir = tempfile::tempdir().unwrap();
+        super::reopening_keeps_data(|| SqliteStore::open(dir.path(), true).unwrap());
+    }
+}

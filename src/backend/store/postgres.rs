@@ -1,0 +1,333 @@
+//! The distributed store: one Postgres schema shared by every pod of a deployment.
+//!
+//! [`MessageStore`] is blocking and lives on the store thread, while tokio-postgres is async.
+//! The store therefore owns a current-thread tokio runtime and drives every call with
+//! `block_on`. The connection task is spawned on that runtime: it only makes progress inside
+//! `block_on`, which is exactly when the store waits for a reply, so no extra thread is needed.
+//!
+//! A batch costs a constant number of round trips whatever its size ([`batch`]), and a lost
+//! connection is reopened on the next call, so the writer's retries ride out a restart of the
+//! server.
+
+mod batch;
+mod migrate;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+
+use super::{InsertResult, UpdateResult};
+use super::{MessageStore, NewMessage, PendingMessage, StatusUpdate, StoreError};
+use crate::protocol::Status;
+
+/// Advisory lock class (first key of `pg_advisory_xact_lock(int, int)`) of inserting batches;
+/// the second key is [`schema_key`], so deployments sharing a database in different schemas
+/// never contend.
+const INSERT_LOCK: i32 = 0x6453_4902;
+
+/// Used when the URL sets no `connect_timeout`: a blackholed host must not hang startup.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Postgres' earliest instant (4714-11-24 BC), in microseconds since the Unix epoch.
+const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
+
+const PENDING_SQL: &str = "SELECT seq, id, sender_id, reciever_id, payload, created_at, status
+     FROM messages WHERE reciever_id = $1 AND status <> 'DELIVERED' AND seq > $2
+     ORDER BY seq LIMIT $3";
+const STUCK_SQL: &str = "SELECT seq, id, sender_id, reciever_id, payload, created_at, status
+     FROM messages
+     WHERE seq > $4
+       AND ((status = 'NONE' AND created_at < $1) OR (status = 'SENT' AND sent_at < $2))
+     ORDER BY seq LIMIT $3";
+const STATUS_SQL: &str = "SELECT status FROM messages WHERE id = $1";
+
+/// Postgres-backed [`MessageStore`], for the distributed mode.
+pub struct PostgresStore {
+    /// `None` after a failed reconnect; reopened by the next call.
+    session: Option<Session>,
+    config: Config,
+    schema: String,
+    rt: Runtime,
+}
+
+/// One live connection and the statements prepared on it.
+struct Session {
+    st: Statements,
+    client: Client,
+    conn: JoinHandle<()>,
+    key: i32,
+}
+
+/// Prepared once per connection: every call then costs a single round trip per statement.
+struct Statements {
+    pending: Statement,
+    stuck: Statement,
+    status_of: Statement,
+    batch: batch::Statements,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Query(describe(&e))
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (no TLS), creates `schema` if missing, uses it for the session and
+    /// applies pending migrations. Pods starting together serialize on an advisory lock.
+    pub fn connect(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
+        let parsed = url.parse::<Config>();
+        let location = match &parsed {
+            Ok(config) => format!("{} (schema {schema})", redacted(config)),
+            Err(_) => format!("an unparseable postgres url (schema {schema})"),
+        };
+        let open_err = |reason: String| StoreError::Open {
+            location: location.clone(),
+            reason,
+        };
+        let mut config = parsed.map_err(|e| open_err(describe(&e)))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| open_err(format!("cannot start the tokio runtime: {e}")))?;
+        let session = rt.block_on(async {
+            let (mut client, conn) = start(&config, schema).await.map_err(&open_err)?;
+            migrate::migrate(&mut client, schema, &open_err).await?;
+            Session::prepare((client, conn), schema)
+                .await
+                .map_err(&open_err)
+        })?;
+        Ok(PostgresStore {
+            session: Some(session),
+            config,
+            schema: schema.to_owned(),
+            rt,
+        })
+    }
+
+    /// The live session, reconnecting first if the previous connection was lost.
+    fn session(&mut self) -> Result<(&Runtime, &mut Session), StoreError> {
+        let session = match self.session.take().filter(|s| !s.client.is_closed()) {
+            Some(s) => s,
+            None => {
+                let s = self.rt.block_on(async {
+                    let client = start(&self.config, &self.schema).await?;
+                    Session::prepare(client, &self.schema).await
+                });
+                let s = s.map_err(|e| StoreError::Query(format!("reconnecting: {e}")))?;
+                tracing::info!(schema = %self.schema, "reconnected to postgres");
+                s
+            }
+        };
+        Ok((&self.rt, self.session.insert(session)))
+    }
+
+    fn query(
+        &mut self,
+        pick: fn(&Statements) -> &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let (rt, s) = self.session()?;
+        Ok(rt.block_on(s.client.query(pick(&s.st), params))?)
+    }
+}
+
+/// Opens a connection whose `search_path` is `schema` (which may not exist yet).
+async fn start(config: &Config, schema: &str) -> Result<(Client, JoinHandle<()>), String> {
+    let (client, conn) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+    let conn = tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %describe(&e), "postgres connection ended");
+        }
+    });
+    let set = format!("SET search_path TO {}", quote_ident(schema));
+    client.batch_execute(&set).await.map_err(|e| describe(&e))?;
+    Ok((client, conn))
+}
+
+impl Session {
+    async fn prepare(
+        (client, conn): (Client, JoinHandle<()>),
+        schema: &str,
+    ) -> Result<Session, String> {
+        let st = async {
+            let (pending, stuck, status_of, batch) = futures::try_join!(
+                client.prepare(PENDING_SQL),
+                client.prepare(STUCK_SQL),
+                client.prepare(STATUS_SQL),
+                batch::Statements::prepare(&client),
+            )?;
+            Ok::<_, tokio_postgres::Error>(Statements {
+                pending,
+                stuck,
+                status_of,
+                batch,
+            })
+        };
+        let st = st.await.map_err(|e| describe(&e))?;
+        Ok(Session {
+            st,
+            client,
+            conn,
+            key: schema_key(schema),
+        })
+    }
+}
+
+impl Drop for PostgresStore {
+    /// Closes the connection politely (Terminate) rather than cutting the socket.
+    fn drop(&mut self) {
+        if let Some(Session {
+            st, client, conn, ..
+        }) = self.session.take()
+        {
+            drop(st);
+            drop(client);
+            // The timer must be made inside the runtime: `block_on` enters it.
+            let closed = async { tokio::time::timeout(Duration::from_secs(1), conn).await };
+            let _ = self.rt.block_on(closed);
+        }
+    }
+}
+
+impl MessageStore for PostgresStore {
+    fn commit(
+        &mut self,
+        inserts: &[NewMessage],
+        updates: &[StatusUpdate],
+    ) -> Result<(Vec<InsertResult>, Vec<UpdateResult>), StoreError> {
+        if inserts.is_empty() && updates.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let (rt, s) = self.session()?;
+        rt.block_on(batch::commit(s, inserts, updates))
+    }
+
+    fn pending(
+        &mut self,
+        recipient: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(|st| &st.pending, &[&recipient, &after_seq, &limit])?;
+        rows.iter().map(pending_row).collect()
+    }
+
+    fn stuck(
+        &mut self,
+        after_seq: i64,
+        none_before: i64,
+        sent_before: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        let (none_before, sent_before) = (to_time(none_before), to_time(sent_before));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let params: [&(dyn ToSql + Sync); 4] = [&none_before, &sent_before, &limit, &after_seq];
+        let rows = self.query(|st| &st.stuck, &params)?;
+        rows.iter().map(pending_row).collect()
+    }
+
+    fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {
+        let rows = self.query(|st| &st.status_of, &[&id])?;
+        rows.first()
+            .map(|r| parse_status(r.try_get(0)?))
+            .transpose()
+    }
+}
+
+fn pending_row(r: &Row) -> Result<PendingMessage, StoreError> {
+    Ok(PendingMessage {
+        seq: r.try_get(0)?,
+        id: r.try_get(1)?,
+        sender_id: r.try_get(2)?,
+        reciever_id: r.try_get(3)?,
+        payload: r.try_get(4)?,
+        created_at: to_micros(r.try_get(5)?)?,
+        status: parse_status(r.try_get(6)?)?,
+    })
+}
+
+fn parse_status(s: &str) -> Result<Status, StoreError> {
+    Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
+}
+
+/// Microseconds since the Unix epoch as a `timestamptz` parameter. `SystemTime` travels in
+/// Postgres' binary format, integer microseconds, so no float rounding can creep in. Instants
+/// before Postgres' range are clamped to its start: only thresholds can be that old.
+fn to_time(micros: i64) -> SystemTime {
+    let micros = micros.max(PG_MIN_MICROS);
+    let d = Duration::from_micros(micros.unsigned_abs());
+    if micros >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
+/// The inverse of [`to_time`]; exact for every instant Postgres can store in an `i64`.
+fn to_micros(t: SystemTime) -> Result<i64, StoreError> {
+    let corrupt = |_| StoreError::Corrupt(format!("timestamp {t:?} out of range"));
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).map_err(corrupt),
+        Err(e) => i64::try_from(e.duration().as_micros())
+            .map(|m| -m)
+            .map_err(corrupt),
+    }
+}
+
+/// The error and its causes: tokio-postgres' own text for a server error is just "db error".
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text.replace('\n', "; ")
+}
+
+/// Where we connect, without the password.
+fn redacted(config: &Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        ports.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A fixed hash of the schema name (FNV-1a), the second advisory-lock key. Computed here
+/// rather than with `hashtext` so that it can never change under a Postgres upgrade while
+/// pods of two versions run side by side.
+fn schema_key(schema: &str) -> i32 {
+    let h = schema.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    h as i32
+}
+
+#[cfg(test)]
+mod tests;
