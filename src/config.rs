@@ -59,16 +59,87 @@ pub struct Config {
     )]
     pub delivery_confirm: DeliveryConfirm,
 
-    /// This pod's id: stable across restarts (like a StatefulSet name).
-    #[arg(long, env = "DISTRISOCKS_POD_ID", default_value = "pod-0")]
-    pub pod_id: String,
+    /// This pod's id: stable across restarts (like a StatefulSet name). Default: the host name.
+    #[arg(long, env = "DISTRISOCKS_POD_ID")]
+    pub pod_id: Option<String>,
+
+    /// A file of `DISTRISOCKS_*=value` lines; flags and the environment take precedence.
+    #[arg(long, env = "DISTRISOCKS_CONFIG")]
+    pub config: Option<PathBuf>,
 
     /// Serve the conformance echo socket at `/echo` (off by default; no authentication).
     #[arg(long, env = "DISTRISOCKS_ECHO")]
     pub echo: bool,
 
     #[command(flatten)]
+    pub cluster: Cluster,
+
+    #[command(flatten)]
     pub tuning: Tuning,
+}
+
+/// The distributed mode: with all three of Kafka, Redis and Postgres set, the pod routes
+/// through them instead of the embedded store, route table and bus.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Cluster {
+    /// Kafka bootstrap servers (host:port,...); any Kafka-protocol broker.
+    #[arg(long, env = "DISTRISOCKS_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Redis URL of the route table, e.g. redis://127.0.0.1:6379/.
+    #[arg(long, env = "DISTRISOCKS_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// PostgreSQL URL of the message store, e.g. postgres://user@host/db.
+    #[arg(long, env = "DISTRISOCKS_POSTGRES_URL", hide_env_values = true)]
+    pub postgres_url: Option<String>,
+
+    /// Postgres schema holding the tables (created if missing).
+    #[arg(long, env = "DISTRISOCKS_POSTGRES_SCHEMA", default_value = "public")]
+    pub postgres_schema: String,
+
+    /// Prefix of Kafka topics, consumer groups and Redis keys (isolates deployments).
+    #[arg(long, env = "DISTRISOCKS_PREFIX", default_value = "distrisocks.")]
+    pub prefix: String,
+
+    /// Lease of a Redis route, ms; renewed every third of it. A crashed pod's routes expire.
+    #[arg(long, env = "DISTRISOCKS_ROUTE_LEASE_MS", default_value_t = 15_000)]
+    pub route_lease_ms: u64,
+
+    /// Redrive messages still NONE this long after creation, ms.
+    #[arg(
+        long,
+        env = "DISTRISOCKS_REDRIVE_NONE_AFTER_MS",
+        default_value_t = 10_000
+    )]
+    pub redrive_none_after_ms: u64,
+
+    /// Redrive messages still SENT this long after SENT, ms (their pod may have died).
+    #[arg(
+        long,
+        env = "DISTRISOCKS_REDRIVE_SENT_AFTER_MS",
+        default_value_t = 30_000
+    )]
+    pub redrive_sent_after_ms: u64,
+
+    /// Period of the redrive sweep, ms.
+    #[arg(long, env = "DISTRISOCKS_REDRIVE_INTERVAL_MS", default_value_t = 2_000)]
+    pub redrive_interval_ms: u64,
+}
+
+impl Cluster {
+    /// Whether the distributed mode is configured; `Err` when only some backends are.
+    pub fn enabled(&self) -> Result<bool, ConfigError> {
+        let set = [&self.kafka_brokers, &self.redis_url, &self.postgres_url]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        match set {
+            0 => Ok(false),
+            3 => Ok(true),
+            _ => Err(ConfigError::PartialCluster),
+        }
+    }
 }
 
 /// Tuning knobs; the defaults suit many mostly-idle connections.
@@ -144,9 +215,47 @@ pub enum ConfigError {
     PayloadLimit,
     #[error("--pod-id must be 1 to 128 characters of [A-Za-z0-9._-]")]
     PodId,
+    #[error("distributed mode needs all of --kafka-brokers, --redis-url and --postgres-url")]
+    PartialCluster,
 }
 
 impl Config {
+    /// Parses flags and environment, then, with `--config FILE`, fills every variable the
+    /// environment does not set from the file and parses again.
+    pub fn load() -> Result<Config, String> {
+        let first = Config::parse();
+        let Some(path) = first.config.clone() else {
+            return Ok(first);
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("config file {}: {e}", path.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(format!(
+                    "config file {}:{}: expected KEY=value",
+                    path.display(),
+                    n + 1
+                ));
+            };
+            let key = key.trim();
+            if !key.starts_with("DISTRISOCKS_") {
+                return Err(format!(
+                    "config file {}:{}: {key} is not a DISTRISOCKS_ variable",
+                    path.display(),
+                    n + 1
+                ));
+            }
+            if std::env::var_os(key).is_none() {
+                std::env::set_var(key, value.trim());
+            }
+        }
+        Ok(Config::parse())
+    }
+
     /// A configuration with every default, as if parsed from no arguments.
     pub fn defaults() -> Self {
         Config::parse_from(["distrisocks"])
@@ -179,10 +288,21 @@ impl Config {
             return Err(ConfigError::PayloadLimit);
         }
         let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
-        if self.pod_id.is_empty() || self.pod_id.len() > 128 || !self.pod_id.chars().all(ok) {
+        let pod = self.pod_id();
+        if pod.is_empty() || pod.len() > 128 || !pod.chars().all(ok) {
             return Err(ConfigError::PodId);
         }
+        self.cluster.enabled()?;
         Ok(())
+    }
+
+    /// The pod id in force: the flag, or the host name (stable for a StatefulSet pod).
+    pub fn pod_id(&self) -> String {
+        self.pod_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "pod-0".into())
+        })
     }
 }
 

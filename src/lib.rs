@@ -25,11 +25,13 @@
 //! - [`backend`]: the store, route table and bus traits and the embedded implementations.
 //! - [`pod`]: startup and the two-phase graceful shutdown.
 //! - [`auth`]: JWT HS256 and the dev mode.
+//! - [`metrics`]: per-shard counters behind `GET /metrics`.
 
 pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod flow;
+pub mod metrics;
 pub mod pod;
 pub mod protocol;
 pub mod shard;

@@ -1,12 +1,16 @@
 //! The `distrisocks` binary: parse configuration, run a pod until SIGINT/SIGTERM.
 
-use clap::Parser;
-
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let config = distrisocks::Config::parse();
+    let config = match distrisocks::Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("distrisocks: {e}");
+            std::process::exit(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -145,3 +145,39 @@ fn silent_clients_are_pinged_then_closed_with_4001() {
     reader.join().expect("the reading client is still served");
     pod.shutdown();
 }
+
+#[test]
+fn metrics_count_connections_messages_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |_| {});
+    let addr = pod.local_addr();
+    let (a, b) = (user("alice"), user("bob"));
+    let mut alice = Client::connect(addr, &a);
+    let mut bob = Client::connect(addr, &b);
+    let id = alice.send_msg(&b, "counted", None)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.recv_type("message");
+    bob.ack(&id);
+    alice.recv_status(&id, "SENT");
+    alice.recv_status(&id, "DELIVERED");
+    alice.send_text("{oops");
+    alice.recv_type("error");
+    let text = raw_get(addr, "/metrics");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    let sum = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(sum("distrisocks_connections{"), 2);
+    assert_eq!(sum("distrisocks_messages_accepted_total{"), 1);
+    assert_eq!(sum("distrisocks_messages_sent_total{"), 1);
+    assert_eq!(sum("distrisocks_messages_delivered_total{"), 1);
+    assert_eq!(sum("distrisocks_errors_total{code=\"malformed_json\"}"), 1);
+    assert!(sum("distrisocks_store_batches_total") >= 1);
+    assert!(sum("distrisocks_frames_written_total{") >= 5);
+    pod.shutdown();
+}

@@ -5,6 +5,8 @@
 //! change with the deployment.
 
 pub mod bus;
+pub mod kafka;
+pub mod redis_routes;
 pub mod routes;
 pub mod store;
 

@@ -19,6 +19,11 @@ pub fn on_inserted(shard: &Rc<Shard>, conn: u64, msg: NewMessage, result: Insert
     };
     // The sender may have disconnected; the message is stored and routed all the same.
     shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
+    let m = shard.metrics();
+    match &result {
+        InsertResult::Inserted { .. } => crate::metrics::ShardMetrics::inc(&m.accepted),
+        InsertResult::Duplicate { .. } => crate::metrics::ShardMetrics::inc(&m.duplicates),
+    }
     if let InsertResult::Inserted { seq } = result {
         super::route::spawn_route(shard, msg, seq);
     }
@@ -30,6 +35,7 @@ pub fn on_insert_failed(shard: &Rc<Shard>, conn: u64, msg: NewMessage, error: &s
     shard.conns.borrow().send_answered(conn);
     tracing::warn!(shard = shard.id, conn, error, "insert failed");
     let text = "the store failed; message not stored, resend it with the same client_msg_id";
+    shard.metrics().error(ErrorCode::StoreUnavailable);
     let frame = encode_error(
         ErrorCode::StoreUnavailable,
         text,
@@ -42,6 +48,7 @@ pub fn on_insert_failed(shard: &Rc<Shard>, conn: u64, msg: NewMessage, error: &s
 /// An ack named a message that is not addressed to the acking user.
 pub fn on_ack_refused(shard: &Rc<Shard>, conn: u64, id: &str) {
     let text = "no message with this id is addressed to you";
+    shard.metrics().error(ErrorCode::NotRecipient);
     let frame = encode_error(ErrorCode::NotRecipient, text, None, Some(id));
     shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
 }

@@ -17,6 +17,7 @@ pub async fn on_text(shard: &Rc<Shard>, conn: u64, user: &str, text: &str) {
         Ok(ClientFrame::Send(send)) => store_send(shard, conn, user, send).await,
         Ok(ClientFrame::Ack { id }) => ack(shard, conn, user, &id).await,
         Err(e) => {
+            shard.metrics().error(e.code);
             let frame = encode_error(e.code, &e.message, e.client_msg_id.as_deref(), None);
             shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
         }
@@ -62,6 +63,7 @@ async fn store_send(shard: &Rc<Shard>, conn: u64, user: &str, send: SendFrame<'_
         ?code,
         "insert refused before storing"
     );
+    shard.metrics().error(code);
     let text = "message not stored; resend it later with the same client_msg_id";
     let frame = encode_error(code, text, cmid.as_deref(), None);
     shard.conns.borrow().push_to(conn, Out::Text(frame.into()));

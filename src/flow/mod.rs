@@ -9,11 +9,13 @@
 //! 5. [`status`]: committed status changes travel back to the sender's devices.
 //!
 //! [`replay`] is the offline path: a connecting recipient first receives what is stored for
-//! them. [`submit`] is the non-blocking hand-off to the store thread that every step uses.
+//! them. [`redrive`] re-routes messages stuck by a broker outage or a dead pod (distributed
+//! mode). [`submit`] is the non-blocking hand-off to the store thread that every step uses.
 
 pub mod accept;
 pub mod consume;
 pub mod ingest;
+pub mod redrive;
 pub mod replay;
 pub mod route;
 pub mod status;

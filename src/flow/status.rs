@@ -37,6 +37,12 @@ pub async fn advance(shard: &Shard, id: &str, status: Status) {
 
 /// A committed change reached the sender's home shard: tell the sender's devices.
 pub fn on_status_changed(shard: &Rc<Shard>, change: StatusChange) {
+    let m = shard.metrics();
+    let counter = match change.status {
+        Status::Delivered => &m.status_delivered,
+        _ => &m.status_sent,
+    };
+    crate::metrics::ShardMetrics::inc(counter);
     let env = Arc::new(Envelope {
         user: change.sender_id,
         frame: encode_status(&change.id, change.status).into(),

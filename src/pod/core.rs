@@ -43,6 +43,9 @@ pub async fn core_main(start: CoreStart) {
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let inbox = glommio::spawn_local(run_inbox(shard.clone(), start.inbox, shutdown_tx));
     let accept = glommio::spawn_local(accept_loop(shard.clone(), listener));
+    if let (0, Some(c)) = (start.id, &start.pod.cluster) {
+        glommio::spawn_local(crate::flow::redrive::run(shard.clone(), c.redrive)).detach();
+    }
     tracing::info!(shard = start.id, %addr, "shard serving");
     let _ = shutdown_rx.await; // Err: inbox closed without Shutdown; drain all the same.
     drop(accept); // Stops accepting and closes this shard's listener.
@@ -54,6 +57,10 @@ pub async fn core_main(start: CoreStart) {
 
 fn new_shard(id: usize, pod: Arc<PodShared>) -> Shard {
     let directory = Rc::new(RefCell::new(Directory::default()));
+    if let Some(c) = &pod.cluster {
+        let (routes, bus) = (Box::new(c.routes.clone()), Box::new(c.bus.clone()));
+        return Shard::new(id, pod.clone(), directory, routes, bus);
+    }
     let pod_id = pod.settings.pod_id.clone();
     let routes = LocalRoutes {
         shard: id,

@@ -1,7 +1,10 @@
 //! The pod: starts the store thread and one pinned executor per shard, and stops them in two
 //! phases (every shard drains, then every inbox closes, then the store flushes and stops).
 
+mod cluster;
 mod core;
+
+pub use cluster::ClusterShared;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +37,8 @@ pub enum StartError {
     Listen(String),
     #[error("cannot start executor for shard {0}: {1}")]
     Executor(usize, String),
+    #[error("{0}")]
+    Backend(String),
 }
 
 /// A running pod. Dropping it without [`Pod::shutdown`] leaves its threads running.
@@ -44,11 +49,12 @@ pub struct Pod {
     executors: Vec<glommio::ExecutorJoinHandle<()>>,
     store_thread: Option<JoinHandle<()>>,
     drained: crossbeam_channel::Receiver<usize>,
+    cluster: Option<cluster::ClusterParts>,
 }
 
 /// Forwards store outcomes to shard inboxes: replies to the origin shard, status changes to
 /// the sender's home shard (which routes them to the sender's devices).
-struct MeshSink {
+pub(crate) struct MeshSink {
     mesh: Mesh,
 }
 
@@ -75,10 +81,6 @@ impl Pod {
     pub fn start(config: Config) -> Result<Pod, StartError> {
         config.validate()?;
         let settings = settings(&config)?;
-        let dir = &config.data_dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
-        let store = SqliteStore::open(dir, config.tuning.store_full_sync)?;
         let shards = config.shard_count();
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
             .map(|_| async_channel::bounded(config.tuning.shard_inbox))
@@ -88,11 +90,25 @@ impl Pod {
             queue: config.tuning.store_queue,
             batch_max: config.tuning.store_batch_max,
         };
-        let (store, store_thread) = spawn_writer(store, MeshSink { mesh: mesh.clone() }, tuning);
+        let metrics = Arc::new(crate::metrics::Metrics::new(shards));
+        let (store, store_thread, cluster, parts) = if config.cluster.enabled()? {
+            let (h, t, shared, parts) = cluster::start(&config, &mesh, tuning, &metrics)?;
+            (h, t, Some(shared), Some(parts))
+        } else {
+            let dir = &config.data_dir;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+            let sqlite = SqliteStore::open(dir, config.tuning.store_full_sync)?;
+            let sink = MeshSink { mesh: mesh.clone() };
+            let (h, t) = spawn_writer(sqlite, sink, tuning, metrics.clone());
+            (h, t, None, None)
+        };
         let pod = Arc::new(PodShared {
             settings,
             mesh: mesh.clone(),
             store: store.clone(),
+            cluster,
+            metrics,
         });
         let (drained_tx, drained) = crossbeam_channel::unbounded();
         let mut started = Pod {
@@ -102,6 +118,7 @@ impl Pod {
             executors: Vec::new(),
             store_thread: Some(store_thread),
             drained,
+            cluster: parts,
         };
         for (id, inbox) in receivers.into_iter().enumerate() {
             let start = CoreStart {
@@ -176,6 +193,9 @@ impl Pod {
                 tracing::error!(error = %e, "shard thread failed");
             }
         }
+        if let Some(parts) = self.cluster.take() {
+            parts.stop();
+        }
         self.store.sync();
         let _ = self.store.try_submit(crate::backend::store::StoreCmd::Stop);
         if let Some(t) = self.store_thread.take() {
@@ -208,7 +228,7 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
         }
     };
     Ok(Settings {
-        pod_id: config.pod_id.as_str().into(),
+        pod_id: config.pod_id().into(),
         auth,
         limits: Limits {
             max_payload_bytes: t.max_payload_bytes,

@@ -62,6 +62,9 @@ pub mod close {
     pub const INTERNAL_ERROR: u16 = 1011;
     /// No pong (or any other frame) within `--pong-timeout-ms` after a ping.
     pub const PING_TIMEOUT: u16 = 4001;
+    /// The pod lost its route leases (it was paused or cut off from Redis for a whole lease):
+    /// other pods may no longer reach this connection. Reconnect.
+    pub const ROUTE_LOST: u16 = 4009;
     /// The connection's outbound queue overflowed (the client reads too slowly). Undelivered
     /// messages stay stored and are replayed on reconnect.
     pub const SLOW_CONSUMER: u16 = 4008;

@@ -10,6 +10,7 @@ use futures::channel::oneshot;
 use super::{Shard, ShardMsg};
 use crate::backend::store::StoreEvent;
 use crate::flow;
+use crate::protocol::codes::close;
 
 /// Runs until the inbox is closed. `shutdown` fires on the first [`ShardMsg::Shutdown`].
 pub async fn run_inbox(
@@ -28,6 +29,17 @@ pub async fn run_inbox(
         match msg {
             ShardMsg::Store(event) => on_store_event(&shard, event),
             ShardMsg::Deliver(env) => flow::consume::deliver_local(&shard, env),
+            ShardMsg::Consumed { env, offset, ack } => {
+                flow::consume::deliver_local(&shard, env);
+                let _ = ack.send(offset); // The consumer may have stopped; it re-reads then.
+            }
+            ShardMsg::LeaseLost => {
+                for outbox in shard.conns.borrow().all_outboxes() {
+                    outbox
+                        .borrow_mut()
+                        .abort(close::ROUTE_LOST, "route lease lost; reconnect");
+                }
+            }
             ShardMsg::RouteAdd {
                 user,
                 shard: at,

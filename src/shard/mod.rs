@@ -47,6 +47,15 @@ pub enum ShardMsg {
         user: String,
         reply: oneshot::Sender<Vec<u16>>,
     },
+    /// A record consumed from this shard's Kafka partition: deliver it locally, then report
+    /// `offset` on `ack` so the consumer may store it (at-least-once).
+    Consumed {
+        env: Arc<Envelope>,
+        offset: i64,
+        ack: crossbeam_channel::Sender<i64>,
+    },
+    /// The pod could not renew its route leases: close every connection with 4009.
+    LeaseLost,
     /// Begin the graceful shutdown of this shard.
     Shutdown,
 }
@@ -70,6 +79,9 @@ pub struct PodShared {
     pub settings: Settings,
     pub mesh: Mesh,
     pub store: StoreHandle,
+    /// Set in the distributed mode: Redis routes and the Kafka bus replace the embedded ones.
+    pub cluster: Option<crate::pod::ClusterShared>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// One core's state. Owned by its executor through `Rc`; see the module doc.
@@ -126,6 +138,11 @@ impl Shard {
             pod: self.pod.settings.pod_id.clone(),
             shard: self.id as u16,
         }
+    }
+
+    /// This shard's counters (its own slot: no sharing with other shards).
+    pub fn metrics(&self) -> &crate::metrics::ShardMetrics {
+        &self.pod.metrics.shards[self.id]
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -100,6 +100,7 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
     }
     match head.target {
         Target::Healthz => return respond(200, "OK", "", "ok"),
+        Target::Metrics => return Decision::Respond(metrics_response(shard)),
         Target::Other => return respond(404, "Not Found", "", "not found"),
         Target::Echo if settings.echo_ws.is_none() => {
             return respond(404, "Not Found", "", "not found")
@@ -142,4 +143,18 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
             respond(401, "Unauthorized", challenge, &e.to_string())
         }
     }
+}
+
+fn metrics_response(shard: &Shard) -> String {
+    let pod = &shard.pod;
+    let depths = crate::metrics::Depths {
+        inboxes: pod.mesh.iter().map(|m| m.len()).collect(),
+        store_queue: pod.store.queued(),
+    };
+    let body = pod.metrics.render(&depths);
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }

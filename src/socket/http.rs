@@ -18,6 +18,8 @@ pub enum Target {
     Echo,
     /// `GET /healthz`.
     Healthz,
+    /// `GET /metrics` (Prometheus text format).
+    Metrics,
     /// Anything else.
     Other,
 }
@@ -68,6 +70,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
             "/ws" => Target::Ws,
             "/echo" => Target::Echo,
             "/healthz" => Target::Healthz,
+            "/metrics" => Target::Metrics,
             _ => Target::Other,
         },
         bearer: None,

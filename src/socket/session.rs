@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
@@ -35,6 +36,7 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
         .conns
         .borrow_mut()
         .insert(conn, user.clone(), outbox.clone());
+    shard.metrics().connections.fetch_add(1, Relaxed);
     tracing::debug!(shard = shard.id, conn, "connection open");
     let writer = super::writer::spawn(&shard, sink, &outbox, &last_seen, true).shared();
 
@@ -58,6 +60,7 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
     outbox.borrow_mut().abort(1000, "");
     let _ = glommio::timer::timeout(CLOSE_GRACE, writer.map(Ok)).await; // Timed out: drop it.
     shard.conns.borrow_mut().remove(conn);
+    shard.metrics().connections.fetch_sub(1, Relaxed);
     if let Err(e) = shard.routes.unregister(&user, shard.location()).await {
         tracing::warn!(shard = shard.id, conn, error = %e, "route removal failed");
     }

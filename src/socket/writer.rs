@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use futures::future::{select, Either};
@@ -119,6 +120,10 @@ impl Writer {
         while let Some(out) = next.take() {
             match out {
                 Out::Close(code, reason) => {
+                    if code == close::SLOW_CONSUMER {
+                        let m = self.shard.metrics();
+                        m.slow_consumer_closes.fetch_add(1, Relaxed);
+                    }
                     self.sink.flush().await?;
                     self.mark_delivered(delivered).await;
                     self.send_close(code, reason).await;
@@ -137,6 +142,10 @@ impl Writer {
             }
         }
         self.sink.flush().await?;
+        self.shard
+            .metrics()
+            .frames_out
+            .fetch_add(count as u64, Relaxed);
         self.mark_delivered(delivered).await;
         Ok(Step::Continue)
     }

@@ -130,6 +130,19 @@ impl Client {
         a
     }
 
+    /// Sends like [`send_msg`](Self::send_msg) but skips status frames of earlier messages.
+    pub fn send_msg_any(&mut self, to: &str, payload: &str) -> Value {
+        self.send(json!({"payload": payload, "reciever_id": to}));
+        loop {
+            let v = self.recv();
+            match v["type"].as_str() {
+                Some("accepted") => return v,
+                Some("status") => continue,
+                _ => panic!("unexpected frame {v}"),
+            }
+        }
+    }
+
     /// The next JSON text frame; panics on timeout or close.
     pub fn recv(&mut self) -> Value {
         loop {
@@ -236,3 +249,4 @@ pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+pub mod cluster;

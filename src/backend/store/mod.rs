@@ -128,10 +128,12 @@ pub trait MessageStore: Send + 'static {
     ) -> Result<Vec<PendingMessage>, StoreError>;
 
     /// Messages the redrive must route again: at NONE and created before `none_before`, or
-    /// at SENT since before `sent_before` (their pod may have died before delivering them).
-    /// Oldest first.
+    /// at SENT since before `sent_before` (their pod may have died before delivering them),
+    /// with `seq > after_seq`, oldest first. The redrive pages through them with a cursor so
+    /// that a backlog for offline users cannot starve newer stuck messages.
     fn stuck(
         &mut self,
+        after_seq: i64,
         none_before: i64,
         sent_before: i64,
         limit: usize,

@@ -214,16 +214,19 @@ impl MessageStore for SqliteStore {
 
     fn stuck(
         &mut self,
+        after_seq: i64,
         none_before: i64,
         sent_before: i64,
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError> {
         let mut q = self.conn.prepare_cached(
             "SELECT seq, id, sender_id, reciever_id, payload, created_at, status FROM messages
-             WHERE (status = 'NONE' AND created_at < ?1) OR (status = 'SENT' AND sent_at < ?2)
+             WHERE seq > ?4
+               AND ((status = 'NONE' AND created_at < ?1) OR (status = 'SENT' AND sent_at < ?2))
              ORDER BY seq LIMIT ?3",
         )?;
-        let rows = q.query_map(params![none_before, sent_before, limit as i64], pending_row)?;
+        let args = params![none_before, sent_before, limit as i64, after_seq];
+        let rows = q.query_map(args, pending_row)?;
         rows.map(|row| row?.into_pending()).collect()
     }
 

@@ -1,10 +1,13 @@
 //! The store's own thread: group commit, then answers through an [`EventSink`].
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures::channel::oneshot;
+
+use crate::metrics::Metrics;
 
 use super::{
     InsertResult, MessageStore, NewMessage, PendingMessage, StatusChange, StatusUpdate,
@@ -31,6 +34,14 @@ pub enum StoreCmd {
     Pending {
         recipient: String,
         after_seq: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<PendingMessage>, String>>,
+    },
+    /// Messages for the redrive (see [`MessageStore::stuck`]).
+    Stuck {
+        after_seq: i64,
+        none_before: i64,
+        sent_before: i64,
         limit: usize,
         reply: oneshot::Sender<Result<Vec<PendingMessage>, String>>,
     },
@@ -97,6 +108,7 @@ impl std::fmt::Debug for StoreCmd {
             StoreCmd::Insert { .. } => "Insert",
             StoreCmd::Status { .. } => "Status",
             StoreCmd::Pending { .. } => "Pending",
+            StoreCmd::Stuck { .. } => "Stuck",
             StoreCmd::Sync(_) => "Sync",
             StoreCmd::Stop => "Stop",
         };
@@ -140,6 +152,7 @@ pub fn spawn_writer<S: MessageStore, E: EventSink>(
     store: S,
     sink: E,
     tuning: StoreTuning,
+    metrics: Arc<Metrics>,
 ) -> (StoreHandle, JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::bounded(tuning.queue);
     let handle = std::thread::Builder::new()
@@ -150,6 +163,7 @@ pub fn spawn_writer<S: MessageStore, E: EventSink>(
                 sink,
                 rx,
                 tuning,
+                metrics,
             }
             .run()
         })
@@ -162,6 +176,7 @@ struct Writer<S, E> {
     sink: E,
     rx: Receiver<StoreCmd>,
     tuning: StoreTuning,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -197,7 +212,12 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
         let inserts: Vec<NewMessage> = batch.inserts.iter().map(|(m, _)| m.clone()).collect();
         let updates: Vec<StatusUpdate> = batch.updates.iter().map(|(u, _)| u.clone()).collect();
         if !inserts.is_empty() || !updates.is_empty() {
-            match self.commit_with_retry(&inserts, &updates) {
+            let started = std::time::Instant::now();
+            let result = self.commit_with_retry(&inserts, &updates);
+            let micros = started.elapsed().as_micros() as u64;
+            let n = inserts.len() + updates.len();
+            self.metrics.store.record(n, micros, result.is_ok());
+            match result {
                 Ok((ins, ups)) => self.report(batch.inserts, ins, batch.updates, ups),
                 Err(error) => self.report_failure(batch.inserts, &error),
             }
@@ -276,6 +296,16 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 let r = self.store.pending(&recipient, after_seq, limit);
                 // The connection may be gone already; then nobody waits for the answer.
                 let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
+            StoreCmd::Stuck {
+                after_seq,
+                none_before,
+                sent_before,
+                limit,
+                reply,
+            } => {
+                let r = self.store.stuck(after_seq, none_before, sent_before, limit);
+                let _ = reply.send(r.map_err(|e| e.to_string())); // The sweeper may be gone.
             }
             StoreCmd::Sync(done) => {
                 let _ = done.send(()); // The waiter may have given up; nothing to undo.

@@ -123,8 +123,13 @@ fn stuck_lists_old_none_and_old_sent_only() {
     .unwrap();
     // created_at = 1 for msg(); updates happen at 7.
     let ids = |v: Vec<PendingMessage>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
-    assert_eq!(ids(s.stuck(50, 50, 10).unwrap()), ["old-none", "old-sent"]);
-    assert_eq!(ids(s.stuck(50, 5, 10).unwrap()), ["old-none"]);
-    assert_eq!(ids(s.stuck(200, 5, 10).unwrap()), ["old-none", "young"]);
-    assert_eq!(s.stuck(200, 5, 1).unwrap().len(), 1);
+    assert_eq!(
+        ids(s.stuck(0, 50, 50, 10).unwrap()),
+        ["old-none", "old-sent"]
+    );
+    assert_eq!(ids(s.stuck(0, 50, 5, 10).unwrap()), ["old-none"]);
+    assert_eq!(ids(s.stuck(0, 200, 5, 10).unwrap()), ["old-none", "young"]);
+    let first = s.stuck(0, 200, 5, 1).unwrap();
+    assert_eq!(ids(first.clone()), ["old-none"]);
+    assert_eq!(ids(s.stuck(first[0].seq, 200, 5, 10).unwrap()), ["young"]);
 }

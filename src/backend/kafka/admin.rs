@@ -1,0 +1,49 @@
+//! Topic creation at startup, through the admin API.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
+
+/// Makes sure `topic` exists with exactly `partitions` partitions. An existing topic with
+/// another count is an error: its partitions would no longer map one-to-one onto shards.
+pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("kafka admin client: {e}"))?;
+    // Fail fast and clearly when no broker answers, before any admin request waits.
+    admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|e| format!("kafka at {brokers} unreachable: {e}"))?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let created = futures::executor::block_on(admin.create_topics([&new], &opts))
+        .map_err(|e| format!("kafka at {brokers}: cannot create topic {topic}: {e}"))?;
+    for r in created {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => return Err(format!("kafka: cannot create topic {t}: {code}")),
+        }
+    }
+    let meta = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| format!("kafka at {brokers}: metadata of {topic}: {e}"))?;
+    let found = meta
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len() as i32);
+    if found != partitions {
+        return Err(format!(
+            "kafka topic {topic} has {found} partitions but this pod runs {partitions} shards"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! One consumer thread per shard, assigned exactly partition *shard* of the pod's topic.
+//!
+//! At-least-once: a record's offset is stored (and later auto-committed) only after the shard
+//! reports it handed the frame to the socket writers, or found nobody to hand it to (the
+//! message then stays stored below DELIVERED, which is "recorded as pending").
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{HEADER_ID, HEADER_SEQ};
+use crate::backend::bus::Envelope;
+use crate::shard::ShardMsg;
+
+/// Stops a consumer thread (committing what was handed) when dropped via [`stop`](Self::stop).
+pub struct ConsumerHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ConsumerHandle {
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the consumer of `topic`/`partition` in group `group`, feeding `inbox`.
+pub fn spawn_consumer(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    inbox: async_channel::Sender<ShardMsg>,
+) -> Result<ConsumerHandle, String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| format!("kafka consumer: {e}"))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Stored)
+        .map_err(|e| e.to_string())?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| format!("kafka assign {topic}/{partition}: {e}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acks, handed) = crossbeam_channel::unbounded();
+    let poller = Poller {
+        consumer,
+        topic: topic.into(),
+        partition,
+        inbox,
+        acks,
+        handed,
+    };
+    let s = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("kafka-consumer-{partition}"))
+        .spawn(move || poller.run(&s))
+        .map_err(|e| e.to_string())?;
+    Ok(ConsumerHandle {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+struct Poller {
+    consumer: BaseConsumer,
+    topic: String,
+    partition: i32,
+    inbox: async_channel::Sender<ShardMsg>,
+    acks: Sender<i64>,
+    handed: Receiver<i64>,
+}
+
+impl Poller {
+    fn run(self, stop: &AtomicBool) {
+        let mut last_warn = std::time::Instant::now() - Duration::from_secs(60);
+        while !stop.load(Ordering::Relaxed) {
+            self.store_handed();
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => {
+                    let msg = ShardMsg::Consumed {
+                        env: envelope(&m),
+                        offset: m.offset(),
+                        ack: self.acks.clone(),
+                    };
+                    if self.inbox.send_blocking(msg).is_err() {
+                        break; // The shard stopped; the offset stays uncommitted.
+                    }
+                }
+                Some(Err(e)) if last_warn.elapsed() > Duration::from_secs(10) => {
+                    // Rate-limited: a broker outage reports this on every poll.
+                    tracing::warn!(partition = self.partition, error = %e, "kafka poll");
+                    last_warn = std::time::Instant::now();
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(partition = self.partition, error = %e, "kafka poll")
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        self.store_handed();
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "final offset commit");
+        }
+    }
+
+    fn store_handed(&self) {
+        if let Some(max) = self.handed.try_iter().max() {
+            if let Err(e) = self.consumer.store_offset(&self.topic, self.partition, max) {
+                tracing::warn!(partition = self.partition, error = %e, "store offset");
+            }
+        }
+    }
+}
+
+fn envelope(m: &BorrowedMessage<'_>) -> Arc<Envelope> {
+    let text = |b: Option<&[u8]>| {
+        b.and_then(|b| std::str::from_utf8(b).ok())
+            .map(str::to_owned)
+    };
+    let (mut id, mut seq) = (None, 0);
+    if let Some(headers) = m.headers() {
+        for h in headers.iter() {
+            match h.key {
+                HEADER_ID => id = text(h.value),
+                HEADER_SEQ => seq = text(h.value).and_then(|s| s.parse().ok()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    Arc::new(Envelope {
+        user: text(m.key()).unwrap_or_default(),
+        frame: text(m.payload()).unwrap_or_default().into(),
+        message_id: id,
+        seq,
+    })
+}

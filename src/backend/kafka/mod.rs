@@ -1,0 +1,28 @@
+//! The distributed bus: the seed's Kafka pod topics. Topic `<prefix><pod>` has one partition
+//! per shard; shard *i* of the pod consumes exactly partition *i* (so "partitions = consumers
+//! of the group" is literally the shard count). Records carry the client frame as the value,
+//! the user as the key and the message id and store seq in headers, so a consumer never
+//! parses JSON. Every Kafka client runs on its own thread; shards only enqueue.
+
+mod admin;
+mod consumer;
+mod producer;
+
+pub use admin::ensure_topic;
+pub use consumer::{spawn_consumer, ConsumerHandle};
+pub use producer::{KafkaBus, KafkaProducer};
+
+/// Header carrying the message id of a `message` frame.
+pub const HEADER_ID: &str = "ds-id";
+/// Header carrying the store insertion seq of a `message` frame.
+pub const HEADER_SEQ: &str = "ds-seq";
+
+/// The topic a pod consumes.
+pub fn pod_topic(prefix: &str, pod: &str) -> String {
+    format!("{prefix}{pod}")
+}
+
+/// The topic of status events for other services.
+pub fn status_topic(prefix: &str) -> String {
+    format!("{prefix}message-status")
+}

@@ -1,0 +1,173 @@
+//! The pod's one Kafka producer (idempotent, `acks=all`, `linger.ms=1`) and the per-shard
+//! [`KafkaBus`] handles. Delivery reports, served by the producer's poll thread, resolve each
+//! publish: SENT is recorded only for records the broker acknowledged.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+use super::{pod_topic, HEADER_ID, HEADER_SEQ};
+use crate::backend::bus::{Bus, BusError, Envelope};
+use crate::backend::Location;
+
+type Reply = Option<oneshot::Sender<Result<(), BusError>>>;
+
+/// Routes delivery reports back to the publishing task.
+pub struct Reports;
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = Box<Reply>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let outcome = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|(e, _)| BusError::Produce(e.to_string()));
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, "kafka delivery failed");
+        }
+        if let Some(reply) = *opaque {
+            let _ = reply.send(outcome); // The publisher may have stopped waiting.
+        }
+    }
+}
+
+/// The producer and its poll thread.
+pub struct KafkaProducer {
+    inner: Arc<BaseProducer<Reports>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl KafkaProducer {
+    pub fn start(brokers: &str) -> Result<KafkaProducer, String> {
+        let inner: BaseProducer<Reports> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // librdkafka's default (5 ms) would add 5 ms to every message.
+            .set("linger.ms", "1")
+            // A record not acknowledged within this fails; the message stays for the redrive.
+            .set("message.timeout.ms", "15000")
+            .create_with_context(Reports)
+            .map_err(|e| format!("kafka producer: {e}"))?;
+        let inner = Arc::new(inner);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (inner.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("kafka-producer".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    p.poll(Duration::from_millis(100));
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(KafkaProducer {
+            inner,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// A bus handle for one shard.
+    pub fn bus(&self, prefix: &str) -> KafkaBus {
+        KafkaBus {
+            producer: self.inner.clone(),
+            prefix: prefix.into(),
+        }
+    }
+
+    /// Flushes what is queued (bounded) and stops the poll thread.
+    pub fn stop(mut self) {
+        if let Err(e) = self.inner.flush(Duration::from_secs(5)) {
+            tracing::warn!(error = %e, "kafka flush at shutdown incomplete");
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One shard's producer handle.
+#[derive(Clone)]
+pub struct KafkaBus {
+    producer: Arc<BaseProducer<Reports>>,
+    prefix: String,
+}
+
+impl KafkaBus {
+    /// Produces without waiting for the report (status events); `false` if the queue is full.
+    pub fn send_unacked(&self, topic: &str, key: &str, value: &str) -> bool {
+        let record = BaseRecord::with_opaque_to(topic, Box::new(None))
+            .key(key)
+            .payload(value);
+        self.producer.send(record).is_ok()
+    }
+}
+
+impl Bus for KafkaBus {
+    fn publish(
+        &self,
+        to: Location,
+        env: Arc<Envelope>,
+    ) -> LocalBoxFuture<'_, Result<(), BusError>> {
+        async move {
+            let topic = pod_topic(&self.prefix, &to.pod);
+            let (tx, rx) = oneshot::channel();
+            let mut opaque = Box::new(Some(tx));
+            loop {
+                let record = record(&topic, to.shard, &env, opaque);
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        opaque = back.delivery_opaque;
+                        glommio::timer::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err((e, _)) => return Err(BusError::Produce(e.to_string())),
+                }
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(BusError::Produce("producer stopped".into())))
+        }
+        .boxed_local()
+    }
+}
+
+fn record<'a>(
+    topic: &'a str,
+    shard: u16,
+    env: &'a Envelope,
+    opaque: Box<Reply>,
+) -> BaseRecord<'a, str, str, Box<Reply>> {
+    let mut headers = OwnedHeaders::new();
+    if let Some(id) = &env.message_id {
+        let seq = env.seq.to_string();
+        headers = headers
+            .insert(Header {
+                key: HEADER_ID,
+                value: Some(id.as_str()),
+            })
+            .insert(Header {
+                key: HEADER_SEQ,
+                value: Some(seq.as_str()),
+            });
+    }
+    BaseRecord::with_opaque_to(topic, opaque)
+        .partition(i32::from(shard))
+        .key(env.user.as_str())
+        .payload(env.frame.as_str())
+        .headers(headers)
+}

@@ -1,0 +1,176 @@
+//! The Redis thread: pipelined batches and the lease heartbeat.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::RecvTimeoutError;
+
+use super::{connect, Req, Worker, PIPELINE};
+use crate::backend::routes::RouteError;
+use crate::backend::Location;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Worker {
+    pub(super) fn run(mut self) {
+        let beat = self.cfg.lease / 3;
+        let mut next_beat = Instant::now() + beat;
+        loop {
+            let wait = next_beat.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(first) => {
+                    let mut batch = vec![first];
+                    batch.extend(self.rx.try_iter().take(PIPELINE - 1));
+                    let stop = batch.iter().any(|r| matches!(r, Req::Stop));
+                    self.serve(batch);
+                    if stop {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if Instant::now() >= next_beat {
+                self.heartbeat();
+                next_beat = Instant::now() + beat;
+            }
+        }
+    }
+
+    fn key(&self, user: &str) -> String {
+        format!("{}route:{user}", self.cfg.prefix)
+    }
+
+    fn member(&self, shard: u16) -> String {
+        format!("{}/{shard}", self.cfg.pod)
+    }
+
+    /// Runs `pipe` on the connection, reconnecting once if there is none.
+    fn query(&mut self, pipe: &redis::Pipeline) -> Result<Vec<redis::Value>, RouteError> {
+        if self.conn.is_none() {
+            self.conn = connect(&self.client).ok();
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(RouteError::Unavailable("redis unreachable".into()));
+        };
+        pipe.query(conn).map_err(|e| {
+            self.conn = None; // Reconnect on the next batch.
+            RouteError::Unavailable(e.to_string())
+        })
+    }
+
+    fn serve(&mut self, batch: Vec<Req>) {
+        let mut pipe = redis::pipe();
+        let expiry = now_ms() + self.cfg.lease.as_millis() as i64;
+        let ttl = self.cfg.lease.as_millis() as i64 * 2;
+        for req in &batch {
+            match req {
+                Req::Register { user, at, .. } => {
+                    *self.held.entry((user.clone(), *at)).or_default() += 1;
+                    let key = self.key(user);
+                    // Drop members whose lease ran out (a crashed pod's), then add ours.
+                    let expired = expiry - self.cfg.lease.as_millis() as i64;
+                    pipe.cmd("ZREMRANGEBYSCORE")
+                        .arg(&key)
+                        .arg("-inf")
+                        .arg(expired)
+                        .ignore();
+                    pipe.zadd(&key, self.member(*at), expiry).ignore();
+                    pipe.pexpire(&key, ttl).ignore();
+                }
+                Req::Unregister { user, at } => self.release(&mut pipe, user, *at),
+                Req::Stop => {}
+                Req::Lookup { user, .. } => {
+                    pipe.cmd("ZRANGEBYSCORE")
+                        .arg(self.key(user))
+                        .arg(now_ms())
+                        .arg("+inf");
+                }
+            }
+        }
+        let result = self.query(&pipe);
+        self.answer(batch, result);
+    }
+
+    fn release(&mut self, pipe: &mut redis::Pipeline, user: &str, at: u16) {
+        let k = (user.to_owned(), at);
+        let Some(n) = self.held.get_mut(&k) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.held.remove(&k);
+            pipe.zrem(self.key(user), self.member(at)).ignore();
+        }
+    }
+
+    fn answer(&self, batch: Vec<Req>, result: Result<Vec<redis::Value>, RouteError>) {
+        let mut values = match &result {
+            Ok(v) => v.clone().into_iter(),
+            Err(_) => Vec::new().into_iter(),
+        };
+        let err = |r: &Result<Vec<redis::Value>, RouteError>| match r {
+            Err(e) => RouteError::Unavailable(e.to_string()),
+            Ok(_) => RouteError::Unavailable("short redis reply".into()),
+        };
+        for req in batch {
+            // A dropped receiver means the asking task ended; nothing to answer.
+            match req {
+                Req::Register { reply, .. } => {
+                    let _ = reply.send(result.as_ref().map(|_| ()).map_err(|_| err(&result)));
+                }
+                Req::Unregister { .. } | Req::Stop => {}
+                Req::Lookup { reply, .. } => {
+                    let locs = values
+                        .next()
+                        .map(|v| self.parse_members(v))
+                        .ok_or_else(|| err(&result));
+                    let _ = reply.send(locs);
+                }
+            }
+        }
+    }
+
+    fn parse_members(&self, v: redis::Value) -> Vec<Location> {
+        let members: Vec<String> = redis::from_redis_value(&v).unwrap_or_default();
+        members
+            .iter()
+            .filter_map(|m| {
+                let (pod, shard) = m.rsplit_once('/')?;
+                Some(Location {
+                    pod: pod.into(),
+                    shard: shard.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Renews every held route; declares the leases lost after a whole lease without success.
+    fn heartbeat(&mut self) {
+        if self.last_renewed.elapsed() > self.cfg.lease {
+            tracing::error!("route leases not renewed for a whole lease; closing connections");
+            (self.on_lease_lost)();
+            self.last_renewed = Instant::now();
+            return;
+        }
+        let expiry = now_ms() + self.cfg.lease.as_millis() as i64;
+        let ttl = self.cfg.lease.as_millis() as i64 * 2;
+        let held: Vec<(String, u16)> = self.held.keys().cloned().collect();
+        for chunk in held.chunks(PIPELINE) {
+            let mut pipe = redis::pipe();
+            for (user, at) in chunk {
+                let key = self.key(user);
+                pipe.zadd(&key, self.member(*at), expiry).ignore();
+                pipe.pexpire(&key, ttl).ignore();
+            }
+            if let Err(e) = self.query(&pipe) {
+                tracing::warn!(error = %e, "route lease renewal failed");
+                return;
+            }
+        }
+        self.last_renewed = Instant::now();
+    }
+}

@@ -1,0 +1,170 @@
+//! Multi-pod harness: pod processes with their own ids on one broker, Redis and Postgres.
+//! Every test run uses its own topic prefix, Redis key prefix and Postgres schema.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn kafka() -> String {
+    std::env::var("DISTRISOCKS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+pub fn redis_url() -> String {
+    std::env::var("DISTRISOCKS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+pub fn postgres_url() -> String {
+    std::env::var("DISTRISOCKS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// One test's isolated namespace.
+pub struct Space {
+    pub prefix: String,
+    pub schema: String,
+}
+
+impl Space {
+    pub fn new() -> Space {
+        let tag = super::user("t").replace('-', "_");
+        Space {
+            prefix: format!("{tag}."),
+            schema: tag,
+        }
+    }
+
+    pub fn pod_id(&self, name: &str) -> String {
+        format!("{}{name}", self.schema).replace('_', "-")
+    }
+
+    /// Runs SQL in this space's schema through psql; returns the unaligned output.
+    pub fn sql(&self, query: &str) -> String {
+        let out = Command::new("psql")
+            .arg(postgres_url())
+            .env("PGOPTIONS", format!("-c search_path={}", self.schema))
+            .args(["-v", "ON_ERROR_STOP=1", "-tAc", query])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open(redis_url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(postgres_url())
+            .arg("-qc")
+            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .output();
+    }
+}
+
+/// A pod process; killed when dropped.
+pub struct PodProc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub id: String,
+}
+
+impl PodProc {
+    pub fn start(space: &Space, name: &str) -> PodProc {
+        let id = space.pod_id(name);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_distrisocks"))
+            .args(["--listen", "127.0.0.1:0", "--shards", "2", "--pod-id", &id])
+            .args(["--kafka-brokers", &kafka(), "--redis-url", &redis_url()])
+            .args([
+                "--postgres-url",
+                &postgres_url(),
+                "--postgres-schema",
+                &space.schema,
+            ])
+            .args(["--prefix", &space.prefix, "--route-lease-ms", "3000"])
+            .args([
+                "--redrive-interval-ms",
+                "300",
+                "--redrive-none-after-ms",
+                "1500",
+            ])
+            .args([
+                "--redrive-sent-after-ms",
+                "3000",
+                "--shutdown-patience-ms",
+                "1000",
+            ])
+            .env("DISTRISOCKS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pod binary starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(rest) = line
+                .split("addr=")
+                .nth(1)
+                .filter(|_| line.contains("pod started"))
+            {
+                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                let tag = id.clone();
+                std::thread::spawn(move || {
+                    for l in lines.map_while(Result::ok) {
+                        if l.contains("WARN") || l.contains("ERROR") {
+                            eprintln!("[{tag}] {l}");
+                        }
+                    }
+                });
+                return PodProc { child, addr, id };
+            }
+            seen.push(line);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "pod {id} did not start (is scripts/services.sh up?):\n{}",
+            seen.join("\n")
+        );
+    }
+
+    /// SIGKILL: no shutdown, no flush, routes left to expire.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = std::time::Instant::now() + SLOW;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "pod exits 0 on SIGTERM, got {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("pod {} did not exit within {SLOW:?} of SIGTERM", self.id);
+    }
+}
+
+impl Drop for PodProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long distributed tests wait for things that involve leases and the redrive.
+pub const SLOW: Duration = Duration::from_secs(20);
