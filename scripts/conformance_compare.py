@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Compare a kosoku (Autobahn) report against conformance/expected.json.
+
+Usage:
+    conformance_compare.py REPORT_DIR EXPECTED_JSON            # check; exit 1 on regression
+    conformance_compare.py REPORT_DIR EXPECTED_JSON --update   # rewrite EXPECTED_JSON
+
+REPORT_DIR is kosoku's `-o` directory, or a directory of several (one per kosoku run).
+kosoku writes each like Autobahn does:
+`index.json` maps agent -> case id -> {behavior, behaviorClose, remoteCloseCode,
+duration, reportfile}, and `reportfile` (in the same directory) holds the case's details.
+
+EXPECTED_JSON maps case id -> {"behavior", "behaviorClose", "remoteCloseCode"} (a bare
+string is accepted as shorthand for {"behavior": ...}); a field left out is not checked.
+It lists passing cases only; `--update` records every passing case of the report, drops
+failing ones, and keeps out the fields the current file leaves out.
+
+A case fails the check when it is missing from the report, when its behavior or close
+behavior ranks worse than expected (OK > NON-STRICT > INFORMATIONAL > UNIMPLEMENTED >
+FAILED > ERROR), or, for a case whose close kosoku does not judge (expected close
+INFORMATIONAL), when the close code the server sent changed. Better than expected is
+reported and passes; so does a case the expected file does not list (reported).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+
+# Lower is better. Anything else (unknown label) ranks worst.
+BEHAVIOR_RANK = {
+    "OK": 0,
+    "NON-STRICT": 1,
+    "INFORMATIONAL": 2,
+    "UNIMPLEMENTED": 3,
+    "FAILED": 4,
+    "ERROR": 5,
+}
+CLOSE_RANK = {
+    "OK": 0,
+    "INFORMATIONAL": 1,
+    "WRONG CODE": 2,
+    "UNCLEAN": 3,
+    "FAILED BY CLIENT": 3,
+    "NO_CLOSE": 4,
+    "FAILED": 4,
+}
+PASSING_BEHAVIOR = {"OK", "NON-STRICT", "INFORMATIONAL"}
+PASSING_CLOSE = {"OK", "INFORMATIONAL"}
+WORST = 99
+
+
+def case_key(case_id: str) -> list[int]:
+    return [int(p) if p.isdigit() else WORST for p in case_id.split(".")]
+
+
+def load_report(report_dir: str) -> dict[str, dict]:
+    """Cases of REPORT_DIR/index.json, or of every REPORT_DIR/*/index.json (one kosoku run
+    per subdirectory). Each entry gains `dir`, where its `reportfile` is."""
+    top = os.path.join(report_dir, "index.json")
+    if os.path.exists(top):
+        paths = [top]
+    else:
+        paths = sorted(glob.glob(os.path.join(report_dir, "*", "index.json")))
+    cases: dict[str, dict] = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                index = json.load(f)
+        except (OSError, ValueError) as e:
+            sys.exit(f"conformance: cannot read kosoku's report {path}: {e}")
+        for agent_cases in index.values():  # One agent: the server under test.
+            for case_id, entry in agent_cases.items():
+                cases[case_id] = dict(entry, dir=os.path.dirname(path))
+    return cases
+
+
+def load_expected(path: str) -> dict[str, dict]:
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit(f"conformance: cannot read expected results {path}: {e}")
+    return {k: ({"behavior": v} if isinstance(v, str) else v) for k, v in raw.items()}
+
+
+def passes(entry: dict) -> bool:
+    return (
+        entry["behavior"] in PASSING_BEHAVIOR
+        and entry["behaviorClose"] in PASSING_CLOSE
+    )
+
+
+def describe(entry: dict) -> str:
+    return (
+        f"behavior={entry.get('behavior')} close={entry.get('behaviorClose')} "
+        f"closeCode={entry.get('remoteCloseCode')}"
+    )
+
+
+def failure_text(entry: dict) -> str:
+    """kosoku's explanation of a case's verdicts, from its detail report."""
+    try:
+        with open(os.path.join(entry["dir"], entry["reportfile"])) as f:
+            detail = json.load(f)
+    except (OSError, ValueError, KeyError):
+        return "(no detail report)"
+    parts = [f"result: {detail.get('result')}", f"close: {detail.get('resultClose')}"]
+    if detail.get("wasNotCleanReason"):
+        parts.append(f"not clean: {detail['wasNotCleanReason']}")
+    return "; ".join(parts)
+
+
+def write_expected(path: str, report: dict[str, dict]) -> None:
+    # A field the current file leaves out of a case stays out: it is unchecked on purpose
+    # (a timing-dependent close code; see conformance/README.md).
+    old = load_expected(path) if os.path.exists(path) else {}
+    passing = sorted((k for k, v in report.items() if passes(v)), key=case_key)
+    lines = []
+    for case_id in passing:
+        v = report[case_id]
+        entry = {
+            "behavior": v["behavior"],
+            "behaviorClose": v["behaviorClose"],
+            "remoteCloseCode": v.get("remoteCloseCode"),
+        }
+        if case_id in old:
+            entry = {k: val for k, val in entry.items() if k == "behavior" or k in old[case_id]}
+        lines.append(f"  {json.dumps(case_id)}: {json.dumps(entry)}")
+    with open(path, "w") as f:
+        f.write("{\n" + ",\n".join(lines) + "\n}\n")
+    failing = sorted((k for k in report if k not in passing), key=case_key)
+    print(f"conformance: wrote {len(passing)} passing cases to {path}")
+    if failing:
+        print(f"conformance: left out {len(failing)} failing cases: {', '.join(failing)}")
+
+
+def section_summary(report: dict[str, dict]) -> str:
+    sections: dict[str, list[int]] = {}
+    for case_id, v in report.items():
+        s = sections.setdefault(case_id.split(".")[0], [0, 0])
+        s[0 if passes(v) else 1] += 1
+    return "  ".join(
+        f"{sec}.*: {ok}/{ok + bad}"
+        for sec, (ok, bad) in sorted(sections.items(), key=lambda kv: case_key(kv[0]))
+    )
+
+
+def main(argv: list[str]) -> int:
+    args = [a for a in argv if not a.startswith("--")]
+    update = "--update" in argv
+    if len(args) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    report_dir, expected_path = args
+    report = load_report(report_dir)
+    if not report:
+        print("conformance: FAILED: kosoku's report holds no cases", file=sys.stderr)
+        return 1
+    if update:
+        write_expected(expected_path, report)
+        return 0
+    expected = load_expected(expected_path)
+
+    regressions: list[str] = []
+    better: list[str] = []
+    notes: list[str] = []
+    for case_id in sorted(expected, key=case_key):
+        want = expected[case_id]
+        got = report.get(case_id)
+        if got is None:
+            regressions.append(f"{case_id}: missing from kosoku's report (expected {describe(want)})")
+            continue
+        reasons = []
+        b_want = BEHAVIOR_RANK.get(want["behavior"], WORST)
+        b_got = BEHAVIOR_RANK.get(got["behavior"], WORST)
+        c_want = CLOSE_RANK.get(want.get("behaviorClose"), WORST) if "behaviorClose" in want else None
+        c_got = CLOSE_RANK.get(got["behaviorClose"], WORST)
+        if b_got > b_want:
+            reasons.append(f"behavior {want['behavior']} -> {got['behavior']}")
+        if c_want is not None and c_got > c_want:
+            reasons.append(f"close {want['behaviorClose']} -> {got['behaviorClose']}")
+        code_changed = (
+            "remoteCloseCode" in want and got.get("remoteCloseCode") != want["remoteCloseCode"]
+        )
+        if code_changed:
+            change = f"close code {want['remoteCloseCode']} -> {got.get('remoteCloseCode')}"
+            if want.get("behaviorClose") == "INFORMATIONAL" or reasons:
+                # INFORMATIONAL: kosoku does not judge this close; the code is the only signal.
+                reasons.append(change)
+            else:
+                notes.append(f"{case_id}: {change} (kosoku's close verdict: {got['behaviorClose']})")
+        if reasons:
+            regressions.append(
+                f"{case_id}: {', '.join(reasons)}\n      {failure_text(got)}"
+            )
+        elif b_got < b_want or (c_want is not None and c_got < c_want):
+            better.append(f"{case_id}: expected {describe(want)}, got {describe(got)}")
+    for case_id in sorted(set(report) - set(expected), key=case_key):
+        got = report[case_id]
+        if passes(got):
+            better.append(f"{case_id}: not in expected, now passes ({describe(got)})")
+        else:
+            notes.append(
+                f"{case_id}: known failure, not in expected ({describe(got)})\n"
+                f"      {failure_text(got)}"
+            )
+
+    total = len(report)
+    n_pass = sum(1 for v in report.values() if passes(v))
+    print(f"conformance: {n_pass}/{total} cases pass; by section: {section_summary(report)}")
+    for title, items in (("notes", notes), ("better than expected (update " + expected_path + ")", better)):
+        if items:
+            print(f"conformance: {title}:")
+            for line in items:
+                print(f"  {line}")
+    if regressions:
+        print(
+            f"conformance: FAILED: {len(regressions)} case(s) worse than expected or missing:",
+            file=sys.stderr,
+        )
+        for line in regressions:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(f"conformance: OK: no regression against {len(expected)} expected cases")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
