@@ -31,6 +31,7 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod flow;
+pub mod loadgen;
 pub mod metrics;
 pub mod pod;
 pub mod protocol;
