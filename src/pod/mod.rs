@@ -216,7 +216,7 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
     let echo_ws = config.echo.then(|| {
         ws.max_message_size(Some(t.echo_max_message_bytes))
             .max_frame_size(Some(t.echo_max_message_bytes))
-            .max_write_buffer_size(t.echo_max_message_bytes * 2)
+            .max_write_buffer_size(t.write_buffer_bytes.max(t.echo_max_message_bytes) * 2)
     });
     let auth = match config.auth_mode()? {
         AuthMode::Jwt => Authenticator::Jwt {

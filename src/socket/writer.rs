@@ -71,6 +71,9 @@ impl Writer {
             }
         }
         self.outbox.borrow_mut().finish();
+        // A close reply tungstenite queued while reading (the peer closed first) must still go
+        // out, even when our own last write failed on the closing connection.
+        let _ = self.sink.flush().await;
     }
 
     /// The next outbox item, or `None` when the keepalive timer fired first.
