@@ -90,11 +90,13 @@ fn others(s: &mut String, r: &Report) {
         );
     }
     for (pid, m) in &r.rss_kib {
-        let _ = writeln!(
-            s,
-            "rss pid {pid}: {}",
-            counts(m).replace('=', " ").replace(',', " KiB,") + " KiB"
-        );
+        let at = |k: &str| m.get(k).map_or("-".to_owned(), |v| format!("{v} KiB"));
+        let (a, b, c) = (at("start"), at("connected"), at("end"));
+        let _ = writeln!(s, "rss pid {pid}: start {a}, connected {b}, end {c}");
+    }
+    if r.generator_rss_kib > 0 {
+        let n = r.generator_rss_kib;
+        let _ = writeln!(s, "generator rss once connected (all processes): {n} KiB");
     }
     for p in &r.problems {
         let _ = writeln!(s, "PROBLEM: {p}");
