@@ -12,6 +12,10 @@ fn codec(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Elements(1));
+    // Baseline: the same frame into a generic serde_json::Value, as a dynamic decoder would.
+    g.bench_function("decode_send_baseline_value", |b| {
+        b.iter(|| serde_json::from_str::<serde_json::Value>(black_box(SEND)).unwrap())
+    });
     g.bench_function("decode_send", |b| {
         b.iter(|| decode_client_frame(black_box(SEND), "alice", limits).unwrap())
     });

@@ -149,6 +149,10 @@ fn kill_9_loses_no_accepted_message() {
     for id in &ids {
         assert_eq!(&dave.recv_type("message")["id"], id);
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // SIGTERM: sockets closed with 1001 ("reconnect"), exit status 0.
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert_eq!(dave.expect_close(), 1001);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit 0 on SIGTERM, got {status}");
 }
