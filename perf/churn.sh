@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# perf/churn.sh: new connections per second (TCP connect + WebSocket upgrade + dev auth + route
-# registration; a connection counts once the pod answered 101).
+# perf/churn.sh: new connections per second (TCP connect + WebSocket upgrade + dev auth; a
+# connection counts once the pod answered 101; route registration and the store replay run right
+# after the 101, so they show in the pod's CPU, not in the connect latency).
 #
 #   perf/churn.sh [CONNECT_RATES...]     default: 2000 5000 10000 20000 40000
 #

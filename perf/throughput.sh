@@ -8,6 +8,10 @@
 #   sync      pod, embedded store, --store-full-sync true (the default: fsync per commit)
 #   nosync    pod, embedded store, --store-full-sync false
 #   socketio  Socket.IO peer: two node processes behind Redis, users spread over both ports
+#   dist      distributed mode: 2 pods on Kafka (tansu at 127.0.0.1:9092), Redis, Postgres
+#             (scripts/services.sh services_up), users spread over both pods, own schema/prefix
+#   broker    the broker alone (kcat): BROKER_MSGS (200000) 100-byte records produced with
+#             acks=all, linger.ms=1 to a fresh topic, then consumed; msg/s of each (no gateway)
 # A step passes when offered >= 97 % of the target rate, delivered >= 97 % of offered, missing = 0,
 # refused = 0 and p99 <= 50 ms. After FAIL_STOP (2) failing steps in a row a target stops.
 # Mid-step evidence (CPU of the server processes and of the generator, top, /metrics queue depths,
@@ -70,6 +74,29 @@ sweep() { # TARGET PIDS PORTS URL-ARGS...
     done
 }
 
+# The broker alone: produce then consume BROKER_MSGS records of PAYLOAD bytes with kcat.
+broker_alone() {
+    command -v kcat >/dev/null || die "kcat not installed (apt-get install kcat)"
+    local n="${BROKER_MSGS:-200000}" topic="perfbroker$(date +%s)" f t0 t1 t2 got run
+    f="$(mktemp /tmp/perf-broker.XXXXXX)"; PERF_TMPS+=("$f")
+    awk -v n="$n" -v p="$PAYLOAD" 'BEGIN{s=sprintf("%*s", p, ""); gsub(/ /, "x", s); for(i=0;i<n;i++) print s}' >"$f"
+    for ((run = 1; run <= REPEAT; run++)); do
+        local tp="$topic-$run" ld; ld="$(load_now)"
+        # auto-create the topic (broker default partitions) with one record first (counted by the consumer)
+        echo warm | kcat -P -b 127.0.0.1:9092 -t "$tp" -X topic.request.required.acks=all 2>>"$PERF_OUT/broker.log" || true
+        t0="$(date +%s.%N)"
+        kcat -P -b 127.0.0.1:9092 -t "$tp" -X linger.ms=1 -X topic.request.required.acks=all \
+            -X enable.idempotence=true -l "$f" 2>>"$PERF_OUT/broker.log"
+        t1="$(date +%s.%N)"
+        got="$(timeout 120 kcat -C -b 127.0.0.1:9092 -t "$tp" -o beginning -e -q 2>>"$PERF_OUT/broker.log" | wc -l)"
+        t2="$(date +%s.%N)"
+        local prod cons
+        prod="$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/(b-a)}')"
+        cons="$(awk -v n="$got" -v a="$t1" -v b="$t2" 'BEGIN{printf "%.0f", n/(b-a)}')"
+        echo -e "broker\t$n\t$run\t$ld\tproduce_per_s=$prod\tconsume_per_s=$cons\tconsumed=$got" | tee -a "$PERF_OUT/broker.tsv" >&2
+    done
+}
+
 for target in "${TARGETS[@]}"; do
     case "$target" in
         sync|nosync)
@@ -85,6 +112,23 @@ for target in "${TARGETS[@]}"; do
             # shellcheck disable=SC2046
             sweep socketio "$(sio_pid $SIO_A) $(sio_pid $SIO_B)" "" --protocol socketio $(sio_urls)
             sio_stop
+            ;;
+        dist)
+            # shellcheck disable=SC1091
+            source "$PERF_ROOT/scripts/services.sh"
+            services_up >&2
+            tagd="$(date +%s)"
+            dflags=(--kafka-brokers 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/
+                --postgres-url postgres://postgres@127.0.0.1:5432/test
+                --postgres-schema "perf_$tagd" --prefix "perf$tagd.")
+            pa="$(free_port 18700)"; pod_start "$pa" --pod-id "perfa$tagd" "${dflags[@]}"; pida="$POD_PID"
+            pb="$(free_port 18710)"; pod_start "$pb" --pod-id "perfb$tagd" "${dflags[@]}"; pidb="$POD_PID"
+            sweep dist "$pida $pidb" "$pa $pb" --url "ws://127.0.0.1:$pa/ws" --url "ws://127.0.0.1:$pb/ws"
+            pod_stop "$pida"; pod_stop "$pidb"
+            psql -q postgres://postgres@127.0.0.1:5432/test -c "DROP SCHEMA IF EXISTS perf_$tagd CASCADE" >&2 || true
+            ;;
+        broker)
+            broker_alone
             ;;
         *) die "unknown target $target" ;;
     esac
