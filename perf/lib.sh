@@ -29,7 +29,8 @@ perf_cleanup() {
     local pid
     for pid in "${PERF_PIDS[@]:-}"; do
         [[ -n "$pid" ]] || continue
-        if kill -0 "$pid" 2>/dev/null; then
+        # only our own children: a pid that was already reaped may have been reused
+        if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE 'distrisocks|perf/'; then
             kill -TERM "$pid" 2>/dev/null || true
             for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
             kill -KILL "$pid" 2>/dev/null || true
@@ -42,7 +43,7 @@ perf_cleanup() {
         PERF_SIO_STARTED=0
     fi
     local d
-    for d in "${PERF_TMPS[@]:-}"; do [[ -n "$d" && -d "$d" ]] && rm -rf "$d"; done
+    for d in "${PERF_TMPS[@]:-}"; do if [[ -n "$d" && -e "$d" ]]; then rm -rf "$d"; fi; done
     PERF_TMPS=()
 }
 perf_traps() { trap perf_cleanup EXIT; trap 'exit 130' INT TERM; }

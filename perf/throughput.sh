@@ -70,8 +70,9 @@ sweep() { # TARGET PIDS PORTS URL-ARGS...
             step "$target" "$rate" "$run" "$pids" "$ports" "$@" || any_fail=1
         done
         if (( any_fail )); then fails=$((fails + 1)); else fails=0; fi
-        (( fails >= FAIL_STOP )) && { log "$target: $FAIL_STOP failing steps in a row; stopping"; break; }
+        if (( fails >= FAIL_STOP )); then log "$target: $FAIL_STOP failing steps in a row; stopping"; break; fi
     done
+    return 0
 }
 
 # The broker alone: produce then consume BROKER_MSGS records of PAYLOAD bytes with kcat.
