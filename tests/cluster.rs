@@ -71,6 +71,9 @@ fn a_user_on_two_pods_gets_both_copies_and_routes_follow_connections() {
         "{:?}",
         members(&space)
     );
+    for device in [&mut phone, &mut laptop] {
+        device.ws.get_mut().set_read_timeout(Some(SLOW)).unwrap();
+    }
     let id = alice.send_msg(&b, "both", None)["id"].clone();
     assert_eq!(phone.recv_type("message")["id"], id);
     assert_eq!(laptop.recv_type("message")["id"], id);
@@ -255,13 +258,10 @@ impl Drop for Broker {
 #[test]
 fn broker_restarted_under_traffic_loses_nothing() {
     let mut broker = Broker::start();
-    std::env::set_var(
-        "DISTRISOCKS_TEST_KAFKA",
-        format!("127.0.0.1:{}", broker.port),
-    );
+    let brokers = format!("127.0.0.1:{}", broker.port);
     let space = Space::new();
-    let (pa, pb) = (PodProc::start(&space, "a"), PodProc::start(&space, "b"));
-    std::env::remove_var("DISTRISOCKS_TEST_KAFKA");
+    let pa = PodProc::start_on(&space, "a", &brokers);
+    let pb = PodProc::start_on(&space, "b", &brokers);
     let (a, b) = (user("alice"), user("bob"));
     let mut alice = Client::connect(pa.addr, &a);
     let mut bob = Client::connect(pb.addr, &b);

@@ -80,7 +80,9 @@ async fn read_loop(
         match item {
             Ok(Message::Text(text)) => {
                 if shard.draining.get() {
-                    return None; // Shutdown: stop taking work; the writer sends 1001.
+                    // Shutdown: take no new work; the frame stays unanswered (the client
+                    // resends it after reconnecting, with the same client_msg_id).
+                    return Some((close::GOING_AWAY, "pod shutting down; reconnect"));
                 }
                 crate::flow::ingest::on_text(shard, conn, user, text.as_str()).await;
             }

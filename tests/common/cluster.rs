@@ -80,10 +80,16 @@ pub struct PodProc {
 
 impl PodProc {
     pub fn start(space: &Space, name: &str) -> PodProc {
+        PodProc::start_on(space, name, &kafka())
+    }
+
+    /// Starts a pod on a given broker (tests must not change the environment: tests run in
+    /// parallel threads of one process).
+    pub fn start_on(space: &Space, name: &str, brokers: &str) -> PodProc {
         let id = space.pod_id(name);
         let mut child = Command::new(env!("CARGO_BIN_EXE_distrisocks"))
             .args(["--listen", "127.0.0.1:0", "--shards", "2", "--pod-id", &id])
-            .args(["--kafka-brokers", &kafka(), "--redis-url", &redis_url()])
+            .args(["--kafka-brokers", brokers, "--redis-url", &redis_url()])
             .args([
                 "--postgres-url",
                 &postgres_url(),

@@ -50,8 +50,9 @@ pub fn spawn_consumer(
         .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| format!("kafka consumer: {e}"))?;
+    let start = start_offset(&consumer, topic, partition)?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Stored)
+    tpl.add_partition_offset(topic, partition, start)
         .map_err(|e| e.to_string())?;
     consumer
         .assign(&tpl)
@@ -75,6 +76,23 @@ pub fn spawn_consumer(
         stop,
         thread: Some(thread),
     })
+}
+
+/// The group's committed offset for the partition, fetched before the pod serves anyone (so a
+/// slow coordinator lookup delays startup, not the first messages), or the beginning of the
+/// partition for a new group.
+fn start_offset(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<Offset, String> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(15))
+        .map_err(|e| format!("kafka committed offsets of {topic}/{partition}: {e}"))?;
+    let offset = committed
+        .find_partition(topic, partition)
+        .map(|p| p.offset())
+        .filter(|o| matches!(o, Offset::Offset(_)))
+        .unwrap_or(Offset::Beginning);
+    Ok(offset)
 }
 
 struct Poller {
