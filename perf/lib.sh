@@ -30,7 +30,7 @@ perf_cleanup() {
     for pid in "${PERF_PIDS[@]:-}"; do
         [[ -n "$pid" ]] || continue
         # only our own children: a pid that was already reaped may have been reused
-        if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE 'distrisocks|perf/'; then
+        if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE 'distrisocks|perf/|overload\.sh'; then
             kill -TERM "$pid" 2>/dev/null || true
             for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
             kill -KILL "$pid" 2>/dev/null || true
@@ -204,6 +204,7 @@ run_step() {
             local pstat=$!
             sleep 1
             echo "== top -b -n1"; top -b -n1 -w 200 | head -20
+            for p in $pids; do echo "== threads of $p (top -H)"; top -b -n1 -H -w 200 -p "$p" | sed -n '7,16p'; done
             for p in $ports; do
                 echo "== metrics :$p"; metrics "$p" | grep -E '^distrisocks_(store_queue_depth|inbox_depth|store_commit|store_batches|connections)' || true
             done
