@@ -7,6 +7,7 @@
 #   PERF_OUT      directory for JSON reports and samples (default perf/out/<scenario>-<time>)
 #   PERF_NO_WAIT  set to 1 to skip waiting for /tmp/ci-run.log to contain "EXIT=" (shared-machine guard)
 #   BENCH, POD    binaries (default target/release/distrisocks-bench, target/release/distrisocks)
+#   POD_EXTRA     extra pod flags, word-split (e.g. "--read-buffer-bytes 1024")
 
 PERF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="${BENCH:-$PERF_ROOT/target/release/distrisocks-bench}"
@@ -112,7 +113,7 @@ pod_start() {
     POD_DIR="$(mktemp -d /tmp/perf-pod.XXXXXX)"
     PERF_TMPS+=("$POD_DIR")
     POD_PORT="$port"
-    DISTRISOCKS_LOG="${DISTRISOCKS_LOG:-warn}" "$POD" --listen "127.0.0.1:$port" --data-dir "$POD_DIR" "$@" \
+    DISTRISOCKS_LOG="${DISTRISOCKS_LOG:-warn}" "$POD" --listen "127.0.0.1:$port" --data-dir "$POD_DIR" "$@" ${POD_EXTRA:-} \
         >"$POD_DIR/pod.log" 2>&1 &
     POD_PID=$!
     PERF_PIDS+=("$POD_PID")
