@@ -122,6 +122,12 @@ pub struct Cluster {
     )]
     pub redrive_sent_after_ms: u64,
 
+    /// Longest time the broker may hold a consumer fetch open, ms (librdkafka `fetch.wait.max.ms`).
+    /// Apache Kafka answers as soon as data arrives; a broker that waits the full time adds up
+    /// to this much latency to every message.
+    #[arg(long, env = "DISTRISOCKS_KAFKA_FETCH_WAIT_MS", default_value_t = 100)]
+    pub kafka_fetch_wait_ms: u64,
+
     /// Period of the redrive sweep, ms.
     #[arg(long, env = "DISTRISOCKS_REDRIVE_INTERVAL_MS", default_value_t = 2_000)]
     pub redrive_interval_ms: u64,

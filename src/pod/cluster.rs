@@ -104,7 +104,16 @@ pub fn start(
     let (handle, thread) = spawn_writer(store, sink, tuning, metrics.clone());
     let group = format!("{}{}", c.prefix, pod);
     let consumers = (0..shards)
-        .map(|i| kafka::spawn_consumer(brokers, &group, &topic, i as i32, mesh[i].clone()))
+        .map(|i| {
+            kafka::spawn_consumer(
+                c.kafka_fetch_wait_ms,
+                brokers,
+                &group,
+                &topic,
+                i as i32,
+                mesh[i].clone(),
+            )
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(err("kafka"))?;
     tracing::info!(%topic, partitions = shards, "distributed mode: kafka, redis, postgres connected");

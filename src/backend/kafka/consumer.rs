@@ -36,6 +36,7 @@ impl ConsumerHandle {
 
 /// Starts the consumer of `topic`/`partition` in group `group`, feeding `inbox`.
 pub fn spawn_consumer(
+    fetch_wait_ms: u64,
     brokers: &str,
     group: &str,
     topic: &str,
@@ -48,6 +49,9 @@ pub fn spawn_consumer(
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+        // Small fetch requests must not wait for Nagle + delayed ACK (~40 ms on Linux).
+        .set("socket.nagle.disable", "true")
         .create()
         .map_err(|e| format!("kafka consumer: {e}"))?;
     let start = start_offset(&consumer, topic, partition)?;
