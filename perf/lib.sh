@@ -7,6 +7,8 @@
 #   PERF_OUT      directory for JSON reports and samples (default perf/out/<scenario>-<time>)
 #   PERF_NO_WAIT  set to 1 to skip waiting for /tmp/ci-run.log to contain "EXIT=" (shared-machine guard)
 #   BENCH, POD    binaries (default target/release/distrisocks-bench, target/release/distrisocks)
+#   PERF_FREEZE   1 (default): copy the pod and bench binaries to a temp dir first, so that a
+#                 rebuild of target/ by someone else cannot change them mid-run; 0 to use them in place
 #   POD_EXTRA     extra pod flags, word-split (e.g. "--read-buffer-bytes 1024")
 
 PERF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +22,8 @@ PERF_SIO_STARTED=0
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 die() { echo "perf: error: $*" >&2; exit 1; }
 
-perf_out_dir() { # NAME -> sets PERF_OUT
+perf_out_dir() { # NAME -> sets PERF_OUT (and freezes the binaries, see freeze_binaries)
+    freeze_binaries
     PERF_OUT="${PERF_OUT:-$PERF_ROOT/perf/out/$1-$(date +%Y%m%d-%H%M%S)}"
     mkdir -p "$PERF_OUT"
     log "output in $PERF_OUT"
@@ -67,6 +70,17 @@ machine_info() { # one block of text describing the machine and the load right n
     echo "uptime: $(uptime)"
     free -g | sed 's/^/free -g: /'
     echo "ulimit -n: $(ulimit -n) (hard $(ulimit -Hn))"
+    echo "pod binary: $POD ($(stat -c %y "$POD" | cut -d. -f1), sha256 $(sha256sum "$POD" | cut -c1-16))"
+    echo "bench binary: $BENCH ($(stat -c %y "$BENCH" | cut -d. -f1), sha256 $(sha256sum "$BENCH" | cut -c1-16))"
+}
+
+# target/ is shared with other sessions that may rebuild it mid-run: measure private copies.
+freeze_binaries() {
+    [[ "${PERF_FREEZE:-1}" == 1 ]] || return 0
+    local d; d="$(mktemp -d /tmp/perf-bin.XXXXXX)"
+    PERF_TMPS+=("$d")
+    cp -p "$POD" "$d/distrisocks"; cp -p "$BENCH" "$d/distrisocks-bench"
+    POD="$d/distrisocks"; BENCH="$d/distrisocks-bench"
 }
 
 load_now() { cut -d' ' -f1-3 /proc/loadavg; }
