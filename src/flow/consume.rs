@@ -8,7 +8,8 @@ use crate::shard::Shard;
 /// Queues `env` on every connection of `env.user` on this shard. A user who disconnected
 /// meanwhile simply has no outbox here: the message stays stored below DELIVERED.
 pub fn deliver_local(shard: &Shard, env: Arc<Envelope>) {
-    for outbox in shard.conns.borrow().outboxes_of(&env.user) {
+    let conns = shard.conns.borrow();
+    conns.each_outbox_of(&env.user, |outbox| {
         outbox.borrow_mut().push_live(env.clone());
-    }
+    });
 }

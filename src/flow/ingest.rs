@@ -1,5 +1,6 @@
 //! Step 1: a text frame from a client becomes a store command.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::backend::store::{NewMessage, ReplyTo, StatusUpdate, StoreCmd, SubmitError};
@@ -7,24 +8,33 @@ use crate::protocol::{
     decode_client_frame, encode_error, now_micros, ClientFrame, ErrorCode, SendFrame, Status,
 };
 use crate::shard::Shard;
-use crate::socket::outbox::Out;
+use crate::socket::outbox::{Out, Outbox};
 
 use super::submit::{submit, INSERT_PATIENCE, STATUS_PATIENCE};
 
-/// Handles one text frame of connection `conn`, authenticated as `user`.
-pub async fn on_text(shard: &Rc<Shard>, conn: u64, user: &str, text: &str) {
-    match decode_client_frame(text, user, shard.settings().limits) {
-        Ok(ClientFrame::Send(send)) => store_send(shard, conn, user, send).await,
-        Ok(ClientFrame::Ack { id }) => ack(shard, conn, user, &id).await,
+/// The connection a frame came from. The session passes its own outbox, so the per-frame
+/// path needs no connection-map lookup.
+pub struct Origin<'a> {
+    pub conn: u64,
+    pub user: &'a str,
+    pub outbox: &'a Rc<RefCell<Outbox>>,
+}
+
+/// Handles one text frame of a connection.
+pub async fn on_text(shard: &Rc<Shard>, from: &Origin<'_>, text: &str) {
+    match decode_client_frame(text, from.user, shard.settings().limits) {
+        Ok(ClientFrame::Send(send)) => store_send(shard, from, send).await,
+        Ok(ClientFrame::Ack { id }) => ack(shard, from.conn, from.user, &id).await,
         Err(e) => {
             shard.metrics().error(e.code);
             let frame = encode_error(e.code, &e.message, e.client_msg_id.as_deref(), None);
-            shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
+            from.outbox.borrow_mut().push(Out::Text(frame.into()));
         }
     }
 }
 
-async fn store_send(shard: &Rc<Shard>, conn: u64, user: &str, send: SendFrame<'_>) {
+async fn store_send(shard: &Rc<Shard>, from: &Origin<'_>, send: SendFrame<'_>) {
+    let (conn, user, outbox) = (from.conn, from.user, from.outbox);
     let msg = NewMessage {
         id: uuid::Uuid::now_v7().to_string(),
         sender_id: user.to_owned(),
@@ -36,10 +46,6 @@ async fn store_send(shard: &Rc<Shard>, conn: u64, user: &str, send: SendFrame<'_
     let reply = ReplyTo {
         shard: shard.id,
         conn,
-    };
-    let outbox = shard.conns.borrow().get(conn).map(|e| e.outbox.clone());
-    let Some(outbox) = outbox else {
-        return; // The connection is being torn down.
     };
     futures::future::poll_fn(|cx| outbox.borrow_mut().poll_send_room(cx)).await;
     shard.begin_work();
@@ -66,7 +72,7 @@ async fn store_send(shard: &Rc<Shard>, conn: u64, user: &str, send: SendFrame<'_
     shard.metrics().error(code);
     let text = "message not stored; resend it later with the same client_msg_id";
     let frame = encode_error(code, text, cmid.as_deref(), None);
-    shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
+    outbox.borrow_mut().push(Out::Text(frame.into()));
 }
 
 async fn ack(shard: &Rc<Shard>, conn: u64, user: &str, id: &str) {

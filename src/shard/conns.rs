@@ -44,21 +44,15 @@ impl Conns {
         }
     }
 
-    pub fn get(&self, id: u64) -> Option<&ConnEntry> {
-        self.by_id.get(&id)
-    }
-
-    /// Outboxes of every connection of `user` on this shard.
-    pub fn outboxes_of(&self, user: &str) -> Vec<Rc<RefCell<Outbox>>> {
-        self.by_user
-            .get(user)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| self.by_id.get(id))
-                    .map(|e| e.outbox.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// Calls `f` with the outbox of every connection of `user` on this shard. A visitor, not
+    /// a returned `Vec`: this runs once per delivered frame and must not allocate.
+    pub fn each_outbox_of(&self, user: &str, mut f: impl FnMut(&RefCell<Outbox>)) {
+        let Some(ids) = self.by_user.get(user) else {
+            return;
+        };
+        for entry in ids.iter().filter_map(|id| self.by_id.get(id)) {
+            f(&entry.outbox);
+        }
     }
 
     /// Queues a frame for one connection; false if it is gone or overflowed.

@@ -15,6 +15,7 @@ use tungstenite::protocol::Role;
 use tungstenite::Message;
 
 use super::outbox::Outbox;
+use crate::flow::ingest::Origin;
 use crate::protocol::codes::close;
 use crate::shard::Shard;
 
@@ -42,11 +43,15 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
 
     match crate::flow::replay::register_and_replay(&shard, &user, &outbox).await {
         Ok(()) => {
-            let reading = read_loop(&shard, conn, &user, &mut source, &last_seen);
-            let writer_done = writer.clone().then(|_| glommio::timer::sleep(CLOSE_GRACE));
-            if let futures::future::Either::Left((Some((code, reason)), _)) =
-                select(pin!(reading), pin!(writer_done)).await
-            {
+            let from = Origin {
+                conn,
+                user: &user,
+                outbox: &outbox,
+            };
+            let reading = pin!(read_loop(&shard, &from, &mut source, &last_seen));
+            let writer_done = pin!(writer.clone().then(|_| glommio::timer::sleep(CLOSE_GRACE)));
+            let ended = select(reading, writer_done).await;
+            if let futures::future::Either::Left((Some((code, reason)), _)) = ended {
                 outbox.borrow_mut().abort(code, reason);
             }
         }
@@ -70,8 +75,7 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
 /// Reads until the peer closes or breaks the protocol; returns the close to send, if any.
 async fn read_loop(
     shard: &Rc<Shard>,
-    conn: u64,
-    user: &str,
+    from: &Origin<'_>,
     source: &mut async_tungstenite::WebSocketReceiver<TcpStream>,
     last_seen: &Cell<Instant>,
 ) -> Option<(u16, &'static str)> {
@@ -84,7 +88,7 @@ async fn read_loop(
                     // resends it after reconnecting, with the same client_msg_id).
                     return Some((close::GOING_AWAY, "pod shutting down; reconnect"));
                 }
-                crate::flow::ingest::on_text(shard, conn, user, text.as_str()).await;
+                crate::flow::ingest::on_text(shard, from, text.as_str()).await;
             }
             Ok(Message::Binary(_)) => {
                 return Some((close::UNSUPPORTED_DATA, "protocol v1 uses text frames only"))
