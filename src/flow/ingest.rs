@@ -50,7 +50,13 @@ async fn store_send(shard: &Rc<Shard>, from: &Origin<'_>, send: SendFrame<'_>) {
     futures::future::poll_fn(|cx| outbox.borrow_mut().poll_send_room(cx)).await;
     shard.begin_work();
     outbox.borrow_mut().send_started();
-    let Err(e) = submit(shard, StoreCmd::Insert { msg, reply }, INSERT_PATIENCE).await else {
+    let Err(e) = submit(
+        &shard.pod.store,
+        StoreCmd::Insert { msg, reply },
+        INSERT_PATIENCE,
+    )
+    .await
+    else {
         return; // Answered by the store thread after the commit (flow::accept).
     };
     shard.end_work();
@@ -86,9 +92,13 @@ async fn ack(shard: &Rc<Shard>, conn: u64, user: &str, id: &str) {
         shard: shard.id,
         conn,
     });
-    if submit(shard, StoreCmd::Status { update, reply }, STATUS_PATIENCE)
-        .await
-        .is_err()
+    if submit(
+        &shard.pod.store,
+        StoreCmd::Status { update, reply },
+        STATUS_PATIENCE,
+    )
+    .await
+    .is_err()
     {
         // The message stays below DELIVERED and is replayed on the next connect.
         tracing::warn!(

@@ -76,7 +76,7 @@ async fn stuck(
         limit: PAGE,
         reply,
     };
-    submit(shard, cmd, STATUS_PATIENCE)
+    submit(&shard.pod.store, cmd, STATUS_PATIENCE)
         .await
         .map_err(|e| format!("{e:?}"))?;
     wait.await.map_err(|_| "store thread ended".to_string())?

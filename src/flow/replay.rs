@@ -82,7 +82,7 @@ async fn fetch_page(
         limit: PAGE,
         reply,
     };
-    submit(shard, cmd, STATUS_PATIENCE)
+    submit(&shard.pod.store, cmd, STATUS_PATIENCE)
         .await
         .map_err(|e| ReplayError::Store(format!("{e:?}")))?;
     wait.await

@@ -21,7 +21,7 @@ pub async fn advance(shard: &Shard, id: &str, status: Status) {
         at: now_micros(),
     };
     if let Err(e) = submit(
-        shard,
+        &shard.pod.store,
         StoreCmd::Status {
             update,
             reply: None,

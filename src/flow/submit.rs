@@ -6,24 +6,24 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backend::store::{StoreCmd, SubmitError};
-use crate::shard::Shard;
+use crate::backend::store::{StoreCmd, StoreHandle, SubmitError};
 
 /// Patience for inserts: the client is told `overloaded` after this.
 pub const INSERT_PATIENCE: Duration = Duration::from_secs(2);
 /// Patience for status updates, which have no client waiting on them.
 pub const STATUS_PATIENCE: Duration = Duration::from_secs(10);
 
-/// Queues `cmd`, waiting (without blocking the executor) while the queue is full.
+/// Queues `cmd`, waiting (without blocking the executor) while the queue is full; gives the
+/// command back when the patience ran out (`Full`) or the store thread is gone (`Stopped`).
 #[allow(clippy::result_large_err)] // The command comes back by value; see `try_submit`.
 pub async fn submit(
-    shard: &Shard,
+    store: &StoreHandle,
     mut cmd: StoreCmd,
     patience: Duration,
 ) -> Result<(), SubmitError> {
     let deadline = Instant::now() + patience;
     loop {
-        match shard.pod.store.try_submit(cmd) {
+        match store.try_submit(cmd) {
             Ok(()) => return Ok(()),
             Err(SubmitError::Full(back)) if Instant::now() < deadline => {
                 cmd = back;
@@ -31,5 +31,42 @@ pub async fn submit(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync_cmd() -> StoreCmd {
+        StoreCmd::Sync(crossbeam_channel::bounded(1).0)
+    }
+
+    #[test]
+    fn a_full_queue_hands_the_command_back_after_the_patience_then_stopped() {
+        let (store, rx) = StoreHandle::detached(1);
+        let ex = glommio::LocalExecutorBuilder::default().make().unwrap();
+        ex.run(async move {
+            submit(&store, sync_cmd(), Duration::ZERO).await.unwrap();
+            let started = Instant::now();
+            let full = submit(&store, sync_cmd(), Duration::from_millis(20)).await;
+            assert!(matches!(full, Err(SubmitError::Full(StoreCmd::Sync(_)))));
+            assert!(started.elapsed() >= Duration::from_millis(20));
+            // Room appears while waiting: the command goes through.
+            let drain = glommio::spawn_local({
+                let rx = rx.clone();
+                async move {
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                    rx.try_recv().unwrap();
+                }
+            });
+            submit(&store, sync_cmd(), Duration::from_secs(1))
+                .await
+                .unwrap();
+            drain.await;
+            drop(rx);
+            let stopped = submit(&store, sync_cmd(), Duration::from_secs(1)).await;
+            assert!(matches!(stopped, Err(SubmitError::Stopped(_))));
+        });
     }
 }

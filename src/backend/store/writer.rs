@@ -141,6 +141,13 @@ impl StoreHandle {
         }
     }
 
+    /// A handle whose commands nobody executes: tests read them from the receiver.
+    #[cfg(test)]
+    pub(crate) fn detached(capacity: usize) -> (StoreHandle, Receiver<StoreCmd>) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        (StoreHandle { tx }, rx)
+    }
+
     /// Commands waiting, for metrics.
     pub fn queued(&self) -> usize {
         self.tx.len()
@@ -329,3 +336,6 @@ impl Batch {
         self.inserts.len() + self.updates.len() + self.after.len()
     }
 }
+
+#[cfg(test)]
+mod tests;
