@@ -161,9 +161,8 @@ fn slow_consumer_is_closed_and_its_messages_stay_stored() {
     let dir = tempfile::tempdir().unwrap();
     let pod = start_pod(dir.path(), |c| c.tuning.outbound_queue = 32);
     let addr = pod.local_addr();
-    let (a, b) = (user("alice"), user("bob"));
-    let mut alice = Client::connect(addr, &a);
-    let mut bob = Client::connect(addr, &b);
+    let (mut alice, mut bob) = pair(addr, addr);
+    let b = bob.user.clone();
     // bob does not read while a burst arrives; big frames fill the socket buffers first.
     let body = "p".repeat(16 * 1024);
     let n = 1000;

@@ -11,9 +11,8 @@ use std::time::Duration;
 fn cross_pod_delivery_statuses_and_timestamps() {
     let space = Space::new();
     let (pa, pb) = (PodProc::start(&space, "a"), PodProc::start(&space, "b"));
-    let (a, b) = (user("alice"), user("bob"));
-    let mut alice = Client::connect(pa.addr, &a);
-    let mut bob = Client::connect(pb.addr, &b);
+    let (mut alice, mut bob) = pair(pa.addr, pb.addr);
+    let (a, b) = (alice.user.clone(), bob.user.clone());
     let acc = alice.send_msg(&b, "over kafka", Some("c-1"));
     let id = acc["id"].as_str().unwrap().to_owned();
     let m = bob.recv_type("message");
@@ -91,17 +90,9 @@ fn pod_topic_has_one_partition_per_shard_and_status_events_flow() {
     use rdkafka::message::Message;
     let space = Space::new();
     let pa = PodProc::start(&space, "a");
-    let (a, b) = (user("alice"), user("bob"));
-    let mut alice = Client::connect(pa.addr, &a);
-    let mut bob = Client::connect(pa.addr, &b);
-    let id = alice.send_msg(&b, "evented", None)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    bob.recv_type("message");
-    bob.ack(&id);
-    alice.recv_status(&id, "SENT");
-    alice.recv_status(&id, "DELIVERED");
+    let (mut alice, mut bob) = pair(pa.addr, pa.addr);
+    let (a, b) = (alice.user.clone(), bob.user.clone());
+    let id = send_and_confirm(&mut alice, &mut bob, "evented");
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka())
         .set("group.id", format!("{}probe", space.prefix))
@@ -166,9 +157,8 @@ fn kill_9_of_the_recipients_pod_loses_nothing() {
 fn redis_flushed_under_traffic_routes_return_and_nothing_is_lost() {
     let space = Space::new();
     let (pa, pb) = (PodProc::start(&space, "a"), PodProc::start(&space, "b"));
-    let (a, b) = (user("alice"), user("bob"));
-    let mut alice = Client::connect(pa.addr, &a);
-    let mut bob = Client::connect(pb.addr, &b);
+    let (mut alice, mut bob) = pair(pa.addr, pb.addr);
+    let b = bob.user.clone();
     let key = format!("{}route:{b}", space.prefix);
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -262,9 +252,8 @@ fn broker_restarted_under_traffic_loses_nothing() {
     let space = Space::new();
     let pa = PodProc::start_on(&space, "a", &brokers);
     let pb = PodProc::start_on(&space, "b", &brokers);
-    let (a, b) = (user("alice"), user("bob"));
-    let mut alice = Client::connect(pa.addr, &a);
-    let mut bob = Client::connect(pb.addr, &b);
+    let (mut alice, mut bob) = pair(pa.addr, pb.addr);
+    let b = bob.user.clone();
     bob.ws.get_mut().set_read_timeout(Some(SLOW * 2)).unwrap();
     let mut ids = Vec::new();
     for i in 0..40 {

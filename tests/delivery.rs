@@ -96,9 +96,8 @@ fn write_mode_marks_delivered_on_flush() {
         c.delivery_confirm = distrisocks::config::DeliveryConfirm::Write
     });
     let addr = pod.local_addr();
-    let (a, b) = (user("alice"), user("bob"));
-    let mut alice = Client::connect(addr, &a);
-    let mut bob = Client::connect(addr, &b);
+    let (mut alice, mut bob) = pair(addr, addr);
+    let b = bob.user.clone();
     let id = alice.send_msg(&b, "seed mode", None)["id"]
         .as_str()
         .unwrap()

@@ -151,17 +151,8 @@ fn metrics_count_connections_messages_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let pod = start_pod(dir.path(), |_| {});
     let addr = pod.local_addr();
-    let (a, b) = (user("alice"), user("bob"));
-    let mut alice = Client::connect(addr, &a);
-    let mut bob = Client::connect(addr, &b);
-    let id = alice.send_msg(&b, "counted", None)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    bob.recv_type("message");
-    bob.ack(&id);
-    alice.recv_status(&id, "SENT");
-    alice.recv_status(&id, "DELIVERED");
+    let (mut alice, mut bob) = pair(addr, addr);
+    send_and_confirm(&mut alice, &mut bob, "counted");
     alice.send_text("{oops");
     alice.recv_type("error");
     let text = raw_get(addr, "/metrics");

@@ -50,9 +50,8 @@ fn unacked_messages_are_replayed_with_the_same_id_on_reconnect() {
     let dir = tempfile::tempdir().unwrap();
     let pod = start_pod(dir.path(), |_| {});
     let addr = pod.local_addr();
-    let (a, b) = (user("alice"), user("bob"));
-    let mut alice = Client::connect(addr, &a);
-    let mut bob = Client::connect(addr, &b);
+    let (mut alice, mut bob) = pair(addr, addr);
+    let b = bob.user.clone();
     let id = alice.send_msg(&b, "once", None)["id"].clone();
     assert_eq!(bob.recv_type("message")["id"], id);
     drop(bob); // Never acked.
@@ -88,9 +87,8 @@ fn idempotent_resend_returns_the_first_id_and_stores_nothing_new() {
     let dir = tempfile::tempdir().unwrap();
     let pod = start_pod(dir.path(), |_| {});
     let addr = pod.local_addr();
-    let (a, b) = (user("alice"), user("bob"));
-    let mut alice = Client::connect(addr, &a);
-    let mut bob = Client::connect(addr, &b);
+    let (mut alice, mut bob) = pair(addr, addr);
+    let (a, b) = (alice.user.clone(), bob.user.clone());
     let first = alice.send_msg(&b, "x", Some("c-1"));
     bob.recv_type("message");
     alice.recv_status(first["id"].as_str().unwrap(), "SENT");

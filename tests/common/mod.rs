@@ -88,6 +88,32 @@ pub fn try_connect(
     }
 }
 
+/// Two fresh users, alice at `a_addr` and bob at `b_addr`.
+pub fn pair(a_addr: SocketAddr, b_addr: SocketAddr) -> (Client, Client) {
+    (
+        Client::connect(a_addr, &user("alice")),
+        Client::connect(b_addr, &user("bob")),
+    )
+}
+
+/// alice sends to bob, bob receives and acks, alice hears SENT then DELIVERED; returns the id.
+pub fn send_and_confirm(alice: &mut Client, bob: &mut Client, text: &str) -> String {
+    let to = bob.user.clone();
+    let id = alice.send_msg(&to, text, None)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let m = bob.recv_type("message");
+    assert_eq!(
+        (m["id"].as_str(), m["message"].as_str()),
+        (Some(&*id), Some(text))
+    );
+    bob.ack(&id);
+    alice.recv_status(&id, "SENT");
+    alice.recv_status(&id, "DELIVERED");
+    id
+}
+
 impl Client {
     /// Connects as `user` in dev mode, on whatever shard the kernel picks.
     pub fn connect(addr: SocketAddr, user: &str) -> Client {
