@@ -10,9 +10,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tungstenite::Message;
 
 fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    raw(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+}
+
+/// Sends `request` as is and returns everything the pod answers before closing.
+fn raw(addr: std::net::SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -37,6 +42,18 @@ fn healthz_not_found_and_upgrade_required() {
         "echo is off by default"
     );
     assert!(raw_get(addr, "/ws?user_id=a").starts_with("HTTP/1.1 426"));
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
+    let post = format!("POST /ws?user_id=a HTTP/1.1\r\nHost: x\r\n{upgrade}\r\n");
+    assert!(raw(addr, &post).starts_with("HTTP/1.1 405"));
+    let old = format!("GET /ws?user_id=a HTTP/1.1\r\n{upgrade}Sec-WebSocket-Version: 8\r\n\r\n");
+    let answer = raw(addr, &old);
+    assert!(answer.starts_with("HTTP/1.1 426") && answer.contains("Sec-WebSocket-Version: 13"));
+    let keyless =
+        format!("GET /ws?user_id=a HTTP/1.1\r\n{upgrade}Sec-WebSocket-Version: 13\r\n\r\n");
+    assert!(raw(addr, &keyless).starts_with("HTTP/1.1 400"));
+    let huge = format!("GET /ws HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+    assert!(raw(addr, &huge).starts_with("HTTP/1.1 431"));
+    assert!(raw(addr, "\x16\x03\x01 not http\r\n\r\n").starts_with("HTTP/1.1 400"));
     match try_connect(addr, "", None) {
         Err(ConnectError::Http(401, body)) => assert!(body.contains("user_id"), "{body}"),
         other => panic!(

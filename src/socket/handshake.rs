@@ -43,20 +43,39 @@ async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
         Ok(Some(h)) => h,
         Ok(None) => return None,
         Err(response) => {
-            let _ = stream.write_all(response.as_bytes()).await; // Best effort: we close anyway.
+            answer_and_close(stream, &response).await;
             return None;
         }
     };
-    let decision = decide(shard, &head);
-    let response = match &decision {
-        Decision::Respond(r) => r.clone(),
-        _ => switching_protocols(head.ws_key.as_deref().unwrap_or_default(), shard.id),
+    let upgraded = match decide(shard, &head) {
+        Decision::Respond(r) => {
+            answer_and_close(stream, &r).await;
+            return None;
+        }
+        Decision::Ws(user) => Upgraded::Ws { user, rest },
+        Decision::Echo => Upgraded::Echo { rest },
     };
-    stream.write_all(response.as_bytes()).await.ok()?;
-    match decision {
-        Decision::Respond(_) => None,
-        Decision::Ws(user) => Some(Upgraded::Ws { user, rest }),
-        Decision::Echo => Some(Upgraded::Echo { rest }),
+    let accept = switching_protocols(head.ws_key.as_deref().unwrap_or_default(), shard.id);
+    stream.write_all(accept.as_bytes()).await.ok()?;
+    Some(upgraded)
+}
+
+/// Writes a final plain-HTTP answer, then closes gracefully: half-close, and discard what the
+/// client still sends (bounded by the handshake timeout and 64 KiB). Closing with unread input
+/// would make the kernel send a reset, and the client could lose the answer (a 431 for a long
+/// head, for example).
+async fn answer_and_close(stream: &mut TcpStream, response: &str) {
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return; // The peer is gone: nothing to deliver.
+    }
+    if stream.shutdown(std::net::Shutdown::Write).await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 1024];
+    for _ in 0..64 {
+        if !matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {
+            return;
+        }
     }
 }
 
