@@ -1,5 +1,8 @@
 //! The `distrisocks` binary: parse configuration, run a pod until SIGINT/SIGTERM.
 
+// `--features system-alloc` swaps mimalloc for the C allocator so heap profilers that hook
+// malloc (heaptrack, see perf/README.md) see every allocation.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -59,6 +59,8 @@ pub struct StoreMetrics {
     pub commit_micros: AtomicU64,
     pub commit_micros_max: AtomicU64,
     pub failed_batches: AtomicU64,
+    /// Status updates folded into a later update of the same message in the same batch.
+    pub coalesced: AtomicU64,
 }
 
 impl StoreMetrics {
@@ -205,6 +207,12 @@ impl Metrics {
                 "counter",
                 "Store batches that failed after retries.",
                 s.failed_batches.load(Relaxed),
+            ),
+            (
+                "store_status_coalesced_total",
+                "counter",
+                "Status updates skipped because a later status of the same message was in the same batch.",
+                s.coalesced.load(Relaxed),
             ),
             (
                 "store_queue_depth",

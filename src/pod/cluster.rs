@@ -40,8 +40,11 @@ struct ClusterSink {
 }
 
 impl EventSink for ClusterSink {
-    fn emit(&self, event: StoreEvent) {
-        if let StoreEvent::StatusChanged(c) = &event {
+    fn emit(&self, events: Vec<StoreEvent>) {
+        for event in &events {
+            let StoreEvent::StatusChanged(c) = event else {
+                continue;
+            };
             let json = serde_json::json!({
                 "id": c.id, "status": c.status.as_str(), "sender_id": c.sender_id,
                 "reciever_id": c.reciever_id, "at": rfc3339_micros(c.at),
@@ -50,7 +53,7 @@ impl EventSink for ClusterSink {
                 tracing::warn!("status event not queued (producer queue full)");
             }
         }
-        self.mesh.emit(event);
+        self.mesh.emit(events);
     }
 }
 

@@ -59,19 +59,29 @@ pub(crate) struct MeshSink {
 }
 
 impl EventSink for MeshSink {
-    fn emit(&self, event: StoreEvent) {
-        let shard = match &event {
-            StoreEvent::Inserted { reply, .. }
-            | StoreEvent::InsertFailed { reply, .. }
-            | StoreEvent::AckRefused { reply, .. } => reply.shard,
-            StoreEvent::StatusChanged(c) => home_shard(&c.sender_id, self.mesh.len()),
-        };
-        if self.mesh[shard]
-            .send_blocking(ShardMsg::Store(event))
-            .is_err()
-        {
-            // Only during shutdown, after the shard stopped: the outcome is durable already.
-            tracing::debug!(shard, "store outcome for a stopped shard dropped");
+    fn emit(&self, events: Vec<StoreEvent>) {
+        let shards = self.mesh.len();
+        let mut per_shard: Vec<Vec<StoreEvent>> = (0..shards).map(|_| Vec::new()).collect();
+        for event in events {
+            let shard = match &event {
+                StoreEvent::Inserted { reply, .. }
+                | StoreEvent::InsertFailed { reply, .. }
+                | StoreEvent::AckRefused { reply, .. } => reply.shard,
+                StoreEvent::StatusChanged(c) => home_shard(&c.sender_id, shards),
+            };
+            per_shard[shard].push(event);
+        }
+        for (shard, batch) in per_shard.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            if self.mesh[shard]
+                .send_blocking(ShardMsg::Store(batch))
+                .is_err()
+            {
+                // Only during shutdown, after the shard stopped: the outcome is durable already.
+                tracing::debug!(shard, "store outcomes for a stopped shard dropped");
+            }
         }
     }
 }

@@ -27,7 +27,14 @@ pub async fn run_inbox(
             futures::future::poll_fn(yield_once()).await;
         }
         match msg {
-            ShardMsg::Store(event) => on_store_event(&shard, event),
+            ShardMsg::Store(events) => {
+                for (i, event) in events.into_iter().enumerate() {
+                    if i > 0 && i % YIELD_EVERY as usize == 0 {
+                        futures::future::poll_fn(yield_once()).await;
+                    }
+                    on_store_event(&shard, event);
+                }
+            }
             ShardMsg::Deliver(env) => flow::consume::deliver_local(&shard, env),
             ShardMsg::Consumed { env, offset, ack } => {
                 flow::consume::deliver_local(&shard, env);

@@ -30,8 +30,8 @@ use crate::protocol::Limits;
 
 /// A message between shards, or from the store thread to a shard.
 pub enum ShardMsg {
-    /// An outcome of the store thread for this shard.
-    Store(StoreEvent),
+    /// Outcomes of one store commit for this shard, in commit order.
+    Store(Vec<StoreEvent>),
     /// A frame for the local connections of `env.user` (step 5: consume on the owning core).
     Deliver(Arc<Envelope>),
     /// Embedded route table: `user` gained a connection on `shard`; `done` fires once visible.

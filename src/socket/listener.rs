@@ -28,10 +28,13 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
-    match handshake(&shard, &mut stream).await {
+pub(super) async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    // Boxed so its ~2 KiB of state (head and drain buffers, timeout) is freed once the
+    // upgrade is done instead of staying inside this task for the connection's lifetime.
+    let upgraded = Box::pin(handshake(&shard, &mut stream)).await;
+    match upgraded {
         Some(Upgraded::Ws { user, rest }) => super::session::run(shard, stream, user, rest).await,
-        Some(Upgraded::Echo { rest }) => super::echo::run(shard, stream, rest).await,
+        Some(Upgraded::Echo { rest }) => Box::pin(super::echo::run(shard, stream, rest)).await,
         None => {}
     }
 }

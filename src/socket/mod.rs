@@ -11,3 +11,19 @@ pub mod listener;
 pub mod outbox;
 pub mod session;
 pub mod writer;
+
+#[cfg(test)]
+mod sizes {
+    fn size<F: std::future::Future, A, B, C, D>(_: impl Fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    fn size2<F: std::future::Future, A, B>(_: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    #[test]
+    fn print_sizes() {
+        eprintln!("session::run {}", size(super::session::run));
+        eprintln!("listener::serve {}", size2(super::listener::serve));
+        eprintln!("writer {}", super::writer::future_size());
+    }
+}

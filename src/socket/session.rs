@@ -25,7 +25,13 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Serves one authenticated WebSocket of `user`.
 pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>) {
     let config = shard.settings().ws;
-    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
+    let ws = Box::pin(WebSocketStream::from_partially_read(
+        stream,
+        rest,
+        Role::Server,
+        Some(config),
+    ))
+    .await;
     let (sink, mut source) = ws.split();
     let conn = shard.next_conn_id();
     let user: Rc<str> = user.into();
@@ -41,7 +47,9 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
     tracing::debug!(shard = shard.id, conn, "connection open");
     let writer = super::writer::spawn(&shard, sink, &outbox, &last_seen, true).shared();
 
-    match crate::flow::replay::register_and_replay(&shard, &user, &outbox).await {
+    // Boxed, as the handshake: replay state is needed once, not for the connection's lifetime.
+    let setup = Box::pin(crate::flow::replay::register_and_replay(&shard, &user, &outbox));
+    match setup.await {
         Ok(()) => {
             let from = Origin {
                 conn,
@@ -88,7 +96,9 @@ async fn read_loop(
                     // resends it after reconnecting, with the same client_msg_id).
                     return Some((close::GOING_AWAY, "pod shutting down; reconnect"));
                 }
-                crate::flow::ingest::on_text(shard, from, text.as_str()).await;
+                // Boxed: its state (a store command in flight, a retry timer) lives only while
+                // a frame is handled, not in every idle connection's task.
+                Box::pin(crate::flow::ingest::on_text(shard, from, text.as_str())).await;
             }
             Ok(Message::Binary(_)) => {
                 return Some((close::UNSUPPORTED_DATA, "protocol v1 uses text frames only"))

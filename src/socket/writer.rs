@@ -62,9 +62,11 @@ enum Step {
 impl Writer {
     async fn run(mut self) {
         loop {
+            // The two arms are boxed: their state (frames being fed, a status update in
+            // flight) exists only while writing, so an idle connection's task stays small.
             let step = match self.next_event().await {
-                Some(out) => self.write_batch(out).await,
-                None => self.keepalive_tick().await,
+                Some(out) => Box::pin(self.write_batch(out)).await,
+                None => Box::pin(self.keepalive_tick()).await,
             };
             if !matches!(step, Ok(Step::Continue)) {
                 break;
@@ -171,4 +173,12 @@ impl Writer {
         // The peer may be gone already; the socket is dropped right after either way.
         let _ = self.sink.send(Message::Close(Some(frame))).await;
     }
+}
+
+#[cfg(test)]
+pub(super) fn future_size() -> usize {
+    fn of<F: std::future::Future>(_: impl Fn(Writer) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    of(Writer::run) + std::mem::size_of::<Writer>()
 }

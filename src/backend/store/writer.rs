@@ -1,5 +1,6 @@
 //! The store's own thread: group commit, then answers through an [`EventSink`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -74,7 +75,9 @@ pub enum StoreEvent {
 /// Receives store outcomes; implemented by the pod, which forwards them to shard inboxes.
 /// `emit` may block (back-pressure from a full inbox) but must never wait on the store.
 pub trait EventSink: Send + 'static {
-    fn emit(&self, event: StoreEvent);
+    /// The outcomes of one commit, in order. One call per batch lets the pod hand each shard
+    /// one inbox message (one cross-thread wake-up) per commit instead of one per event.
+    fn emit(&self, events: Vec<StoreEvent>);
 }
 
 /// Tuning of the store thread.
@@ -190,6 +193,10 @@ struct Writer<S, E> {
 struct Batch {
     inserts: Vec<(NewMessage, ReplyTo)>,
     updates: Vec<(StatusUpdate, Option<ReplyTo>)>,
+    /// Index in `updates` of the pod's own (not an ack's) update of each message id.
+    own_updates: HashMap<String, usize>,
+    /// Updates folded into a later one of the same message.
+    coalesced: u64,
     after: Vec<StoreCmd>,
     stop: bool,
 }
@@ -221,6 +228,8 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
         if !inserts.is_empty() || !updates.is_empty() {
             let started = std::time::Instant::now();
             let result = self.commit_with_retry(&inserts, &updates);
+            let coalesced = &self.metrics.store.coalesced;
+            coalesced.fetch_add(batch.coalesced, std::sync::atomic::Ordering::Relaxed);
             let micros = started.elapsed().as_micros() as u64;
             let n = inserts.len() + updates.len();
             self.metrics.store.record(n, micros, result.is_ok());
@@ -261,20 +270,22 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
         updates: Vec<(StatusUpdate, Option<ReplyTo>)>,
         ups: Vec<UpdateResult>,
     ) {
+        let mut events = Vec::with_capacity(inserts.len() + updates.len());
         for ((msg, reply), result) in inserts.into_iter().zip(ins) {
-            self.sink.emit(StoreEvent::Inserted { reply, msg, result });
+            events.push(StoreEvent::Inserted { reply, msg, result });
         }
         for ((update, reply), result) in updates.into_iter().zip(ups) {
             match (result, reply) {
-                (UpdateResult::Changed(c), _) => self.sink.emit(StoreEvent::StatusChanged(c)),
-                (UpdateResult::NotRecipient, Some(reply)) => {
-                    self.sink.emit(StoreEvent::AckRefused {
-                        reply,
-                        id: update.id,
-                    })
-                }
+                (UpdateResult::Changed(c), _) => events.push(StoreEvent::StatusChanged(c)),
+                (UpdateResult::NotRecipient, Some(reply)) => events.push(StoreEvent::AckRefused {
+                    reply,
+                    id: update.id,
+                }),
                 _ => {}
             }
+        }
+        if !events.is_empty() {
+            self.sink.emit(events);
         }
     }
 
@@ -285,10 +296,16 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
             error,
             "store batch dropped after retries; clients told store_unavailable"
         );
-        for (msg, reply) in inserts {
-            let error = error.to_owned();
-            self.sink
-                .emit(StoreEvent::InsertFailed { reply, msg, error });
+        let events: Vec<_> = inserts
+            .into_iter()
+            .map(|(msg, reply)| StoreEvent::InsertFailed {
+                reply,
+                msg,
+                error: error.to_owned(),
+            })
+            .collect();
+        if !events.is_empty() {
+            self.sink.emit(events);
         }
     }
 
@@ -326,9 +343,34 @@ impl Batch {
     fn take(&mut self, cmd: StoreCmd) {
         match cmd {
             StoreCmd::Insert { msg, reply } => self.inserts.push((msg, reply)),
-            StoreCmd::Status { update, reply } => self.updates.push((update, reply)),
+            StoreCmd::Status { update, reply } => self.take_update(update, reply),
             StoreCmd::Stop => self.stop = true,
             other => self.after.push(other),
+        }
+    }
+
+    /// Under load the SENT and DELIVERED of one message often queue while the previous
+    /// commit runs: only the furthest status is written and announced (one UPDATE, one status
+    /// frame to the sender instead of two). Statuses only move forward, so the skipped one
+    /// says nothing the later one does not; its time is lost (`sent_at` takes the delivery
+    /// time). Acks carry a recipient check and a reply, so they are never folded.
+    fn take_update(&mut self, update: StatusUpdate, reply: Option<ReplyTo>) {
+        if reply.is_some() || update.recipient.is_some() {
+            self.updates.push((update, reply));
+            return;
+        }
+        match self.own_updates.get(&update.id) {
+            Some(&i) => {
+                self.coalesced += 1;
+                let (queued, _) = &mut self.updates[i];
+                if update.status > queued.status {
+                    *queued = update;
+                }
+            }
+            None => {
+                self.own_updates.insert(update.id.clone(), self.updates.len());
+                self.updates.push((update, None));
+            }
         }
     }
 

@@ -42,8 +42,8 @@ impl MessageStore for BrokenStore {
 struct Collect(Arc<Mutex<Vec<StoreEvent>>>);
 
 impl EventSink for Collect {
-    fn emit(&self, event: StoreEvent) {
-        self.0.lock().unwrap().push(event);
+    fn emit(&self, events: Vec<StoreEvent>) {
+        self.0.lock().unwrap().extend(events);
     }
 }
 
@@ -117,4 +117,88 @@ fn a_batch_that_cannot_commit_fails_every_insert_and_announces_nothing() {
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
+}
+
+fn own(id: &str, status: Status, at: i64) -> StoreCmd {
+    let update = StatusUpdate {
+        id: id.into(),
+        status,
+        recipient: None,
+        at,
+    };
+    StoreCmd::Status {
+        update,
+        reply: None,
+    }
+}
+
+#[test]
+fn a_batch_keeps_only_the_furthest_own_status_of_a_message_but_every_ack() {
+    let mut batch = Batch::default();
+    batch.take(own("m1", Status::Sent, 1));
+    batch.take(own("m1", Status::Delivered, 2));
+    batch.take(own("m2", Status::Delivered, 3));
+    batch.take(own("m2", Status::Sent, 4)); // Late SENT: must not move m2 back.
+    let ack = StatusUpdate {
+        id: "m1".into(),
+        status: Status::Delivered,
+        recipient: Some("bob".into()),
+        at: 5,
+    };
+    let reply = Some(ReplyTo { shard: 0, conn: 1 });
+    batch.take(StoreCmd::Status { update: ack, reply });
+    let got: Vec<_> = batch
+        .updates
+        .iter()
+        .map(|(u, r)| (u.id.as_str(), u.status, u.at, r.is_some()))
+        .collect();
+    let want = [
+        ("m1", Status::Delivered, 2, false),
+        ("m2", Status::Delivered, 3, false),
+        ("m1", Status::Delivered, 5, true),
+    ];
+    assert_eq!(got, want);
+    assert_eq!(batch.coalesced, 2);
+}
+
+#[test]
+fn a_folded_status_is_committed_and_announced_once_at_the_furthest_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
+    let sink = Collect::default();
+    let metrics = Arc::new(Metrics::new(1));
+    let (tx, rx) = crossbeam_channel::bounded(8);
+    let mut writer = Writer {
+        store,
+        sink: sink.clone(),
+        rx,
+        tuning: StoreTuning::default(),
+        metrics: metrics.clone(),
+    };
+    drop(tx);
+    let mut insert = Batch::default();
+    let reply = ReplyTo { shard: 0, conn: 7 };
+    insert.take(StoreCmd::Insert {
+        msg: message("m1"),
+        reply,
+    });
+    writer.process(insert);
+    let mut statuses = Batch::default();
+    statuses.take(own("m1", Status::Sent, 10));
+    statuses.take(own("m1", Status::Delivered, 20));
+    writer.process(statuses);
+    let changes: Vec<_> = sink
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            StoreEvent::StatusChanged(c) => Some((c.id.clone(), c.status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, [("m1".to_string(), Status::Delivered)]);
+    assert_eq!(writer.store.status_of("m1").unwrap(), Some(Status::Delivered));
+    let folded = metrics.store.coalesced.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(folded, 1);
 }
