@@ -168,6 +168,13 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_READ_BUFFER_BYTES", default_value_t = 1024)]
     pub read_buffer_bytes: usize,
 
+    /// How long an idle shard busy-polls before it parks, µs (glommio `spin_before_park`).
+    /// Parking costs a sleep and, for work from another thread, an eventfd wake-up; on hosts
+    /// where each shard has a core to itself a few tens of µs of spinning saves both. 0 (the
+    /// default) suits shared hosts, where a spinning shard takes CPU from its neighbours.
+    #[arg(long, env = "DISTRISOCKS_SPIN_BEFORE_PARK_US", default_value_t = 0)]
+    pub spin_before_park_us: u64,
+
     /// Bytes buffered for writing before a flush is forced.
     #[arg(long, env = "DISTRISOCKS_WRITE_BUFFER_BYTES", default_value_t = 16 * 1024)]
     pub write_buffer_bytes: usize,

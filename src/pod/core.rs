@@ -43,12 +43,14 @@ pub async fn core_main(start: CoreStart) {
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let inbox = glommio::spawn_local(run_inbox(shard.clone(), start.inbox, shutdown_tx));
     let accept = glommio::spawn_local(accept_loop(shard.clone(), listener));
+    let keepalive = glommio::spawn_local(crate::shard::keepalive::run(shard.clone()));
     if let (0, Some(c)) = (start.id, &start.pod.cluster) {
         glommio::spawn_local(crate::flow::redrive::run(shard.clone(), c.redrive)).detach();
     }
     tracing::info!(shard = start.id, %addr, "shard serving");
     let _ = shutdown_rx.await; // Err: inbox closed without Shutdown; drain all the same.
     drop(accept); // Stops accepting and closes this shard's listener.
+    drop(keepalive); // Draining connections close by themselves.
     drain(&shard).await;
     let _ = start.drained.send(start.id); // The pod may have given up waiting; fine.
     inbox.await;

@@ -154,8 +154,10 @@ impl Pod {
         let (bound_tx, bound_rx) = crossbeam_channel::bounded(1);
         start.bound = bound_tx;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let spin = std::time::Duration::from_micros(start.pod.settings.tuning.spin_before_park_us);
         let handle = LocalExecutorBuilder::new(Placement::Fixed(id % cpus))
             .name(&format!("shard-{id}"))
+            .spin_before_park(spin)
             .spawn(move || core_main(start))
             .map_err(|e| StartError::Executor(id, e.to_string()))?;
         self.executors.push(handle);

@@ -7,6 +7,7 @@
 
 mod conns;
 mod inbox;
+pub mod keepalive;
 mod local;
 
 pub use conns::{ConnEntry, Conns};

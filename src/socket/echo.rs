@@ -3,9 +3,9 @@
 //! only its size limits differ (`--echo-max-message-bytes`), so Autobahn results speak for
 //! the messaging socket too.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
 use futures::{FutureExt, StreamExt};
@@ -28,8 +28,7 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, rest: Vec<u8>) {
     let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
     let (sink, mut source) = ws.split();
     let outbox = Rc::new(RefCell::new(Outbox::new(ECHO_QUEUE)));
-    let last_seen = Rc::new(Cell::new(Instant::now()));
-    let writer = super::writer::spawn(&shard, sink, &outbox, &last_seen, false);
+    let writer = super::writer::spawn(&shard, sink, &outbox);
     while let Some(item) = source.next().await {
         match item {
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => {

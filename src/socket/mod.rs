@@ -24,6 +24,5 @@ mod sizes {
     fn print_sizes() {
         eprintln!("session::run {}", size(super::session::run));
         eprintln!("listener::serve {}", size2(super::listener::serve));
-        eprintln!("writer {}", super::writer::future_size());
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use tungstenite::Utf8Bytes;
 
@@ -27,6 +28,8 @@ pub enum Out {
     Message(Arc<Envelope>),
     /// A frame echoed verbatim (the conformance endpoint only).
     Echo(tungstenite::Message),
+    /// A keepalive ping, queued by the shard's keepalive sweep.
+    Ping,
     /// Send a close frame with this code and reason, then stop.
     Close(u16, &'static str),
 }
@@ -53,6 +56,20 @@ pub struct Outbox {
     unanswered: usize,
     /// The reader, parked while `unanswered` is at the window.
     reader: Option<Waker>,
+    /// When the peer last sent anything, for the keepalive sweep.
+    last_seen: Instant,
+    /// When the outstanding keepalive ping was queued, if one is.
+    ping_sent: Option<Instant>,
+}
+
+/// What the keepalive sweep does with one connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Keepalive {
+    Quiet,
+    /// Silent for the ping interval: a ping was queued.
+    Pinged,
+    /// No frame arrived within the pong timeout after a ping: the connection was aborted.
+    Dead,
 }
 
 impl Outbox {
@@ -67,6 +84,36 @@ impl Outbox {
             finished: false,
             unanswered: 0,
             reader: None,
+            last_seen: Instant::now(),
+            ping_sent: None,
+        }
+    }
+
+    /// The peer sent something: it is alive.
+    pub fn seen(&mut self, now: Instant) {
+        self.last_seen = now;
+        self.ping_sent = None;
+    }
+
+    /// One keepalive check (the shard sweeps every connection; no timer per connection).
+    pub fn keepalive(
+        &mut self,
+        now: Instant,
+        ping_every: Duration,
+        pong_within: Duration,
+    ) -> Keepalive {
+        match self.ping_sent {
+            Some(sent) if now.saturating_duration_since(sent) >= pong_within => {
+                self.abort(close::PING_TIMEOUT, "no pong");
+                Keepalive::Dead
+            }
+            Some(_) => Keepalive::Quiet,
+            None if now.saturating_duration_since(self.last_seen) >= ping_every => {
+                self.ping_sent = Some(now);
+                self.push(Out::Ping);
+                Keepalive::Pinged
+            }
+            None => Keepalive::Quiet,
         }
     }
 
@@ -241,6 +288,33 @@ mod tests {
         assert!(matches!(
             o.poll_next(&mut cx),
             Poll::Ready(Out::Close(close::SLOW_CONSUMER, _))
+        ));
+    }
+
+    #[test]
+    fn keepalive_pings_a_silent_connection_then_aborts_it_without_a_pong() {
+        let (ping, pong) = (Duration::from_secs(25), Duration::from_secs(10));
+        let t0 = Instant::now();
+        let mut o = Outbox::new(4);
+        o.seen(t0);
+        assert_eq!(o.keepalive(t0 + ping / 2, ping, pong), Keepalive::Quiet);
+        assert_eq!(o.keepalive(t0 + ping, ping, pong), Keepalive::Pinged);
+        assert!(matches!(o.try_next(), Some(Out::Ping)));
+        assert_eq!(
+            o.keepalive(t0 + ping + pong / 2, ping, pong),
+            Keepalive::Quiet
+        );
+        // An answer (any frame) clears the ping.
+        o.seen(t0 + ping + pong / 2);
+        assert_eq!(o.keepalive(t0 + ping + pong, ping, pong), Keepalive::Quiet);
+        let pinged = t0 + ping + pong / 2 + ping;
+        assert_eq!(o.keepalive(pinged, ping, pong), Keepalive::Pinged);
+        assert_eq!(o.keepalive(pinged + pong, ping, pong), Keepalive::Dead);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(
+            o.poll_next(&mut cx),
+            Poll::Ready(Out::Close(close::PING_TIMEOUT, _))
         ));
     }
 

@@ -1,14 +1,14 @@
 //! A messaging connection from upgrade to teardown: register, replay, then read frames into
 //! the message path while the writer task drains the outbox.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
-use futures::future::{select, FutureExt};
+use futures::future::{select, Either, FutureExt};
 use futures::StreamExt;
 use glommio::net::TcpStream;
 use tungstenite::protocol::Role;
@@ -22,7 +22,9 @@ use crate::shard::Shard;
 /// How long a closing connection may take to finish its close handshake.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Serves one authenticated WebSocket of `user`.
+/// Serves one authenticated WebSocket of `user`. Reader and writer are two futures of this
+/// one task (a second task per connection cost ~600 B while idle: its header, the join
+/// handle, a shared future to await it).
 pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>) {
     let config = shard.settings().ws;
     let ws = Box::pin(WebSocketStream::from_partially_read(
@@ -38,40 +40,51 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
     let outbox = Rc::new(RefCell::new(Outbox::new(
         shard.settings().tuning.outbound_queue,
     )));
-    let last_seen = Rc::new(Cell::new(Instant::now()));
     shard
         .conns
         .borrow_mut()
         .insert(conn, user.clone(), outbox.clone());
     shard.metrics().connections.fetch_add(1, Relaxed);
     tracing::debug!(shard = shard.id, conn, "connection open");
-    let writer = super::writer::spawn(&shard, sink, &outbox, &last_seen, true).shared();
+    let mut writing = pin!(super::writer::writer(&shard, sink, &outbox).run());
 
     // Boxed, as the handshake: replay state is needed once, not for the connection's lifetime.
-    let setup = Box::pin(crate::flow::replay::register_and_replay(&shard, &user, &outbox));
-    match setup.await {
-        Ok(()) => {
+    let setup = Box::pin(crate::flow::replay::register_and_replay(
+        &shard, &user, &outbox,
+    ));
+    let mut writer_done = false;
+    match select(setup, writing.as_mut()).await {
+        Either::Left((Ok(()), _)) => {
             let from = Origin {
                 conn,
                 user: &user,
                 outbox: &outbox,
             };
-            let reading = pin!(read_loop(&shard, &from, &mut source, &last_seen));
-            let writer_done = pin!(writer.clone().then(|_| glommio::timer::sleep(CLOSE_GRACE)));
-            let ended = select(reading, writer_done).await;
-            if let futures::future::Either::Left((Some((code, reason)), _)) = ended {
-                outbox.borrow_mut().abort(code, reason);
+            let reading = pin!(read_loop(&shard, &from, &mut source));
+            match select(reading, writing.as_mut()).await {
+                Either::Left((Some((code, reason)), _)) => outbox.borrow_mut().abort(code, reason),
+                Either::Left((None, _)) => {}
+                Either::Right(((), reading)) => {
+                    // Our close went out: read on briefly for the peer's close reply, so the
+                    // close handshake completes instead of ending in a reset.
+                    writer_done = true;
+                    let _ = glommio::timer::timeout(CLOSE_GRACE, reading.map(Ok)).await;
+                }
             }
         }
-        Err(e) => {
+        Either::Left((Err(e), _)) => {
             tracing::warn!(shard = shard.id, conn, error = %e, "connection setup failed");
             outbox
                 .borrow_mut()
                 .abort(close::INTERNAL_ERROR, "setup failed; reconnect");
         }
+        Either::Right(((), _)) => writer_done = true, // The socket broke during setup.
     }
-    outbox.borrow_mut().abort(1000, "");
-    let _ = glommio::timer::timeout(CLOSE_GRACE, writer.map(Ok)).await; // Timed out: drop it.
+    if !writer_done {
+        outbox.borrow_mut().abort(1000, "");
+        // Lets the writer send the close. Timed out: drop it.
+        let _ = glommio::timer::timeout(CLOSE_GRACE, writing.map(Ok)).await;
+    }
     shard.conns.borrow_mut().remove(conn);
     shard.metrics().connections.fetch_sub(1, Relaxed);
     if let Err(e) = shard.routes.unregister(&user, shard.location()).await {
@@ -85,10 +98,9 @@ async fn read_loop(
     shard: &Rc<Shard>,
     from: &Origin<'_>,
     source: &mut async_tungstenite::WebSocketReceiver<TcpStream>,
-    last_seen: &Cell<Instant>,
 ) -> Option<(u16, &'static str)> {
     while let Some(item) = source.next().await {
-        last_seen.set(Instant::now());
+        from.outbox.borrow_mut().seen(Instant::now());
         match item {
             Ok(Message::Text(text)) => {
                 if shard.draining.get() {

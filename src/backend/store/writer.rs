@@ -368,7 +368,8 @@ impl Batch {
                 }
             }
             None => {
-                self.own_updates.insert(update.id.clone(), self.updates.len());
+                self.own_updates
+                    .insert(update.id.clone(), self.updates.len());
                 self.updates.push((update, None));
             }
         }

@@ -198,7 +198,13 @@ fn a_folded_status_is_committed_and_announced_once_at_the_furthest_status() {
         })
         .collect();
     assert_eq!(changes, [("m1".to_string(), Status::Delivered)]);
-    assert_eq!(writer.store.status_of("m1").unwrap(), Some(Status::Delivered));
-    let folded = metrics.store.coalesced.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        writer.store.status_of("m1").unwrap(),
+        Some(Status::Delivered)
+    );
+    let folded = metrics
+        .store
+        .coalesced
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(folded, 1);
 }
