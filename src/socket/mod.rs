@@ -12,17 +12,21 @@ pub mod outbox;
 pub mod session;
 pub mod writer;
 
+/// Guards the idle footprint: the connection task's future lives as long as the connection,
+/// so state of one-off or per-frame steps (upgrade, replay, a frame being handled, a write
+/// batch) must be boxed, not inlined. It was 3,336 B (plus a 1,224 B writer task) before.
 #[cfg(test)]
 mod sizes {
-    fn size<F: std::future::Future, A, B, C, D>(_: impl Fn(A, B, C, D) -> F) -> usize {
+    fn size_of_future<F: std::future::Future, A, B>(_: impl Fn(A, B) -> F) -> usize {
         std::mem::size_of::<F>()
     }
-    fn size2<F: std::future::Future, A, B>(_: impl Fn(A, B) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
+
     #[test]
-    fn print_sizes() {
-        eprintln!("session::run {}", size(super::session::run));
-        eprintln!("listener::serve {}", size2(super::listener::serve));
+    fn a_connection_task_holds_at_most_1200_bytes_of_future_state() {
+        let serve = size_of_future(super::listener::serve);
+        assert!(
+            serve <= 1200,
+            "the per-connection task future grew to {serve} B"
+        );
     }
 }
