@@ -36,6 +36,12 @@ pub trait RouteTable {
     /// Every place holding a live connection of `user`.
     fn lookup<'a>(&'a self, user: &'a str)
         -> LocalBoxFuture<'a, Result<Vec<Location>, RouteError>>;
+    /// The shard of this pod whose lookups for `user` need no round trip, when the table is
+    /// split over the shards (the embedded one). Routing a message there and delivering from
+    /// there costs one hand-off instead of a lookup request, its reply and the delivery.
+    fn home_of(&self, _user: &str) -> Option<usize> {
+        None
+    }
 }
 
 /// The shard that owns `user`'s route entry in the embedded route table: a pure function of

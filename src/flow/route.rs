@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::backend::bus::Envelope;
 use crate::backend::store::NewMessage;
 use crate::protocol::{encode_message, MessageView, Status};
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardMsg};
 
 /// Routes a freshly stored message in its own task (the inbox loop must not wait).
 pub fn spawn_route(shard: &Rc<Shard>, msg: NewMessage, seq: i64) {
@@ -14,6 +14,17 @@ pub fn spawn_route(shard: &Rc<Shard>, msg: NewMessage, seq: i64) {
     let shard = shard.clone();
     glommio::spawn_local(async move {
         route_message(&shard, msg, seq).await;
+        shard.end_work();
+    })
+    .detach();
+}
+
+/// Routes an envelope another shard forwarded here (this is the recipient's home shard).
+pub fn spawn_route_here(shard: &Rc<Shard>, env: Arc<Envelope>) {
+    shard.begin_work();
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        route_envelope(&shard, env).await;
         shard.end_work();
     })
     .detach();
@@ -28,14 +39,41 @@ async fn route_message(shard: &Rc<Shard>, msg: NewMessage, seq: i64) {
         created_at_micros: msg.created_at,
     });
     let env = Arc::new(Envelope {
-        user: msg.reciever_id.clone(),
+        user: msg.reciever_id,
         frame: frame.into(),
-        message_id: Some(msg.id.clone()),
+        message_id: Some(msg.id),
         seq,
     });
+    match shard.routes.home_of(&env.user) {
+        Some(home) if home != shard.id => forward(shard, home, env).await,
+        _ => route_envelope(shard, env).await,
+    }
+}
+
+/// Hands the whole step to the recipient's home shard. If that fails (the pod is stopping),
+/// the message stays at NONE and is replayed when the recipient connects.
+async fn forward(shard: &Shard, home: usize, env: Arc<Envelope>) {
+    if shard.pod.mesh[home]
+        .send(ShardMsg::Route(env))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            shard = shard.id,
+            home,
+            "route hand-off failed; left for replay"
+        );
+    }
+}
+
+/// Delivers to every location of the recipient; SENT once at least one took it.
+async fn route_envelope(shard: &Shard, env: Arc<Envelope>) {
+    let (user, id) = (env.user.clone(), env.message_id.clone());
     // No live connection: the message stays at NONE and is replayed when the user connects.
-    if deliver_to_user(shard, &msg.reciever_id, env).await > 0 {
-        super::status::advance(shard, &msg.id, Status::Sent).await;
+    if deliver_to_user(shard, &user, env).await > 0 {
+        if let Some(id) = id {
+            super::status::advance(shard, &id, Status::Sent).await;
+        }
     }
 }
 

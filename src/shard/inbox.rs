@@ -36,6 +36,7 @@ pub async fn run_inbox(
                 }
             }
             ShardMsg::Deliver(env) => flow::consume::deliver_local(&shard, env),
+            ShardMsg::Route(env) => flow::route::spawn_route_here(&shard, env),
             ShardMsg::Consumed { env, offset, ack } => {
                 flow::consume::deliver_local(&shard, env);
                 let _ = ack.send(offset); // The consumer may have stopped; it re-reads then.

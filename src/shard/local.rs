@@ -90,6 +90,10 @@ impl RouteTable for LocalRoutes {
         .boxed_local()
     }
 
+    fn home_of(&self, user: &str) -> Option<usize> {
+        Some(self.home(user))
+    }
+
     fn lookup<'a>(
         &'a self,
         user: &'a str,

@@ -35,6 +35,8 @@ pub enum ShardMsg {
     Store(Vec<StoreEvent>),
     /// A frame for the local connections of `env.user` (step 5: consume on the owning core).
     Deliver(Arc<Envelope>),
+    /// A stored message to route from here, the recipient's home shard (embedded table).
+    Route(Arc<Envelope>),
     /// Embedded route table: `user` gained a connection on `shard`; `done` fires once visible.
     RouteAdd {
         user: String,
