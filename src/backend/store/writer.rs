@@ -1,6 +1,5 @@
 //! The store's own thread: group commit, then answers through an [`EventSink`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -9,6 +8,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures::channel::oneshot;
 
 use crate::metrics::Metrics;
+use batch::{Batch, Queued};
 
 use super::{
     InsertResult, MessageStore, NewMessage, PendingMessage, StatusChange, StatusUpdate,
@@ -189,18 +189,6 @@ struct Writer<S, E> {
     metrics: Arc<Metrics>,
 }
 
-#[derive(Default)]
-struct Batch {
-    inserts: Vec<(NewMessage, ReplyTo)>,
-    updates: Vec<(StatusUpdate, Option<ReplyTo>)>,
-    /// Index in `updates` of the pod's own (not an ack's) update of each message id.
-    own_updates: HashMap<String, usize>,
-    /// Updates folded into a later one of the same message.
-    coalesced: u64,
-    after: Vec<StoreCmd>,
-    stop: bool,
-}
-
 impl<S: MessageStore, E: EventSink> Writer<S, E> {
     fn run(mut self) {
         let _span = tracing::info_span!("store_writer").entered();
@@ -224,23 +212,48 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
 
     fn process(&mut self, batch: Batch) {
         let inserts: Vec<NewMessage> = batch.inserts.iter().map(|(m, _)| m.clone()).collect();
-        let updates: Vec<StatusUpdate> = batch.updates.iter().map(|(u, _)| u.clone()).collect();
+        let updates: Vec<StatusUpdate> = batch.updates.iter().map(|q| q.update.clone()).collect();
+        let coalesced = &self.metrics.store.coalesced;
+        coalesced.fetch_add(batch.coalesced, std::sync::atomic::Ordering::Relaxed);
+        let mut refused_folds = Vec::new();
         if !inserts.is_empty() || !updates.is_empty() {
-            let started = std::time::Instant::now();
-            let result = self.commit_with_retry(&inserts, &updates);
-            let coalesced = &self.metrics.store.coalesced;
-            coalesced.fetch_add(batch.coalesced, std::sync::atomic::Ordering::Relaxed);
-            let micros = started.elapsed().as_micros() as u64;
-            let n = inserts.len() + updates.len();
-            self.metrics.store.record(n, micros, result.is_ok());
-            match result {
+            let result = self.commit_timed(&inserts, &updates);
+            refused_folds = match result {
                 Ok((ins, ups)) => self.report(batch.inserts, ins, batch.updates, ups),
-                Err(error) => self.report_failure(batch.inserts, &error),
+                Err(error) => {
+                    self.report_failure(batch.inserts, &error);
+                    Vec::new()
+                }
+            };
+        }
+        // Rare: an ack refused for a message whose own update was folded into it.
+        if !refused_folds.is_empty() {
+            let n = refused_folds.len();
+            let unfolded = refused_folds
+                .iter()
+                .map(|u| Queued::own(u.clone()))
+                .collect();
+            if let Ok((_, ups)) = self.commit_timed(&[], &refused_folds) {
+                self.report(Vec::new(), Vec::new(), unfolded, ups);
             }
+            tracing::debug!(n, "own status updates re-applied after refused acks");
         }
         for cmd in batch.after {
             self.answer_after_commit(cmd);
         }
+    }
+
+    fn commit_timed(
+        &mut self,
+        inserts: &[NewMessage],
+        updates: &[StatusUpdate],
+    ) -> Result<(Vec<InsertResult>, Vec<UpdateResult>), String> {
+        let started = std::time::Instant::now();
+        let result = self.commit_with_retry(inserts, updates);
+        let micros = started.elapsed().as_micros() as u64;
+        let n = inserts.len() + updates.len();
+        self.metrics.store.record(n, micros, result.is_ok());
+        result
     }
 
     /// Transient failures (a locked database, a hiccup of a remote store) get two more tries.
@@ -263,30 +276,36 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
         Err(last)
     }
 
+    /// Emits the outcomes of a commit; returns the folded own updates of refused acks.
     fn report(
         &self,
         inserts: Vec<(NewMessage, ReplyTo)>,
         ins: Vec<InsertResult>,
-        updates: Vec<(StatusUpdate, Option<ReplyTo>)>,
+        updates: Vec<Queued>,
         ups: Vec<UpdateResult>,
-    ) {
+    ) -> Vec<StatusUpdate> {
         let mut events = Vec::with_capacity(inserts.len() + updates.len());
+        let mut refused_folds = Vec::new();
         for ((msg, reply), result) in inserts.into_iter().zip(ins) {
             events.push(StoreEvent::Inserted { reply, msg, result });
         }
-        for ((update, reply), result) in updates.into_iter().zip(ups) {
-            match (result, reply) {
-                (UpdateResult::Changed(c), _) => events.push(StoreEvent::StatusChanged(c)),
-                (UpdateResult::NotRecipient, Some(reply)) => events.push(StoreEvent::AckRefused {
-                    reply,
-                    id: update.id,
-                }),
-                _ => {}
+        for (q, result) in updates.into_iter().zip(ups) {
+            match result {
+                UpdateResult::Changed(c) => events.push(StoreEvent::StatusChanged(c)),
+                UpdateResult::NotRecipient => {
+                    refused_folds.extend(q.folded);
+                    if let Some(reply) = q.reply {
+                        let id = q.update.id;
+                        events.push(StoreEvent::AckRefused { reply, id });
+                    }
+                }
+                UpdateResult::Unchanged => {}
             }
         }
         if !events.is_empty() {
             self.sink.emit(events);
         }
+        refused_folds
     }
 
     /// Status updates of a failed batch are not reported: the message stays at its lower
@@ -339,46 +358,6 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
     }
 }
 
-impl Batch {
-    fn take(&mut self, cmd: StoreCmd) {
-        match cmd {
-            StoreCmd::Insert { msg, reply } => self.inserts.push((msg, reply)),
-            StoreCmd::Status { update, reply } => self.take_update(update, reply),
-            StoreCmd::Stop => self.stop = true,
-            other => self.after.push(other),
-        }
-    }
-
-    /// Under load the SENT and DELIVERED of one message often queue while the previous
-    /// commit runs: only the furthest status is written and announced (one UPDATE, one status
-    /// frame to the sender instead of two). Statuses only move forward, so the skipped one
-    /// says nothing the later one does not; its time is lost (`sent_at` takes the delivery
-    /// time). Acks carry a recipient check and a reply, so they are never folded.
-    fn take_update(&mut self, update: StatusUpdate, reply: Option<ReplyTo>) {
-        if reply.is_some() || update.recipient.is_some() {
-            self.updates.push((update, reply));
-            return;
-        }
-        match self.own_updates.get(&update.id) {
-            Some(&i) => {
-                self.coalesced += 1;
-                let (queued, _) = &mut self.updates[i];
-                if update.status > queued.status {
-                    *queued = update;
-                }
-            }
-            None => {
-                self.own_updates
-                    .insert(update.id.clone(), self.updates.len());
-                self.updates.push((update, None));
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.inserts.len() + self.updates.len() + self.after.len()
-    }
-}
-
+mod batch;
 #[cfg(test)]
 mod tests;

@@ -132,33 +132,63 @@ fn own(id: &str, status: Status, at: i64) -> StoreCmd {
     }
 }
 
+fn ack(id: &str, user: &str, at: i64) -> StoreCmd {
+    let update = StatusUpdate {
+        id: id.into(),
+        status: Status::Delivered,
+        recipient: Some(user.into()),
+        at,
+    };
+    let reply = Some(ReplyTo { shard: 0, conn: 1 });
+    StoreCmd::Status { update, reply }
+}
+
 #[test]
-fn a_batch_keeps_only_the_furthest_own_status_of_a_message_but_every_ack() {
+fn a_batch_keeps_the_furthest_status_of_a_message_and_every_ack() {
     let mut batch = Batch::default();
     batch.take(own("m1", Status::Sent, 1));
     batch.take(own("m1", Status::Delivered, 2));
     batch.take(own("m2", Status::Delivered, 3));
     batch.take(own("m2", Status::Sent, 4)); // Late SENT: must not move m2 back.
-    let ack = StatusUpdate {
-        id: "m1".into(),
-        status: Status::Delivered,
-        recipient: Some("bob".into()),
-        at: 5,
-    };
-    let reply = Some(ReplyTo { shard: 0, conn: 1 });
-    batch.take(StoreCmd::Status { update: ack, reply });
+    batch.take(ack("m1", "bob", 5)); // Takes m1's place; the own update waits beside it.
+    batch.take(ack("m1", "bob", 6)); // A second device: answered on its own.
     let got: Vec<_> = batch
         .updates
         .iter()
-        .map(|(u, r)| (u.id.as_str(), u.status, u.at, r.is_some()))
+        .map(|q| {
+            let folded = q.folded.as_ref().map(|f| (f.status, f.at));
+            (
+                q.update.id.as_str(),
+                q.update.status,
+                q.update.at,
+                q.reply.is_some(),
+                folded,
+            )
+        })
         .collect();
     let want = [
-        ("m1", Status::Delivered, 2, false),
-        ("m2", Status::Delivered, 3, false),
-        ("m1", Status::Delivered, 5, true),
+        (
+            "m1",
+            Status::Delivered,
+            5,
+            true,
+            Some((Status::Delivered, 2)),
+        ),
+        ("m2", Status::Delivered, 3, false, None),
+        ("m1", Status::Delivered, 6, true, None),
     ];
     assert_eq!(got, want);
-    assert_eq!(batch.coalesced, 2);
+    assert_eq!(batch.coalesced, 3);
+}
+
+#[test]
+fn an_own_update_after_an_ack_waits_beside_it() {
+    let mut batch = Batch::default();
+    batch.take(ack("m1", "bob", 1));
+    batch.take(own("m1", Status::Sent, 2));
+    assert_eq!(batch.updates.len(), 1);
+    let folded = batch.updates[0].folded.as_ref().map(|f| f.status);
+    assert_eq!(folded, Some(Status::Sent));
 }
 
 #[test]
@@ -207,4 +237,77 @@ fn a_folded_status_is_committed_and_announced_once_at_the_furthest_status() {
         .coalesced
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(folded, 1);
+}
+
+fn sqlite_writer() -> (
+    tempfile::TempDir,
+    Writer<crate::backend::store::sqlite::SqliteStore, Collect>,
+    Collect,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
+    let sink = Collect::default();
+    let (_tx, rx) = crossbeam_channel::bounded(1);
+    let writer = Writer {
+        store,
+        sink: sink.clone(),
+        rx,
+        tuning: StoreTuning::default(),
+        metrics: Arc::new(Metrics::new(1)),
+    };
+    (dir, writer, sink)
+}
+
+#[test]
+fn a_refused_ack_does_not_swallow_the_sent_folded_into_it() {
+    let (_dir, mut writer, sink) = sqlite_writer();
+    let mut insert = Batch::default();
+    let reply = ReplyTo { shard: 0, conn: 7 };
+    insert.take(StoreCmd::Insert {
+        msg: message("m1"), // To bob.
+        reply,
+    });
+    writer.process(insert);
+    let mut statuses = Batch::default();
+    statuses.take(own("m1", Status::Sent, 10));
+    statuses.take(ack("m1", "mallory", 20));
+    writer.process(statuses);
+    let events = sink.0.lock().unwrap();
+    let refused = events
+        .iter()
+        .any(|e| matches!(e, StoreEvent::AckRefused { id, .. } if id == "m1"));
+    assert!(refused, "the stranger's ack is refused: {events:?}");
+    let sent = events
+        .iter()
+        .any(|e| matches!(e, StoreEvent::StatusChanged(c) if c.status == Status::Sent));
+    assert!(sent, "the pod's own SENT still applies: {events:?}");
+    assert_eq!(writer.store.status_of("m1").unwrap(), Some(Status::Sent));
+}
+
+#[test]
+fn an_ack_folded_over_the_sent_commits_once_as_delivered() {
+    let (_dir, mut writer, sink) = sqlite_writer();
+    let mut insert = Batch::default();
+    let reply = ReplyTo { shard: 0, conn: 7 };
+    insert.take(StoreCmd::Insert {
+        msg: message("m1"),
+        reply,
+    });
+    writer.process(insert);
+    let mut statuses = Batch::default();
+    statuses.take(own("m1", Status::Sent, 10));
+    statuses.take(ack("m1", "bob", 20));
+    writer.process(statuses);
+    let changes: Vec<_> = sink
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            StoreEvent::StatusChanged(c) => Some(c.status),
+            StoreEvent::AckRefused { .. } => panic!("bob is the recipient"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, [Status::Delivered]);
 }
