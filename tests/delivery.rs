@@ -103,7 +103,7 @@ fn write_mode_marks_delivered_on_flush() {
         .unwrap()
         .to_owned();
     bob.recv_type("message");
-    alice.recv_status(&id, "SENT");
-    alice.recv_status(&id, "DELIVERED");
+    // SENT and DELIVERED come within microseconds of each other here: often one batch.
+    alice.recv_status_reaching(&id, "DELIVERED");
     pod.shutdown();
 }

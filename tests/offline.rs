@@ -54,11 +54,11 @@ fn unacked_messages_are_replayed_with_the_same_id_on_reconnect() {
     let b = bob.user.clone();
     let id = alice.send_msg(&b, "once", None)["id"].clone();
     assert_eq!(bob.recv_type("message")["id"], id);
+    alice.recv_status(id.as_str().unwrap(), "SENT");
     drop(bob); // Never acked.
     let mut bob = Client::connect(addr, &b);
     assert_eq!(bob.recv_type("message")["id"], id);
     bob.ack(id.as_str().unwrap());
-    alice.recv_status(id.as_str().unwrap(), "SENT");
     alice.recv_status(id.as_str().unwrap(), "DELIVERED");
     drop(bob);
     let mut bob = Client::connect(addr, &b);

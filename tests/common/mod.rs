@@ -108,8 +108,10 @@ pub fn send_and_confirm(alice: &mut Client, bob: &mut Client, text: &str) -> Str
         (m["id"].as_str(), m["message"].as_str()),
         (Some(&*id), Some(text))
     );
-    bob.ack(&id);
+    // SENT is awaited before the ack: had both reached the store in one batch, only
+    // DELIVERED would be written and announced (status folding, docs/PROTOCOL.md).
     alice.recv_status(&id, "SENT");
+    bob.ack(&id);
     alice.recv_status(&id, "DELIVERED");
     id
 }
@@ -196,6 +198,19 @@ impl Client {
             (id, status),
             "{v}"
         );
+    }
+
+    /// Status frames of message `id` until `status`; an earlier status may come first or
+    /// not at all (statuses that meet in one store batch are folded into the furthest).
+    pub fn recv_status_reaching(&mut self, id: &str, status: &str) {
+        loop {
+            let v = self.recv_type("status");
+            assert_eq!(v["id"].as_str(), Some(id), "{v}");
+            if v["status"] == status {
+                return;
+            }
+            assert_eq!(v["status"], "SENT", "only SENT may precede {status}: {v}");
+        }
     }
 
     /// Asserts no data frame arrives for `d` (pings are answered and ignored).
