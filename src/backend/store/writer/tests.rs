@@ -193,53 +193,26 @@ fn an_own_update_after_an_ack_waits_beside_it() {
 
 #[test]
 fn a_folded_status_is_committed_and_announced_once_at_the_furthest_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
-    let sink = Collect::default();
-    let metrics = Arc::new(Metrics::new(1));
-    let (tx, rx) = crossbeam_channel::bounded(8);
-    let mut writer = Writer {
-        store,
-        sink: sink.clone(),
-        rx,
-        tuning: StoreTuning::default(),
-        metrics: metrics.clone(),
-    };
-    drop(tx);
-    let mut insert = Batch::default();
-    let reply = ReplyTo { shard: 0, conn: 7 };
-    insert.take(StoreCmd::Insert {
-        msg: message("m1"),
-        reply,
-    });
-    writer.process(insert);
+    let (_dir, mut writer, sink) = writer_with_m1();
     let mut statuses = Batch::default();
     statuses.take(own("m1", Status::Sent, 10));
     statuses.take(own("m1", Status::Delivered, 20));
     writer.process(statuses);
-    let changes: Vec<_> = sink
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            StoreEvent::StatusChanged(c) => Some((c.id.clone(), c.status)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(changes, [("m1".to_string(), Status::Delivered)]);
+    assert_eq!(status_changes(&sink), [Status::Delivered]);
     assert_eq!(
         writer.store.status_of("m1").unwrap(),
         Some(Status::Delivered)
     );
-    let folded = metrics
+    let folded = writer
+        .metrics
         .store
         .coalesced
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(folded, 1);
 }
 
-fn sqlite_writer() -> (
+/// A writer on a fresh SQLite store holding message `m1` (alice to bob), events collected.
+fn writer_with_m1() -> (
     tempfile::TempDir,
     Writer<crate::backend::store::sqlite::SqliteStore, Collect>,
     Collect,
@@ -248,26 +221,37 @@ fn sqlite_writer() -> (
     let store = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
     let sink = Collect::default();
     let (_tx, rx) = crossbeam_channel::bounded(1);
-    let writer = Writer {
+    let mut writer = Writer {
         store,
         sink: sink.clone(),
         rx,
         tuning: StoreTuning::default(),
         metrics: Arc::new(Metrics::new(1)),
     };
+    let mut insert = Batch::default();
+    let reply = ReplyTo { shard: 0, conn: 7 };
+    insert.take(StoreCmd::Insert {
+        msg: message("m1"),
+        reply,
+    });
+    writer.process(insert);
     (dir, writer, sink)
+}
+
+/// The statuses announced so far, in order; panics on a refused ack.
+fn status_changes(sink: &Collect) -> Vec<Status> {
+    let events = sink.0.lock().unwrap();
+    let changes = events.iter().filter_map(|e| match e {
+        StoreEvent::StatusChanged(c) => Some(c.status),
+        StoreEvent::AckRefused { .. } => panic!("unexpected refusal: {events:?}"),
+        _ => None,
+    });
+    changes.collect()
 }
 
 #[test]
 fn a_refused_ack_does_not_swallow_the_sent_folded_into_it() {
-    let (_dir, mut writer, sink) = sqlite_writer();
-    let mut insert = Batch::default();
-    let reply = ReplyTo { shard: 0, conn: 7 };
-    insert.take(StoreCmd::Insert {
-        msg: message("m1"), // To bob.
-        reply,
-    });
-    writer.process(insert);
+    let (_dir, mut writer, sink) = writer_with_m1();
     let mut statuses = Batch::default();
     statuses.take(own("m1", Status::Sent, 10));
     statuses.take(ack("m1", "mallory", 20));
@@ -286,28 +270,10 @@ fn a_refused_ack_does_not_swallow_the_sent_folded_into_it() {
 
 #[test]
 fn an_ack_folded_over_the_sent_commits_once_as_delivered() {
-    let (_dir, mut writer, sink) = sqlite_writer();
-    let mut insert = Batch::default();
-    let reply = ReplyTo { shard: 0, conn: 7 };
-    insert.take(StoreCmd::Insert {
-        msg: message("m1"),
-        reply,
-    });
-    writer.process(insert);
+    let (_dir, mut writer, sink) = writer_with_m1();
     let mut statuses = Batch::default();
     statuses.take(own("m1", Status::Sent, 10));
     statuses.take(ack("m1", "bob", 20));
     writer.process(statuses);
-    let changes: Vec<_> = sink
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            StoreEvent::StatusChanged(c) => Some(c.status),
-            StoreEvent::AckRefused { .. } => panic!("bob is the recipient"),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(changes, [Status::Delivered]);
+    assert_eq!(status_changes(&sink), [Status::Delivered]);
 }
