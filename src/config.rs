@@ -163,9 +163,12 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_ECHO_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub echo_max_message_bytes: usize,
 
-    /// Read buffer per connection, bytes (also the most read per syscall). 1 KiB instead of
-    /// 4 KiB saved 3.3 KiB per idle connection with no measurable CPU cost at 8k msg/s.
-    #[arg(long, env = "DISTRISOCKS_READ_BUFFER_BYTES", default_value_t = 1024)]
+    /// Read buffer per connection, bytes (also the most read per syscall). Held by every idle
+    /// connection, so it is kept near one chat frame: at 19k idle connections 4096 -> 1024 -> 512
+    /// -> 256 gave 10.9 -> 3.9 -> 3.2 -> 2.8 KiB per connection, with delivered rate and CPU
+    /// at 5k and 7.5k msg/s equal within noise (perf/RESULTS.md sections 7 and 8h). Larger
+    /// frames grow the buffer as needed (and it keeps that size).
+    #[arg(long, env = "DISTRISOCKS_READ_BUFFER_BYTES", default_value_t = 512)]
     pub read_buffer_bytes: usize,
 
     /// How long an idle shard busy-polls before it parks, µs (glommio `spin_before_park`).
