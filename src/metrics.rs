@@ -211,7 +211,7 @@ impl Metrics {
             (
                 "store_status_coalesced_total",
                 "counter",
-                "Status updates skipped because a later status of the same message was in the same batch.",
+                "Status updates folded into another update of the same message in the same store batch.",
                 s.coalesced.load(Relaxed),
             ),
             (

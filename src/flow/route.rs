@@ -10,21 +10,28 @@ use crate::shard::{Shard, ShardMsg};
 
 /// Routes a freshly stored message in its own task (the inbox loop must not wait).
 pub fn spawn_route(shard: &Rc<Shard>, msg: NewMessage, seq: i64) {
-    shard.begin_work();
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
-        route_message(&shard, msg, seq).await;
-        shard.end_work();
-    })
-    .detach();
+    spawn_counted(shard, move |shard| async move {
+        route_message(&shard, msg, seq).await
+    });
 }
 
 /// Routes an envelope another shard forwarded here (this is the recipient's home shard).
 pub fn spawn_route_here(shard: &Rc<Shard>, env: Arc<Envelope>) {
+    spawn_counted(shard, move |shard| async move {
+        route_envelope(&shard, env).await
+    });
+}
+
+/// Runs a routing step as its own task, counted as in-flight work for the shutdown drain.
+fn spawn_counted<F, Fut>(shard: &Rc<Shard>, step: F)
+where
+    F: FnOnce(Rc<Shard>) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     shard.begin_work();
     let shard = shard.clone();
     glommio::spawn_local(async move {
-        route_envelope(&shard, env).await;
+        step(shard.clone()).await;
         shard.end_work();
     })
     .detach();
@@ -68,11 +75,10 @@ async fn forward(shard: &Shard, home: usize, env: Arc<Envelope>) {
 
 /// Delivers to every location of the recipient; SENT once at least one took it.
 async fn route_envelope(shard: &Shard, env: Arc<Envelope>) {
-    let (user, id) = (env.user.clone(), env.message_id.clone());
     // No live connection: the message stays at NONE and is replayed when the user connects.
-    if deliver_to_user(shard, &user, env).await > 0 {
-        if let Some(id) = id {
-            super::status::advance(shard, &id, Status::Sent).await;
+    if deliver_to_user(shard, &env.user, env.clone()).await > 0 {
+        if let Some(id) = &env.message_id {
+            super::status::advance(shard, id, Status::Sent).await;
         }
     }
 }

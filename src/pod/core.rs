@@ -90,20 +90,15 @@ async fn drain(shard: &Shard) {
             "shutdown patience ran out with work in flight"
         );
     }
-    let outboxes = shard.conns.borrow().all_outboxes();
-    for outbox in &outboxes {
-        outbox
-            .borrow_mut()
-            .close(close::GOING_AWAY, "pod shutting down; reconnect");
-    }
+    let mut closed = 0;
+    shard.conns.borrow().for_each_outbox(|outbox| {
+        closed += 1;
+        let reason = "pod shutting down; reconnect";
+        outbox.borrow_mut().close(close::GOING_AWAY, reason);
+    });
     wait_until(Duration::from_secs(3), || shard.conns.borrow().is_empty()).await;
     let left = shard.conns.borrow().len();
-    tracing::info!(
-        shard = shard.id,
-        closed = outboxes.len(),
-        left,
-        "connections closed"
-    );
+    tracing::info!(shard = shard.id, closed, left, "connections closed");
 }
 
 /// Polls `done` until it holds (true) or `limit` passes (false).

@@ -70,14 +70,11 @@ impl Conns {
         self.by_id.is_empty()
     }
 
-    /// Calls `f` with every outbox on this shard (the keepalive sweep), without allocating.
+    /// Calls `f` with every outbox on this shard (keepalive sweep, lease loss, shutdown),
+    /// without allocating.
     pub fn for_each_outbox(&self, mut f: impl FnMut(&RefCell<Outbox>)) {
         for entry in self.by_id.values() {
             f(&entry.outbox);
         }
-    }
-
-    pub fn all_outboxes(&self) -> Vec<Rc<RefCell<Outbox>>> {
-        self.by_id.values().map(|e| e.outbox.clone()).collect()
     }
 }

@@ -42,11 +42,10 @@ pub async fn run_inbox(
                 let _ = ack.send(offset); // The consumer may have stopped; it re-reads then.
             }
             ShardMsg::LeaseLost => {
-                for outbox in shard.conns.borrow().all_outboxes() {
-                    outbox
-                        .borrow_mut()
-                        .abort(close::ROUTE_LOST, "route lease lost; reconnect");
-                }
+                shard.conns.borrow().for_each_outbox(|outbox| {
+                    let lost = "route lease lost; reconnect";
+                    outbox.borrow_mut().abort(close::ROUTE_LOST, lost);
+                });
             }
             ShardMsg::RouteAdd {
                 user,

@@ -1,4 +1,5 @@
-//! Sockets: accept on every shard, the HTTP upgrade, then a reader and a writer per connection.
+//! Sockets: accept on every shard, the HTTP upgrade, then one task per connection that reads
+//! frames and writes its outbox.
 //!
 //! In message-path order: [`listener`] accepts, [`handshake`] authenticates and upgrades,
 //! [`session`] reads frames into the message path, [`writer`] writes what the shard queued in

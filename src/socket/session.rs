@@ -1,5 +1,5 @@
 //! A messaging connection from upgrade to teardown: register, replay, then read frames into
-//! the message path while the writer task drains the outbox.
+//! the message path while the writer, in the same task, drains the outbox.
 
 use std::cell::RefCell;
 use std::pin::pin;

@@ -1,5 +1,6 @@
-//! The writer task of a connection (step 4's socket write): drains the outbox, batching
-//! whatever is queued into one flush, and keeps the connection alive with pings.
+//! The writer of a connection (step 4's socket write): drains the outbox, batching whatever
+//! is queued into one flush. Pings are queued in the outbox by the shard's keepalive sweep
+//! ([`crate::shard::keepalive`]) and written like any other frame.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -52,9 +53,7 @@ impl Writer {
     /// Writes until a close was sent or the connection broke.
     pub async fn run(mut self) {
         loop {
-            let outbox = self.outbox.clone();
-            let next = futures::future::poll_fn(move |cx| outbox.borrow_mut().poll_next(cx));
-            let out = next.await;
+            let out = futures::future::poll_fn(|cx| self.outbox.borrow_mut().poll_next(cx)).await;
             // Boxed: the batch's state (frames being fed, a status update in flight) exists
             // only while writing, so an idle connection's task stays small.
             if !matches!(Box::pin(self.write_batch(out)).await, Ok(Step::Continue)) {
