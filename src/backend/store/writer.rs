@@ -226,20 +226,33 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 }
             };
         }
-        // Rare: an ack refused for a message whose own update was folded into it.
-        if !refused_folds.is_empty() {
-            let n = refused_folds.len();
-            let unfolded = refused_folds
-                .iter()
-                .map(|u| Queued::own(u.clone()))
-                .collect();
-            if let Ok((_, ups)) = self.commit_timed(&[], &refused_folds) {
-                self.report(Vec::new(), Vec::new(), unfolded, ups);
-            }
-            tracing::debug!(n, "own status updates re-applied after refused acks");
-        }
+        self.reapply_refused_folds(refused_folds);
         for cmd in batch.after {
             self.answer_after_commit(cmd);
+        }
+    }
+
+    /// Rare: acks refused for messages whose own update was folded into them; the own
+    /// updates are committed now. If that commit fails too, the messages stay at their lower
+    /// status and the redrive or the recipient's next connect delivers them again, as for any
+    /// failed status batch.
+    fn reapply_refused_folds(&mut self, folds: Vec<StatusUpdate>) {
+        if folds.is_empty() {
+            return;
+        }
+        match self.commit_timed(&[], &folds) {
+            Ok((_, ups)) => {
+                let unfolded = folds.into_iter().map(Queued::own).collect();
+                self.report(Vec::new(), Vec::new(), unfolded, ups);
+            }
+            Err(error) => {
+                let n = folds.len();
+                tracing::warn!(
+                    n,
+                    error,
+                    "status updates unfolded from refused acks not stored"
+                );
+            }
         }
     }
 

@@ -1,5 +1,6 @@
-//! The store thread's failure path: a batch that cannot be committed is reported to every
-//! sender as failed and nothing of it is announced as stored or changed.
+//! The store thread: a batch that cannot be committed is reported to every sender as failed
+//! and nothing of it is announced; status updates of one message fold in a batch, and a
+//! refused ack does not take the pod's own update down with it.
 
 use std::sync::{Arc, Mutex};
 
@@ -211,14 +212,57 @@ fn a_folded_status_is_committed_and_announced_once_at_the_furthest_status() {
     assert_eq!(folded, 1);
 }
 
+/// SQLite whose commits fail from the `fail_from`-th on (counting from 1), as a database
+/// lost mid-run would.
+struct FailingFrom {
+    inner: crate::backend::store::sqlite::SqliteStore,
+    commits: usize,
+    fail_from: usize,
+}
+
+impl MessageStore for FailingFrom {
+    fn commit(
+        &mut self,
+        inserts: &[NewMessage],
+        updates: &[StatusUpdate],
+    ) -> Result<(Vec<InsertResult>, Vec<UpdateResult>), StoreError> {
+        self.commits += 1;
+        if self.commits >= self.fail_from {
+            return Err(StoreError::Query("disk I/O error".into()));
+        }
+        self.inner.commit(inserts, updates)
+    }
+    fn pending(
+        &mut self,
+        r: &str,
+        after: i64,
+        n: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        self.inner.pending(r, after, n)
+    }
+    fn stuck(
+        &mut self,
+        after: i64,
+        none: i64,
+        sent: i64,
+        n: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        self.inner.stuck(after, none, sent, n)
+    }
+    fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {
+        self.inner.status_of(id)
+    }
+}
+
 /// A writer on a fresh SQLite store holding message `m1` (alice to bob), events collected.
-fn writer_with_m1() -> (
-    tempfile::TempDir,
-    Writer<crate::backend::store::sqlite::SqliteStore, Collect>,
-    Collect,
-) {
+fn writer_with_m1() -> (tempfile::TempDir, Writer<FailingFrom, Collect>, Collect) {
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
+    let inner = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
+    let store = FailingFrom {
+        inner,
+        commits: 0,
+        fail_from: usize::MAX,
+    };
     let sink = Collect::default();
     let (_tx, rx) = crossbeam_channel::bounded(1);
     let mut writer = Writer {
@@ -238,42 +282,78 @@ fn writer_with_m1() -> (
     (dir, writer, sink)
 }
 
-/// The statuses announced so far, in order; panics on a refused ack.
-fn status_changes(sink: &Collect) -> Vec<Status> {
-    let events = sink.0.lock().unwrap();
+/// Commits the pod's own SENT of `m1` and an ack by `acker` in one batch (they fold).
+fn sent_and_ack_in_one_batch(writer: &mut Writer<FailingFrom, Collect>, acker: &str) {
+    let mut statuses = Batch::default();
+    statuses.take(own("m1", Status::Sent, 10));
+    statuses.take(ack("m1", acker, 20));
+    writer.process(statuses);
+}
+
+/// The statuses announced in `events`, in order.
+fn announced(events: &[StoreEvent]) -> Vec<Status> {
     let changes = events.iter().filter_map(|e| match e {
         StoreEvent::StatusChanged(c) => Some(c.status),
-        StoreEvent::AckRefused { .. } => panic!("unexpected refusal: {events:?}"),
         _ => None,
     });
     changes.collect()
 }
 
+/// The statuses announced so far, in order; panics on a refused ack.
+fn status_changes(sink: &Collect) -> Vec<Status> {
+    let events = sink.0.lock().unwrap();
+    assert!(!refused(&events), "unexpected refusal: {events:?}");
+    announced(&events)
+}
+
+fn refused(events: &[StoreEvent]) -> bool {
+    let is_refusal = |e: &StoreEvent| matches!(e, StoreEvent::AckRefused { id, .. } if id == "m1");
+    events.iter().any(is_refusal)
+}
+
 #[test]
 fn a_refused_ack_does_not_swallow_the_sent_folded_into_it() {
     let (_dir, mut writer, sink) = writer_with_m1();
-    let mut statuses = Batch::default();
-    statuses.take(own("m1", Status::Sent, 10));
-    statuses.take(ack("m1", "mallory", 20));
-    writer.process(statuses);
+    sent_and_ack_in_one_batch(&mut writer, "mallory");
     let events = sink.0.lock().unwrap();
-    let refused = events
-        .iter()
-        .any(|e| matches!(e, StoreEvent::AckRefused { id, .. } if id == "m1"));
-    assert!(refused, "the stranger's ack is refused: {events:?}");
-    let sent = events
-        .iter()
-        .any(|e| matches!(e, StoreEvent::StatusChanged(c) if c.status == Status::Sent));
-    assert!(sent, "the pod's own SENT still applies: {events:?}");
+    assert!(refused(&events), "the stranger's ack is refused");
+    assert_eq!(
+        announced(&events),
+        [Status::Sent],
+        "the pod's own SENT still applies"
+    );
     assert_eq!(writer.store.status_of("m1").unwrap(), Some(Status::Sent));
+}
+
+#[test]
+fn a_sent_unfolded_from_a_refused_ack_that_cannot_be_stored_is_left_for_replay() {
+    let (_dir, mut writer, sink) = writer_with_m1();
+    // The status batch commits; the commit that re-applies the SENT fails (with retries).
+    writer.store.fail_from = writer.store.commits + 2;
+    sent_and_ack_in_one_batch(&mut writer, "mallory");
+    let events = sink.0.lock().unwrap();
+    assert!(refused(&events), "the refusal still reaches the acker");
+    assert_eq!(
+        announced(&events),
+        [],
+        "nothing is announced that was not stored"
+    );
+    let failed = writer
+        .metrics
+        .store
+        .failed_batches
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(failed, 1);
+    // Still NONE: replayed to the recipient on connect, and redriven in distributed mode.
+    assert_eq!(
+        writer.store.inner.status_of("m1").unwrap(),
+        Some(Status::None)
+    );
 }
 
 #[test]
 fn an_ack_folded_over_the_sent_commits_once_as_delivered() {
     let (_dir, mut writer, sink) = writer_with_m1();
-    let mut statuses = Batch::default();
-    statuses.take(own("m1", Status::Sent, 10));
-    statuses.take(ack("m1", "bob", 20));
-    writer.process(statuses);
+    sent_and_ack_in_one_batch(&mut writer, "bob");
     assert_eq!(status_changes(&sink), [Status::Delivered]);
 }
