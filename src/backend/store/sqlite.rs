@@ -38,7 +38,7 @@ impl SqliteStore {
         let sync = if full_sync { "FULL" } else { "NORMAL" };
         // wal_autocheckpoint: at the default 1000 pages the WAL was folded into the database
         // every few batches, rewriting the same hot index pages each time; 16k pages (64 MiB of
-        // WAL) took criterion `store/insert_batch_64` from 7.1k to 12.9k inserts/s (RESULTS §8).
+        // WAL) took criterion `store/insert_batch_64` from 8.2k to 12.9-13.9k inserts/s (RESULTS §8b).
         // A larger page cache or mmap showed no gain in the same bench.
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;
