@@ -121,7 +121,7 @@ for target in "${TARGETS[@]}"; do
             tagd="$(date +%s)"
             dflags=(--kafka-brokers 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/
                 --postgres-url postgres://postgres@127.0.0.1:5432/test
-                --postgres-schema "perf_$tagd" --prefix "perf$tagd.")
+                --postgres-schema "perf_$tagd" --prefix "perf$tagd." --kafka-replication-factor 1)
             pa="$(free_port 18700)"; pod_start "$pa" --pod-id "perfa$tagd" "${dflags[@]}"; pida="$POD_PID"
             pb="$(free_port 18710)"; pod_start "$pb" --pod-id "perfb$tagd" "${dflags[@]}"; pidb="$POD_PID"
             sweep dist "$pida $pidb" "$pa $pb" --url "ws://127.0.0.1:$pa/ws" --url "ws://127.0.0.1:$pb/ws"

@@ -106,7 +106,9 @@ pub struct Cluster {
     #[arg(long, env = "DISTRISOCKS_ROUTE_LEASE_MS", default_value_t = 15_000)]
     pub route_lease_ms: u64,
 
-    /// Redrive messages still NONE this long after creation, ms.
+    /// Redrive messages still NONE this long after creation (or after another pod claimed
+    /// them), ms. Must exceed --kafka-produce-timeout-ms, so that a produce still in flight
+    /// is never redriven beside itself.
     #[arg(
         long,
         env = "DISTRISOCKS_REDRIVE_NONE_AFTER_MS",
@@ -114,13 +116,43 @@ pub struct Cluster {
     )]
     pub redrive_none_after_ms: u64,
 
-    /// Redrive messages still SENT this long after SENT, ms (their pod may have died).
+    /// A record the broker has not acknowledged within this fails, ms (librdkafka
+    /// `message.timeout.ms`); the message stays NONE for the redrive.
     #[arg(
         long,
-        env = "DISTRISOCKS_REDRIVE_SENT_AFTER_MS",
-        default_value_t = 30_000
+        env = "DISTRISOCKS_KAFKA_PRODUCE_TIMEOUT_MS",
+        default_value_t = 5_000
     )]
-    pub redrive_sent_after_ms: u64,
+    pub kafka_produce_timeout_ms: u64,
+
+    /// Replication factor of the topics this pod creates. 3 for production: with 1,
+    /// `acks=all` waits for one broker and a lost disk loses records.
+    #[arg(
+        long,
+        env = "DISTRISOCKS_KAFKA_REPLICATION_FACTOR",
+        default_value_t = 3
+    )]
+    pub kafka_replication_factor: i32,
+
+    /// `min.insync.replicas` of the topics this pod creates (capped at the replication
+    /// factor): with 3 replicas and 2, a produce succeeds only once two brokers have it.
+    #[arg(
+        long,
+        env = "DISTRISOCKS_KAFKA_MIN_INSYNC_REPLICAS",
+        default_value_t = 2
+    )]
+    pub kafka_min_insync_replicas: i32,
+
+    /// Pause of the status relay when no status event is due (or another pod relays), ms:
+    /// the most a status event waits in the outbox before it is produced.
+    #[arg(long, env = "DISTRISOCKS_STATUS_RELAY_IDLE_MS", default_value_t = 50)]
+    pub status_relay_idle_ms: u64,
+
+    /// Postgres connections committing in parallel, each on its own store thread. Commands
+    /// are spread by recipient (inserts) and message id (statuses), so order per recipient
+    /// holds.
+    #[arg(long, env = "DISTRISOCKS_POSTGRES_FLUSHERS", default_value_t = 2)]
+    pub postgres_flushers: usize,
 
     /// Longest time the broker may hold a consumer fetch open, ms (librdkafka `fetch.wait.max.ms`).
     /// Apache Kafka answers as soon as data arrives; a broker that waits the full time adds up
@@ -134,6 +166,22 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled()? {
+            return Ok(());
+        }
+        if self.redrive_none_after_ms <= self.kafka_produce_timeout_ms {
+            return Err(ConfigError::RedriveBeforeProduceTimeout);
+        }
+        if self.kafka_replication_factor < 1 || self.kafka_min_insync_replicas < 1 {
+            return Err(ConfigError::Replication);
+        }
+        if !(1..=64).contains(&self.postgres_flushers) {
+            return Err(ConfigError::Flushers);
+        }
+        Ok(())
+    }
+
     /// Whether the distributed mode is configured; `Err` when only some backends are.
     pub fn enabled(&self) -> Result<bool, ConfigError> {
         let set = [&self.kafka_brokers, &self.redis_url, &self.postgres_url]
@@ -234,6 +282,12 @@ pub enum ConfigError {
     PodId,
     #[error("distributed mode needs all of --kafka-brokers, --redis-url and --postgres-url")]
     PartialCluster,
+    #[error("--redrive-none-after-ms must exceed --kafka-produce-timeout-ms")]
+    RedriveBeforeProduceTimeout,
+    #[error("--kafka-replication-factor and --kafka-min-insync-replicas must be at least 1")]
+    Replication,
+    #[error("--postgres-flushers must be between 1 and 64")]
+    Flushers,
 }
 
 impl Config {
@@ -309,8 +363,7 @@ impl Config {
         if pod.is_empty() || pod.len() > 128 || !pod.chars().all(ok) {
             return Err(ConfigError::PodId);
         }
-        self.cluster.enabled()?;
-        Ok(())
+        self.cluster.validate()
     }
 
     /// The pod id in force: the flag, or the host name (stable for a StatefulSet pod).

@@ -71,7 +71,9 @@ impl RedisRouter {
     ) -> Result<RedisRouter, String> {
         let client =
             redis::Client::open(cfg.url.as_str()).map_err(|e| format!("redis url: {e}"))?;
-        let conn = connect(&client).map_err(|e| format!("redis at {}: {e}", cfg.url))?;
+        let mut conn = connect(&client).map_err(|e| format!("redis at {}: {e}", cfg.url))?;
+        let fence = fence::Fence::new(&cfg.prefix, &cfg.pod, cfg.lease);
+        fence.acquire(&mut conn)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let pod = cfg.pod.clone();
         let worker = Worker {
@@ -81,6 +83,8 @@ impl RedisRouter {
             rx,
             held: HashMap::new(),
             last_renewed: Instant::now(),
+            clock_offset_ms: 0,
+            fence,
             on_lease_lost,
         };
         let thread = std::thread::Builder::new()
@@ -214,7 +218,13 @@ struct Worker {
     /// Live connections per (user, shard) on this pod: what the heartbeat renews.
     held: HashMap<(String, u16), u32>,
     last_renewed: Instant,
+    /// Redis server time minus this host's clock, ms, read at every heartbeat: lease expiries
+    /// are written and compared in the server's time, so pods whose clocks disagree still
+    /// agree on when a lease ran out.
+    clock_offset_ms: i64,
+    fence: fence::Fence,
     on_lease_lost: Box<dyn Fn() + Send>,
 }
 
+mod fence;
 mod worker;

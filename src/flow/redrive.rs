@@ -1,78 +1,99 @@
-//! The redrive (distributed mode): messages stuck at NONE (produce failed, broker down, pod
-//! died between commit and produce) or at SENT for too long (their pod died before delivery)
-//! are routed again. A broker outage or a pod crash delays messages; it never loses one.
+//! The redrive (distributed mode): messages stuck at NONE (the produce failed or timed out,
+//! the broker was down, the pod died between commit and produce) are routed again. A broker
+//! outage or a pod crash delays messages; it never loses one.
 //!
-//! The sweep pages through stuck messages with a cursor, so a backlog for offline users
-//! (which legitimately stays NONE) cannot starve newer stuck messages. A message is redriven
-//! at most once per `sent_after` window, so a device that never acks is not flooded.
+//! Exactly one pod at a time redrives a message: a sweep *claims* its page in the store
+//! ([`MessageStore::claim_stuck`](crate::backend::store::MessageStore::claim_stuck)), which
+//! restarts the claimed rows' stuck clock, so the other pods' sweeps skip them for
+//! `stuck_after`. A claim happens only once a message has been NONE for `stuck_after`, which
+//! the configuration keeps above the producer's delivery timeout: a produce still in flight
+//! is never redriven beside itself.
+//!
+//! A message whose recipient has no live route is *parked*, not routed again and again: the
+//! recipient's next connect replays it. Messages at SENT are not redriven at all: their
+//! record is in a pod topic whose consumer delivers it at least once, and if that pod died,
+//! its connections died with it and their reconnect replays everything below DELIVERED.
+//! Sending a SENT message again to a live connection would show it twice in one live stream.
 
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::channel::oneshot;
 
-use crate::backend::store::{NewMessage, PendingMessage, StoreCmd};
-use crate::protocol::now_micros;
+use crate::backend::store::{PendingMessage, StoreCmd};
+use crate::protocol::{now_micros, Status};
 use crate::shard::Shard;
 
+use super::route::{envelope, produce, Produced};
 use super::submit::{submit, STATUS_PATIENCE};
 
-/// Stuck messages read per sweep.
+/// Stuck messages claimed per sweep.
 const PAGE: usize = 512;
 
 /// Timing of the redrive.
 #[derive(Debug, Clone, Copy)]
 pub struct RedriveSettings {
     pub interval: Duration,
-    pub none_after: Duration,
-    pub sent_after: Duration,
+    /// How long a message stays NONE (or claimed by another pod) before a sweep claims it.
+    pub stuck_after: Duration,
 }
 
 /// Runs until the shard drains.
 pub async fn run(shard: Rc<Shard>, s: RedriveSettings) {
-    let mut cursor = 0;
-    let mut recent: HashMap<String, Instant> = HashMap::new();
     while !shard.draining.get() {
         glommio::timer::sleep(s.interval).await;
-        let now = now_micros();
-        let none_before = now - s.none_after.as_micros() as i64;
-        let sent_before = now - s.sent_after.as_micros() as i64;
-        let page = match stuck(&shard, cursor, none_before, sent_before).await {
+        let page = match claim(&shard, s.stuck_after).await {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(error = %e, "redrive query failed");
+                tracing::warn!(error = %e, "redrive claim failed");
                 continue;
             }
         };
-        cursor = if page.len() < PAGE {
-            0
-        } else {
-            page.last().map_or(0, |m| m.seq)
-        };
-        recent.retain(|_, at| at.elapsed() < s.sent_after);
-        for m in page {
-            if recent.contains_key(&m.id) {
-                continue;
-            }
-            recent.insert(m.id.clone(), Instant::now());
-            tracing::debug!(seq = m.seq, "redrive");
-            super::route::spawn_route(&shard, into_new(m.clone()), m.seq);
+        if page.is_empty() {
+            continue;
+        }
+        tracing::debug!(n = page.len(), "redrive");
+        shard.begin_work();
+        let routed = page.into_iter().map(|m| redrive_one(&shard, m));
+        let ids: Vec<String> = futures::future::join_all(routed)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        shard.end_work();
+        if !ids.is_empty() {
+            park(&shard, ids).await;
         }
     }
 }
 
-async fn stuck(
-    shard: &Shard,
-    after_seq: i64,
-    none_before: i64,
-    sent_before: i64,
-) -> Result<Vec<PendingMessage>, String> {
+/// Routes one claimed message; returns its id when it is to be parked (nobody to reach).
+async fn redrive_one(shard: &Shard, m: PendingMessage) -> Option<String> {
+    let id = m.id.clone();
+    let user = m.reciever_id.clone();
+    let env = envelope(
+        &m.id,
+        &m.sender_id,
+        m.reciever_id,
+        &m.payload,
+        m.created_at,
+        m.seq,
+    );
+    match produce(shard, &user, env).await {
+        Produced::Reached(_) => {
+            super::status::advance(shard, &id, Status::Sent).await;
+            None
+        }
+        Produced::Offline => Some(id),
+        Produced::Failed => None, // Claimed again after `stuck_after`.
+    }
+}
+
+async fn claim(shard: &Shard, stuck_after: Duration) -> Result<Vec<PendingMessage>, String> {
     let (reply, wait) = oneshot::channel();
-    let cmd = StoreCmd::Stuck {
-        after_seq,
-        none_before,
-        sent_before,
+    let cmd = StoreCmd::Claim {
+        now: now_micros(),
+        stuck_after: stuck_after.as_micros() as i64,
         limit: PAGE,
         reply,
     };
@@ -82,13 +103,12 @@ async fn stuck(
     wait.await.map_err(|_| "store thread ended".to_string())?
 }
 
-fn into_new(m: PendingMessage) -> NewMessage {
-    NewMessage {
-        id: m.id,
-        sender_id: m.sender_id,
-        reciever_id: m.reciever_id,
-        client_msg_id: None,
-        payload: m.payload,
-        created_at: m.created_at,
+async fn park(shard: &Shard, ids: Vec<String>) {
+    let n = ids.len();
+    if submit(&shard.pod.store, StoreCmd::Park { ids }, STATUS_PATIENCE)
+        .await
+        .is_err()
+    {
+        tracing::warn!(n, "park not queued; those messages are claimed again later");
     }
 }

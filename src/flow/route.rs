@@ -37,20 +37,40 @@ where
     .detach();
 }
 
-async fn route_message(shard: &Rc<Shard>, msg: NewMessage, seq: i64) {
+/// The `message` frame of a stored message, encoded once for every device and shard.
+pub fn envelope(
+    id: &str,
+    sender_id: &str,
+    reciever_id: String,
+    payload: &str,
+    created_at: i64,
+    seq: i64,
+) -> Arc<Envelope> {
     let frame = encode_message(MessageView {
-        id: &msg.id,
-        sender_id: &msg.sender_id,
-        reciever_id: &msg.reciever_id,
-        message: &msg.payload,
-        created_at_micros: msg.created_at,
+        id,
+        sender_id,
+        reciever_id: &reciever_id,
+        message: payload,
+        created_at_micros: created_at,
     });
-    let env = Arc::new(Envelope {
-        user: msg.reciever_id,
+    Arc::new(Envelope {
+        user: reciever_id,
         frame: frame.into(),
-        message_id: Some(msg.id),
+        message_id: Some(id.to_owned()),
         seq,
-    });
+    })
+}
+
+async fn route_message(shard: &Rc<Shard>, msg: NewMessage, seq: i64) {
+    let NewMessage {
+        id,
+        sender_id,
+        reciever_id,
+        payload,
+        created_at,
+        ..
+    } = msg;
+    let env = envelope(&id, &sender_id, reciever_id, &payload, created_at, seq);
     match shard.routes.home_of(&env.user) {
         Some(home) if home != shard.id => forward(shard, home, env).await,
         _ => route_envelope(shard, env).await,
@@ -76,20 +96,32 @@ async fn forward(shard: &Shard, home: usize, env: Arc<Envelope>) {
 /// Delivers to every location of the recipient; SENT once at least one took it.
 async fn route_envelope(shard: &Shard, env: Arc<Envelope>) {
     // No live connection: the message stays at NONE and is replayed when the user connects.
-    if deliver_to_user(shard, &env.user, env.clone()).await > 0 {
+    if let Produced::Reached(_) = produce(shard, &env.user, env.clone()).await {
         if let Some(id) = &env.message_id {
             super::status::advance(shard, id, Status::Sent).await;
         }
     }
 }
 
-/// Produces `env` to every location of `user`; returns how many accepted it.
-pub async fn deliver_to_user(shard: &Shard, user: &str, env: Arc<Envelope>) -> usize {
+/// What producing to a user's places came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Produced {
+    /// This many places (at least one) took the envelope.
+    Reached(usize),
+    /// The route table knows no live connection of the user.
+    Offline,
+    /// The lookup or every publish failed; the message stays for a retry.
+    Failed,
+}
+
+/// Produces `env` to every location of `user`.
+pub async fn produce(shard: &Shard, user: &str, env: Arc<Envelope>) -> Produced {
     let locations = match shard.routes.lookup(user).await {
+        Ok(l) if l.is_empty() => return Produced::Offline,
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(shard = shard.id, error = %e, "route lookup failed; left for replay");
-            return 0;
+            return Produced::Failed;
         }
     };
     let mut reached = 0;
@@ -101,5 +133,8 @@ pub async fn deliver_to_user(shard: &Shard, user: &str, env: Arc<Envelope>) -> u
             }
         }
     }
-    reached
+    match reached {
+        0 => Produced::Failed,
+        n => Produced::Reached(n),
+    }
 }

@@ -1,20 +1,19 @@
 //! Startup and shutdown of the distributed mode's clients: Postgres (store thread), Redis
 //! (route thread), Kafka (producer and one consumer per shard).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::relay::StatusRelay;
 use super::{MeshSink, StartError};
-use crate::backend::kafka::{self, ConsumerHandle, KafkaBus, KafkaProducer};
+use crate::backend::kafka::{self, ConsumerHandle, KafkaBus, KafkaProducer, Replication};
 use crate::backend::redis_routes::{RedisRouteConfig, RedisRouter, RedisRoutes};
-use crate::backend::store::{
-    spawn_writer, EventSink, PostgresStore, StoreEvent, StoreHandle, StoreTuning,
-};
+use crate::backend::store::{spawn_writers, PostgresStore, StoreHandle, StoreTuning};
 use crate::config::Config;
 use crate::flow::redrive::RedriveSettings;
 use crate::metrics::Metrics;
-use crate::protocol::rfc3339_micros;
 use crate::shard::{Mesh, ShardMsg};
 
 /// What every shard of a distributed pod shares: handles to cloned per shard.
@@ -29,45 +28,29 @@ pub struct ClusterParts {
     router: RedisRouter,
     producer: KafkaProducer,
     consumers: Vec<ConsumerHandle>,
+    relay: StatusRelay,
 }
 
-/// Store outcomes go to the shards as in the embedded mode; status changes are also
-/// published on `<prefix>message-status` for other services (the seed's auth/user service).
-struct ClusterSink {
-    mesh: MeshSink,
-    bus: KafkaBus,
-    topic: String,
-}
-
-impl EventSink for ClusterSink {
-    fn emit(&self, events: Vec<StoreEvent>) {
-        for event in &events {
-            let StoreEvent::StatusChanged(c) = event else {
-                continue;
-            };
-            let json = serde_json::json!({
-                "id": c.id, "status": c.status.as_str(), "sender_id": c.sender_id,
-                "reciever_id": c.reciever_id, "at": rfc3339_micros(c.at),
-            });
-            if !self.bus.send_unacked(&self.topic, &c.id, &json.to_string()) {
-                tracing::warn!("status event not queued (producer queue full)");
-            }
-        }
-        self.mesh.emit(events);
-    }
+/// A started distributed mode: the store lanes, their threads and the pod-wide clients.
+pub struct Started {
+    pub store: StoreHandle,
+    pub threads: Vec<JoinHandle<()>>,
+    pub shared: ClusterShared,
+    pub parts: ClusterParts,
 }
 
 fn err(what: &str) -> impl Fn(String) -> StartError + '_ {
     move |e| StartError::Backend(format!("{what}: {e}"))
 }
 
-/// Connects everything, creates the topics and starts the store thread.
+/// Connects everything, creates the topics and starts the store threads.
 pub fn start(
     config: &Config,
     mesh: &Mesh,
     tuning: StoreTuning,
     metrics: &Arc<Metrics>,
-) -> Result<(StoreHandle, JoinHandle<()>, ClusterShared, ClusterParts), StartError> {
+    lease_epoch: &Arc<AtomicU64>,
+) -> Result<Started, StartError> {
     let c = &config.cluster;
     let (brokers, redis_url, pg_url) = match (&c.kafka_brokers, &c.redis_url, &c.postgres_url) {
         (Some(k), Some(r), Some(p)) => (k, r, p),
@@ -79,11 +62,14 @@ pub fn start(
     };
     let pod: Arc<str> = config.pod_id().into();
     let shards = mesh.len();
-    let store = PostgresStore::connect(pg_url, &c.postgres_schema)?;
-    let lost_mesh = mesh.clone();
+    let stores = (0..c.postgres_flushers)
+        .map(|_| PostgresStore::connect(pg_url, &c.postgres_schema))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (lost_mesh, epoch) = (mesh.clone(), lease_epoch.clone());
     let on_lost = Box::new(move || {
+        epoch.fetch_add(1, Ordering::Release); // Seen by every shard's next keepalive sweep.
         for inbox in lost_mesh.iter() {
-            let _ = inbox.try_send(ShardMsg::LeaseLost); // A full inbox: the shard is busy anyway.
+            let _ = inbox.try_send(ShardMsg::LeaseLost); // Sooner, when there is room.
         }
     });
     let route_cfg = RedisRouteConfig {
@@ -94,17 +80,21 @@ pub fn start(
     };
     let router = RedisRouter::start(route_cfg, on_lost).map_err(err("redis"))?;
     let topic = kafka::pod_topic(&c.prefix, &pod);
-    kafka::ensure_topic(brokers, &topic, shards as i32).map_err(err("kafka"))?;
-    let status_topic = kafka::status_topic(&c.prefix);
-    kafka::ensure_topic(brokers, &status_topic, 1).map_err(err("kafka"))?;
-    let producer = KafkaProducer::start(brokers).map_err(err("kafka"))?;
-    let bus = producer.bus(&c.prefix);
-    let sink = ClusterSink {
-        mesh: MeshSink { mesh: mesh.clone() },
-        bus: bus.clone(),
-        topic: status_topic,
+    let replication = Replication {
+        factor: c.kafka_replication_factor,
+        min_insync: c.kafka_min_insync_replicas,
     };
-    let (handle, thread) = spawn_writer(store, sink, tuning, metrics.clone());
+    kafka::ensure_topic(brokers, &topic, shards as i32, replication).map_err(err("kafka"))?;
+    let status_topic = kafka::status_topic(&c.prefix);
+    kafka::ensure_topic(brokers, &status_topic, 1, replication).map_err(err("kafka"))?;
+    let timeout = Duration::from_millis(c.kafka_produce_timeout_ms);
+    let producer = KafkaProducer::start(brokers, timeout).map_err(err("kafka"))?;
+    let bus = producer.bus(&c.prefix);
+    let idle = Duration::from_millis(c.status_relay_idle_ms);
+    let relay =
+        StatusRelay::start(&stores[0], bus.clone(), status_topic, idle).map_err(err("postgres"))?;
+    let sink = MeshSink { mesh: mesh.clone() };
+    let (handle, threads) = spawn_writers(stores, sink, tuning, metrics.clone());
     let group = format!("{}{}", c.prefix, pod);
     let consumers = (0..shards)
         .map(|i| {
@@ -125,20 +115,20 @@ pub fn start(
         bus,
         redrive: RedriveSettings {
             interval: Duration::from_millis(c.redrive_interval_ms),
-            none_after: Duration::from_millis(c.redrive_none_after_ms),
-            sent_after: Duration::from_millis(c.redrive_sent_after_ms),
+            stuck_after: Duration::from_millis(c.redrive_none_after_ms),
         },
     };
-    Ok((
-        handle,
-        thread,
+    Ok(Started {
+        store: handle,
+        threads,
         shared,
-        ClusterParts {
+        parts: ClusterParts {
             router,
             producer,
             consumers,
+            relay,
         },
-    ))
+    })
 }
 
 impl ClusterParts {
@@ -147,6 +137,7 @@ impl ClusterParts {
         for c in self.consumers {
             c.stop();
         }
+        self.relay.stop();
         self.producer.stop();
         self.router.stop();
     }

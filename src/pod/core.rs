@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 use glommio::net::TcpListener;
 
+use crate::backend::bus::PodFirstBus;
 use crate::backend::routes::Directory;
 use crate::protocol::codes::close;
 use crate::shard::{run_inbox, LocalBus, LocalRoutes, PodShared, Shard, ShardMsg};
@@ -59,22 +60,27 @@ pub async fn core_main(start: CoreStart) {
 
 fn new_shard(id: usize, pod: Arc<PodShared>) -> Shard {
     let directory = Rc::new(RefCell::new(Directory::default()));
-    if let Some(c) = &pod.cluster {
-        let (routes, bus) = (Box::new(c.routes.clone()), Box::new(c.bus.clone()));
-        return Shard::new(id, pod.clone(), directory, routes, bus);
-    }
     let pod_id = pod.settings.pod_id.clone();
+    let local_bus = LocalBus {
+        pod: pod_id.clone(),
+        mesh: pod.mesh.clone(),
+    };
+    if let Some(c) = &pod.cluster {
+        let bus = PodFirstBus {
+            pod: pod_id,
+            local: Box::new(local_bus),
+            remote: Box::new(c.bus.clone()),
+        };
+        let routes = Box::new(c.routes.clone());
+        return Shard::new(id, pod.clone(), directory, routes, Box::new(bus));
+    }
     let routes = LocalRoutes {
         shard: id,
         pod: pod_id.clone(),
         mesh: pod.mesh.clone(),
         directory: directory.clone(),
     };
-    let bus = LocalBus {
-        pod: pod_id,
-        mesh: pod.mesh.clone(),
-    };
-    Shard::new(id, pod, directory, Box::new(routes), Box::new(bus))
+    Shard::new(id, pod, directory, Box::new(routes), Box::new(local_bus))
 }
 
 /// Finish in-flight messages (bounded by the patience window), then close every socket with

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod core;
+mod relay;
 
 pub use cluster::ClusterShared;
 
@@ -47,13 +48,14 @@ pub struct Pod {
     mesh: Mesh,
     store: StoreHandle,
     executors: Vec<glommio::ExecutorJoinHandle<()>>,
-    store_thread: Option<JoinHandle<()>>,
+    store_threads: Vec<JoinHandle<()>>,
     drained: crossbeam_channel::Receiver<usize>,
     cluster: Option<cluster::ClusterParts>,
 }
 
 /// Forwards store outcomes to shard inboxes: replies to the origin shard, status changes to
 /// the sender's home shard (which routes them to the sender's devices).
+#[derive(Clone)]
 pub(crate) struct MeshSink {
     mesh: Mesh,
 }
@@ -101,9 +103,10 @@ impl Pod {
             batch_max: config.tuning.store_batch_max,
         };
         let metrics = Arc::new(crate::metrics::Metrics::new(shards));
-        let (store, store_thread, cluster, parts) = if config.cluster.enabled()? {
-            let (h, t, shared, parts) = cluster::start(&config, &mesh, tuning, &metrics)?;
-            (h, t, Some(shared), Some(parts))
+        let lease_epoch = Arc::default();
+        let (store, store_threads, cluster, parts) = if config.cluster.enabled()? {
+            let c = cluster::start(&config, &mesh, tuning, &metrics, &lease_epoch)?;
+            (c.store, c.threads, Some(c.shared), Some(c.parts))
         } else {
             let dir = &config.data_dir;
             std::fs::create_dir_all(dir)
@@ -111,7 +114,7 @@ impl Pod {
             let sqlite = SqliteStore::open(dir, config.tuning.store_full_sync)?;
             let sink = MeshSink { mesh: mesh.clone() };
             let (h, t) = spawn_writer(sqlite, sink, tuning, metrics.clone());
-            (h, t, None, None)
+            (h, vec![t], None, None)
         };
         let pod = Arc::new(PodShared {
             settings,
@@ -119,6 +122,7 @@ impl Pod {
             store: store.clone(),
             cluster,
             metrics,
+            lease_epoch,
         });
         let (drained_tx, drained) = crossbeam_channel::unbounded();
         let mut started = Pod {
@@ -126,7 +130,7 @@ impl Pod {
             mesh,
             store,
             executors: Vec::new(),
-            store_thread: Some(store_thread),
+            store_threads,
             drained,
             cluster: parts,
         };
@@ -209,8 +213,8 @@ impl Pod {
             parts.stop();
         }
         self.store.sync();
-        let _ = self.store.try_submit(crate::backend::store::StoreCmd::Stop);
-        if let Some(t) = self.store_thread.take() {
+        self.store.stop();
+        for t in self.store_threads.drain(..) {
             let _ = t.join();
         }
         tracing::info!("pod stopped");

@@ -10,7 +10,6 @@ use futures::channel::oneshot;
 use super::{Shard, ShardMsg};
 use crate::backend::store::StoreEvent;
 use crate::flow;
-use crate::protocol::codes::close;
 
 /// Runs until the inbox is closed. `shutdown` fires on the first [`ShardMsg::Shutdown`].
 pub async fn run_inbox(
@@ -41,12 +40,7 @@ pub async fn run_inbox(
                 flow::consume::deliver_local(&shard, env);
                 let _ = ack.send(offset); // The consumer may have stopped; it re-reads then.
             }
-            ShardMsg::LeaseLost => {
-                shard.conns.borrow().for_each_outbox(|outbox| {
-                    let lost = "route lease lost; reconnect";
-                    outbox.borrow_mut().abort(close::ROUTE_LOST, lost);
-                });
-            }
+            ShardMsg::LeaseLost => super::keepalive::close_for_lost_lease(&shard),
             ShardMsg::RouteAdd {
                 user,
                 shard: at,

@@ -3,11 +3,16 @@
 //! A timer per connection cost an entry in the reactor's timer tree, a select in every writer
 //! wake-up and ~200 B per idle connection. The sweep walks the shard's connections a few times
 //! per ping interval; a walk over 20k connections takes well under a millisecond.
+//!
+//! The sweep also enforces route-lease fencing: when the pod's lease epoch moved (its Redis
+//! leases lapsed, so other pods may own its users now), every connection is closed with 4009.
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Shard;
+use crate::protocol::codes::close;
 use crate::socket::outbox::Keepalive;
 
 /// Runs until the task is dropped (shutdown drops it with the shard).
@@ -15,13 +20,29 @@ pub async fn run(shard: Rc<Shard>) {
     let t = &shard.settings().tuning;
     let (ping_every, pong_within) = (t.ping_interval(), t.pong_timeout());
     let tick = sweep_period(ping_every, pong_within);
+    let epoch = &shard.pod.lease_epoch;
+    let mut seen = epoch.load(Ordering::Acquire);
     loop {
         glommio::timer::sleep(tick).await;
+        let now_epoch = epoch.load(Ordering::Acquire);
+        if now_epoch != seen {
+            seen = now_epoch;
+            close_for_lost_lease(&shard);
+        }
         let now = Instant::now();
         shard.conns.borrow().for_each_outbox(|outbox| {
             let _: Keepalive = outbox.borrow_mut().keepalive(now, ping_every, pong_within);
         });
     }
+}
+
+/// Closes every connection of the shard with 4009 so its clients reconnect and register
+/// afresh (the inbox's `LeaseLost` does the same, sooner, when the inbox has room).
+pub fn close_for_lost_lease(shard: &Shard) {
+    shard.conns.borrow().for_each_outbox(|outbox| {
+        let lost = "route lease lost; reconnect";
+        outbox.borrow_mut().abort(close::ROUTE_LOST, lost);
+    });
 }
 
 /// A quarter of the shorter of the two periods, between 10 ms and 1 s: a ping or a timeout

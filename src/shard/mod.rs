@@ -85,6 +85,10 @@ pub struct PodShared {
     /// Set in the distributed mode: Redis routes and the Kafka bus replace the embedded ones.
     pub cluster: Option<crate::pod::ClusterShared>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Bumped each time the pod lost its route leases (distributed mode). The keepalive sweep
+    /// of every shard closes its connections when it sees a new value: unlike an inbox
+    /// message, a counter cannot be dropped by a full inbox.
+    pub lease_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One core's state. Owned by its executor through `Rc`; see the module doc.

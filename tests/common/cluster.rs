@@ -86,9 +86,26 @@ impl PodProc {
     /// Starts a pod on a given broker (tests must not change the environment: tests run in
     /// parallel threads of one process).
     pub fn start_on(space: &Space, name: &str, brokers: &str) -> PodProc {
+        PodProc::start_with(space, name, brokers, &[])
+    }
+
+    /// Starts a pod with `extra` flags besides the harness' own (none of the same name).
+    pub fn start_with(space: &Space, name: &str, brokers: &str, extra: &[&str]) -> PodProc {
         let id = space.pod_id(name);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_distrisocks"))
-            .args(["--listen", "127.0.0.1:0", "--shards", "2", "--pod-id", &id])
+        let mut child = PodProc::command(space, name, brokers)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pod binary starts");
+        PodProc::wait_started(child.stderr.take().unwrap(), child, id)
+    }
+
+    /// The command line of pod `name` of `space`, on `brokers`.
+    pub fn command(space: &Space, name: &str, brokers: &str) -> Command {
+        let id = space.pod_id(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_distrisocks"));
+        cmd.args(["--listen", "127.0.0.1:0", "--shards", "2", "--pod-id", &id])
             .args(["--kafka-brokers", brokers, "--redis-url", &redis_url()])
             .args([
                 "--postgres-url",
@@ -97,24 +114,17 @@ impl PodProc {
                 &space.schema,
             ])
             .args(["--prefix", &space.prefix, "--route-lease-ms", "3000"])
-            .args([
-                "--redrive-interval-ms",
-                "300",
-                "--redrive-none-after-ms",
-                "1500",
-            ])
-            .args([
-                "--redrive-sent-after-ms",
-                "3000",
-                "--shutdown-patience-ms",
-                "1000",
-            ])
-            .env("DISTRISOCKS_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("pod binary starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            .args(["--redrive-interval-ms", "300"])
+            .args(["--redrive-none-after-ms", "2000"])
+            .args(["--kafka-produce-timeout-ms", "1000"])
+            .args(["--kafka-replication-factor", "1"])
+            .args(["--shutdown-patience-ms", "1000"])
+            .env("DISTRISOCKS_LOG", "info");
+        cmd
+    }
+
+    fn wait_started(stderr: std::process::ChildStderr, mut child: Child, id: String) -> PodProc {
+        let mut lines = BufReader::new(stderr).lines();
         let mut seen = Vec::new();
         while let Some(Ok(line)) = lines.next() {
             if let Some(rest) = line
@@ -174,3 +184,58 @@ impl Drop for PodProc {
 
 /// How long distributed tests wait for things that involve leases and the redrive.
 pub const SLOW: Duration = Duration::from_secs(20);
+
+/// Copies of each message one connection showed. Reads `bob` (acking every message) until
+/// every id in `ids` arrived, then until the store holds nothing below DELIVERED for bob (so
+/// nothing can be redriven to him any more), then until a sentinel from `alice` arrives:
+/// anything still on its way to this connection was produced before the sentinel, and each
+/// path to it (a pod topic's partition, a shard inbox) is first in, first out.
+pub fn copies_per_id(
+    space: &Space,
+    alice: &mut super::Client,
+    bob: &mut super::Client,
+    ids: &[String],
+) -> std::collections::HashMap<String, usize> {
+    let mut copies = std::collections::HashMap::new();
+    bob.ws.get_mut().set_read_timeout(Some(SLOW * 2)).unwrap();
+    while !ids.iter().all(|id| copies.contains_key(id)) {
+        read_counted(bob, &mut copies);
+    }
+    let left = format!(
+        "SELECT count(*) FROM messages WHERE reciever_id = '{}' AND status <> 'DELIVERED'",
+        bob.user
+    );
+    let deadline = std::time::Instant::now() + SLOW;
+    while space.sql(&left) != "0" {
+        assert!(std::time::Instant::now() < deadline, "acks not all stored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sentinel = alice.send_msg_any(&bob.user, "sentinel")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    while read_counted(bob, &mut copies) != sentinel {}
+    copies.remove(&sentinel);
+    copies
+}
+
+/// The next message on `bob`, acked and counted; status frames are skipped.
+fn read_counted(
+    bob: &mut super::Client,
+    copies: &mut std::collections::HashMap<String, usize>,
+) -> String {
+    let m = bob.recv_type("message");
+    let id = m["id"].as_str().unwrap().to_owned();
+    bob.ack(&id);
+    *copies.entry(id.clone()).or_insert(0) += 1;
+    id
+}
+
+/// Asserts that `copies` holds exactly `ids`, each once.
+pub fn assert_once_each(copies: &std::collections::HashMap<String, usize>, ids: &[String]) {
+    let twice: Vec<_> = copies.iter().filter(|(_, &n)| n != 1).collect();
+    assert!(twice.is_empty(), "shown more than once: {twice:?}");
+    let stray: Vec<_> = copies.keys().filter(|id| !ids.contains(id)).collect();
+    assert!(stray.is_empty(), "not sent in this test: {stray:?}");
+    assert_eq!(copies.len(), ids.len());
+}

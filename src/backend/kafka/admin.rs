@@ -7,9 +7,23 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 
+/// Replication of the topics a pod creates.
+#[derive(Debug, Clone, Copy)]
+pub struct Replication {
+    pub factor: i32,
+    /// `min.insync.replicas`, capped at `factor`.
+    pub min_insync: i32,
+}
+
 /// Makes sure `topic` exists with exactly `partitions` partitions. An existing topic with
-/// another count is an error: its partitions would no longer map one-to-one onto shards.
-pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), String> {
+/// another count is an error: its partitions would no longer map one-to-one onto shards. An
+/// existing topic keeps its replication (changing it is an operator's reassignment).
+pub fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    replication: Replication,
+) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -22,7 +36,13 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), S
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
         .request_timeout(Some(Duration::from_secs(10)));
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let min_insync = replication.min_insync.min(replication.factor).to_string();
+    let new = NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(replication.factor),
+    )
+    .set("min.insync.replicas", &min_insync);
     let created = futures::executor::block_on(admin.create_topics([&new], &opts))
         .map_err(|e| format!("kafka at {brokers}: cannot create topic {topic}: {e}"))?;
     for r in created {

@@ -8,7 +8,7 @@ mod admin;
 mod consumer;
 mod producer;
 
-pub use admin::ensure_topic;
+pub use admin::{ensure_topic, Replication};
 pub use consumer::{spawn_consumer, ConsumerHandle};
 pub use producer::{KafkaBus, KafkaProducer};
 

@@ -52,7 +52,9 @@ pub struct KafkaProducer {
 }
 
 impl KafkaProducer {
-    pub fn start(brokers: &str) -> Result<KafkaProducer, String> {
+    /// `timeout`: a record the broker has not acknowledged by then fails, and its message
+    /// stays NONE for the redrive (which waits longer than this before claiming it).
+    pub fn start(brokers: &str, timeout: Duration) -> Result<KafkaProducer, String> {
         let inner: BaseProducer<Reports> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -61,8 +63,7 @@ impl KafkaProducer {
             .set("linger.ms", "1")
             // Small produce requests must not wait for Nagle + delayed ACK (~40 ms on Linux).
             .set("socket.nagle.disable", "true")
-            // A record not acknowledged within this fails; the message stays for the redrive.
-            .set("message.timeout.ms", "15000")
+            .set("message.timeout.ms", timeout.as_millis().to_string())
             .create_with_context(Reports)
             .map_err(|e| format!("kafka producer: {e}"))?;
         let inner = Arc::new(inner);
@@ -111,12 +112,29 @@ pub struct KafkaBus {
 }
 
 impl KafkaBus {
-    /// Produces without waiting for the report (status events); `false` if the queue is full.
-    pub fn send_unacked(&self, topic: &str, key: &str, value: &str) -> bool {
-        let record = BaseRecord::with_opaque_to(topic, Box::new(None))
-            .key(key)
-            .payload(value);
-        self.producer.send(record).is_ok()
+    /// Queues a record for a blocking caller (the status relay thread), waiting while the
+    /// producer queue is full; the receiver resolves with the broker's delivery report.
+    pub fn send_reported(
+        &self,
+        topic: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<oneshot::Receiver<Result<(), BusError>>, BusError> {
+        let (tx, rx) = oneshot::channel();
+        let mut opaque = Box::new(Some(tx));
+        loop {
+            let record = BaseRecord::with_opaque_to(topic, opaque)
+                .key(key)
+                .payload(value);
+            match self.producer.send(record) {
+                Ok(()) => return Ok(rx),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    opaque = back.delivery_opaque;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(BusError::Produce(e.to_string())),
+            }
+        }
     }
 }
 

@@ -8,14 +8,38 @@ use super::{connect, Req, Worker, PIPELINE};
 use crate::backend::routes::RouteError;
 use crate::backend::Location;
 
-fn now_ms() -> i64 {
+fn local_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Worker {
+    /// Now on the Redis server's clock (as of the last heartbeat's reading).
+    fn now_ms(&self) -> i64 {
+        local_ms() + self.clock_offset_ms
+    }
+
+    /// Reads the server's `TIME` and updates the offset to this host's clock.
+    fn sync_clock(&mut self) -> Result<(), RouteError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME");
+        let before = local_ms();
+        let reply = self.query(&pipe)?;
+        let after = local_ms();
+        let (secs, micros): (i64, i64) = reply
+            .first()
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .ok_or_else(|| RouteError::Unavailable("bad TIME reply".into()))?;
+        let server = secs * 1000 + micros / 1000;
+        self.clock_offset_ms = server - (before + after) / 2;
+        Ok(())
+    }
+
     pub(super) fn run(mut self) {
+        if let Err(e) = self.sync_clock() {
+            tracing::warn!(error = %e, "redis clock not read; using this host's until the next heartbeat");
+        }
         let beat = self.cfg.lease / 3;
         let mut next_beat = Instant::now() + beat;
         loop {
@@ -37,6 +61,9 @@ impl Worker {
                 self.heartbeat();
                 next_beat = Instant::now() + beat;
             }
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            self.fence.release(conn);
         }
     }
 
@@ -64,7 +91,7 @@ impl Worker {
 
     fn serve(&mut self, batch: Vec<Req>) {
         let mut pipe = redis::pipe();
-        let expiry = now_ms() + self.cfg.lease.as_millis() as i64;
+        let expiry = self.now_ms() + self.cfg.lease.as_millis() as i64;
         let ttl = self.cfg.lease.as_millis() as i64 * 2;
         for req in &batch {
             match req {
@@ -86,7 +113,7 @@ impl Worker {
                 Req::Lookup { user, .. } => {
                     pipe.cmd("ZRANGEBYSCORE")
                         .arg(self.key(user))
-                        .arg(now_ms())
+                        .arg(self.now_ms())
                         .arg("+inf");
                 }
             }
@@ -148,6 +175,23 @@ impl Worker {
             .collect()
     }
 
+    /// Renews the pod id's key; exits the process if another process took it meanwhile.
+    fn renew_fence(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        match self.fence.claim(conn) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(key = %self.fence.key, "fenced: another process holds this pod id; closing connections and exiting");
+                (self.on_lease_lost)();
+                std::thread::sleep(std::time::Duration::from_millis(200)); // Let the 4009 closes go out.
+                std::process::exit(3);
+            }
+            Err(e) => tracing::warn!(error = %e, "pod id lease renewal failed"),
+        }
+    }
+
     /// Renews every held route; declares the leases lost after a whole lease without success.
     fn heartbeat(&mut self) {
         if self.last_renewed.elapsed() > self.cfg.lease {
@@ -156,7 +200,12 @@ impl Worker {
             self.last_renewed = Instant::now();
             return;
         }
-        let expiry = now_ms() + self.cfg.lease.as_millis() as i64;
+        if let Err(e) = self.sync_clock() {
+            tracing::warn!(error = %e, "route lease renewal failed");
+            return;
+        }
+        self.renew_fence();
+        let expiry = self.now_ms() + self.cfg.lease.as_millis() as i64;
         let ttl = self.cfg.lease.as_millis() as i64 * 2;
         let held: Vec<(String, u16)> = self.held.keys().cloned().collect();
         for chunk in held.chunks(PIPELINE) {

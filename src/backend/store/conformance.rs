@@ -79,13 +79,16 @@ pub(crate) fn statuses_only_move_forward_and_acks_check_the_recipient(s: &mut im
     assert!(s.pending("bob", 0, 10).unwrap().is_empty());
 }
 
-pub(crate) fn stuck_lists_old_none_and_old_sent_only(s: &mut impl MessageStore) {
+/// The redrive's claims: stuck NONE messages once per `stuck_after`, never SENT, DELIVERED
+/// or parked ones, oldest first.
+pub(crate) fn claims_take_stuck_none_once_and_parked_never(s: &mut impl MessageStore) {
     let mut young = msg("young", "bob", None);
     young.created_at = 100;
     let batch = [
         msg("old-none", "bob", None),
         msg("old-sent", "bob", None),
         msg("done", "bob", None),
+        msg("parked", "carol", None),
         young,
     ];
     s.commit(&batch, &[]).unwrap();
@@ -94,16 +97,20 @@ pub(crate) fn stuck_lists_old_none_and_old_sent_only(s: &mut impl MessageStore) 
         update("done", Status::Delivered, None),
     ];
     s.commit(&[], &updates).unwrap();
-    // created_at = 1 for msg(); updates happen at 7.
+    s.park(&["parked".to_owned()]).unwrap();
+    // created_at = 1 for msg(): at 60, stuck for 50 means created before 10.
+    assert_eq!(ids(s.claim_stuck(60, 50, 10).unwrap()), ["old-none"]);
+    // Claimed at 60: a second sweep (another pod's) finds nothing until 110.
+    assert!(s.claim_stuck(60, 50, 10).unwrap().is_empty());
+    assert!(s.claim_stuck(110, 50, 10).unwrap().is_empty());
+    // At 200: old-none (claimed at 60) before young (created at 100); the limit holds.
+    assert_eq!(ids(s.claim_stuck(200, 50, 1).unwrap()), ["old-none"]);
+    assert_eq!(ids(s.claim_stuck(200, 50, 10).unwrap()), ["young"]);
+    let far = 4_000_000_000_000_000;
     assert_eq!(
-        ids(s.stuck(0, 50, 50, 10).unwrap()),
-        ["old-none", "old-sent"]
+        ids(s.claim_stuck(far, 50, 10).unwrap()),
+        ["old-none", "young"]
     );
-    assert_eq!(ids(s.stuck(0, 50, 5, 10).unwrap()), ["old-none"]);
-    assert_eq!(ids(s.stuck(0, 200, 5, 10).unwrap()), ["old-none", "young"]);
-    let first = s.stuck(0, 200, 5, 1).unwrap();
-    assert_eq!(ids(first.clone()), ["old-none"]);
-    assert_eq!(ids(s.stuck(first[0].seq, 200, 5, 10).unwrap()), ["young"]);
 }
 
 /// `open` opens the same database each time.
@@ -142,20 +149,17 @@ pub(crate) fn timestamps_round_trip_to_the_microsecond(s: &mut impl MessageStore
         .map(|m| m.created_at)
         .collect();
     assert_eq!(got, times);
-    // created_at boundaries: `<` is strict, to the microsecond.
-    assert_eq!(
-        ids(s.stuck(0, NOW, i64::MIN, 100).unwrap()),
-        ["t0", "t1", "t2", "t6"]
-    );
-    assert_eq!(ids(s.stuck(0, NOW + 1, i64::MIN, 100).unwrap()).len(), 5);
-    // sent_at as well: SENT at NOW is stuck for `sent_before` NOW + 1 only.
-    let sent = StatusUpdate {
-        at: NOW,
-        ..update("t0", Status::Sent, None)
-    };
-    s.commit(&[], &[sent]).unwrap();
-    assert!(ids(s.stuck(0, i64::MIN, NOW, 100).unwrap()).is_empty());
-    assert_eq!(ids(s.stuck(0, i64::MIN, NOW + 1, 100).unwrap()), ["t0"]);
+    // created_at boundaries: "stuck since before" is strict, to the microsecond.
+    let mut claimed = ids(s.claim_stuck(NOW, 0, 100).unwrap());
+    claimed.sort();
+    assert_eq!(claimed, ["t0", "t1", "t2", "t6"]);
+    // Those four were claimed at NOW, so at NOW + 1 they and t3 (created at NOW) are due.
+    assert_eq!(s.claim_stuck(NOW + 1, 0, 100).unwrap().len(), 5);
+    // A SENT message is never claimed; the one from 2099 is, at its instant plus one.
+    s.commit(&[], &[update("t0", Status::Sent, None)]).unwrap();
+    let mut claimed = ids(s.claim_stuck(times[5] + 1, 0, 100).unwrap());
+    claimed.sort();
+    assert_eq!(claimed, ["t1", "t2", "t3", "t4", "t5", "t6"]);
 }
 
 /// A full group commit (the writer's default `batch_max` is 2048) in one call each way.
@@ -259,7 +263,7 @@ mod on_sqlite {
     fn scenarios() {
         run(super::inserts_dedupe_and_replay_in_order);
         run(super::statuses_only_move_forward_and_acks_check_the_recipient);
-        run(super::stuck_lists_old_none_and_old_sent_only);
+        run(super::claims_take_stuck_none_once_and_parked_never);
         run(super::timestamps_round_trip_to_the_microsecond);
         run(super::large_batches_commit_in_one_call);
         run(super::one_batch_mixes_inserts_and_updates_in_order);

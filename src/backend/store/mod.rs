@@ -11,10 +11,11 @@ mod postgres;
 mod sqlite;
 mod writer;
 
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, StatusEvent, StatusOutbox};
 pub use sqlite::SqliteStore;
 pub use writer::{
-    spawn_writer, EventSink, ReplyTo, StoreCmd, StoreEvent, StoreHandle, StoreTuning, SubmitError,
+    spawn_writer, spawn_writers, EventSink, ReplyTo, StoreCmd, StoreEvent, StoreHandle,
+    StoreTuning, SubmitError,
 };
 
 use crate::protocol::Status;
@@ -34,7 +35,10 @@ pub struct NewMessage {
 /// What happened to one inserted message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertResult {
-    /// Stored now, at status NONE, at position `seq` of the store's insertion order.
+    /// Stored now, at status NONE, at position `seq` of its recipient's order: for one
+    /// recipient, a message with a larger `seq` never commits before one with a smaller
+    /// `seq`, which is what lets replay's cursor skip live copies it already sent. (SQLite:
+    /// the global insertion order of its one writer; Postgres: a per-recipient counter.)
     Inserted { seq: i64 },
     /// The sender already stored this `client_msg_id`: nothing new was stored.
     Duplicate { id: String, status: Status },
@@ -74,7 +78,7 @@ pub enum UpdateResult {
 /// A stored message below DELIVERED, for replay to a connecting recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingMessage {
-    /// Store-assigned insertion order: replay is in this order.
+    /// The recipient's commit order (see [`InsertResult::Inserted`]): replay is in this order.
     pub seq: i64,
     pub id: String,
     pub sender_id: String,
@@ -119,7 +123,7 @@ pub trait MessageStore: Send + 'static {
         updates: &[StatusUpdate],
     ) -> Result<(Vec<InsertResult>, Vec<UpdateResult>), StoreError>;
 
-    /// Messages to `recipient` below DELIVERED with `seq > after_seq`, oldest first.
+    /// Messages to `recipient` below DELIVERED with `seq > after_seq`, in `seq` order.
     fn pending(
         &mut self,
         recipient: &str,
@@ -127,17 +131,20 @@ pub trait MessageStore: Send + 'static {
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError>;
 
-    /// Messages the redrive must route again: at NONE and created before `none_before`, or
-    /// at SENT since before `sent_before` (their pod may have died before delivering them),
-    /// with `seq > after_seq`, oldest first. The redrive pages through them with a cursor so
-    /// that a backlog for offline users cannot starve newer stuck messages.
-    fn stuck(
+    /// Claims up to `limit` messages the redrive must route again: at NONE, and stuck since
+    /// before `now - stuck_after` (since creation, or since the last claim). Each claimed row's
+    /// stuck clock restarts at `now`, so no other pod claims it within `stuck_after`: with
+    /// several pods, a stuck message is redriven by one at a time. Oldest first.
+    fn claim_stuck(
         &mut self,
-        after_seq: i64,
-        none_before: i64,
-        sent_before: i64,
+        now: i64,
+        stuck_after: i64,
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError>;
+
+    /// Takes messages out of the redrive for good: their recipient has no live connection,
+    /// and the recipient's next connect replays them (they stay at NONE).
+    fn park(&mut self, ids: &[String]) -> Result<(), StoreError>;
 
     /// Current status of a message, for tests and tools.
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError>;

@@ -11,6 +11,9 @@
 
 mod batch;
 mod migrate;
+mod outbox;
+
+pub use outbox::{StatusEvent, StatusOutbox};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,25 +26,34 @@ use super::{InsertResult, UpdateResult};
 use super::{MessageStore, NewMessage, PendingMessage, StatusUpdate, StoreError};
 use crate::protocol::Status;
 
-/// Advisory lock class (first key of `pg_advisory_xact_lock(int, int)`) of inserting batches;
-/// the second key is [`schema_key`], so deployments sharing a database in different schemas
-/// never contend.
-const INSERT_LOCK: i32 = 0x6453_4902;
-
 /// Used when the URL sets no `connect_timeout`: a blackholed host must not hang startup.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Postgres' earliest instant (4714-11-24 BC), in microseconds since the Unix epoch.
 const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
 
-const PENDING_SQL: &str = "SELECT seq, id, sender_id, reciever_id, payload, created_at, status
-     FROM messages WHERE reciever_id = $1 AND status <> 'DELIVERED' AND seq > $2
-     ORDER BY seq LIMIT $3";
-const STUCK_SQL: &str = "SELECT seq, id, sender_id, reciever_id, payload, created_at, status
-     FROM messages
-     WHERE seq > $4
-       AND ((status = 'NONE' AND created_at < $1) OR (status = 'SENT' AND sent_at < $2))
-     ORDER BY seq LIMIT $3";
+/// Session limits: a statement stuck behind a lock or a slow server fails (and the writer
+/// retries its batch) instead of holding the store thread, and so every sender, forever.
+const SESSION_LIMITS: &str = "SET statement_timeout = '10s'; SET lock_timeout = '5s';
+     SET idle_in_transaction_session_timeout = '30s'";
+
+const PENDING_SQL: &str = "SELECT rseq, id, sender_id, reciever_id, payload, created_at, status
+     FROM messages WHERE reciever_id = $1 AND status <> 'DELIVERED' AND rseq > $2
+     ORDER BY rseq LIMIT $3";
+/// `SKIP LOCKED`: two pods sweeping at once claim disjoint rows; the claim commits with the
+/// statement, and the restarted stuck clock keeps every other pod off those rows.
+const CLAIM_SQL: &str = "WITH claimed AS (
+         UPDATE messages m SET stuck_since = $1
+         FROM (SELECT seq, COALESCE(stuck_since, created_at) AS since FROM messages
+               WHERE status = 'NONE' AND COALESCE(stuck_since, created_at) < $2
+               ORDER BY COALESCE(stuck_since, created_at) LIMIT $3
+               FOR UPDATE SKIP LOCKED) c
+         WHERE m.seq = c.seq
+         RETURNING c.since, m.seq, m.rseq, m.id, m.sender_id, m.reciever_id, m.payload,
+                   m.created_at, m.status)
+     SELECT rseq, id, sender_id, reciever_id, payload, created_at, status
+     FROM claimed ORDER BY since, seq";
+const PARK_SQL: &str = "UPDATE messages SET stuck_since = 'infinity' WHERE id = ANY($1)";
 const STATUS_SQL: &str = "SELECT status FROM messages WHERE id = $1";
 
 /// Postgres-backed [`MessageStore`], for the distributed mode.
@@ -58,13 +70,13 @@ struct Session {
     st: Statements,
     client: Client,
     conn: JoinHandle<()>,
-    key: i32,
 }
 
 /// Prepared once per connection: every call then costs a single round trip per statement.
 struct Statements {
     pending: Statement,
-    stuck: Statement,
+    claim: Statement,
+    park: Statement,
     status_of: Statement,
     batch: batch::Statements,
 }
@@ -100,9 +112,7 @@ impl PostgresStore {
         let session = rt.block_on(async {
             let (mut client, conn) = start(&config, schema).await.map_err(&open_err)?;
             migrate::migrate(&mut client, schema, &open_err).await?;
-            Session::prepare((client, conn), schema)
-                .await
-                .map_err(&open_err)
+            Session::prepare((client, conn)).await.map_err(&open_err)
         })?;
         Ok(PostgresStore {
             session: Some(session),
@@ -112,6 +122,11 @@ impl PostgresStore {
         })
     }
 
+    /// A connection of its own for the status relay (see [`StatusOutbox`]).
+    pub fn outbox(&self) -> Result<StatusOutbox, StoreError> {
+        StatusOutbox::connect(&self.config, &self.schema, schema_key(&self.schema))
+    }
+
     /// The live session, reconnecting first if the previous connection was lost.
     fn session(&mut self) -> Result<(&Runtime, &mut Session), StoreError> {
         let session = match self.session.take().filter(|s| !s.client.is_closed()) {
@@ -119,7 +134,7 @@ impl PostgresStore {
             None => {
                 let s = self.rt.block_on(async {
                     let client = start(&self.config, &self.schema).await?;
-                    Session::prepare(client, &self.schema).await
+                    Session::prepare(client).await
                 });
                 let s = s.map_err(|e| StoreError::Query(format!("reconnecting: {e}")))?;
                 tracing::info!(schema = %self.schema, "reconnected to postgres");
@@ -147,37 +162,34 @@ async fn start(config: &Config, schema: &str) -> Result<(Client, JoinHandle<()>)
             tracing::warn!(error = %describe(&e), "postgres connection ended");
         }
     });
-    let set = format!("SET search_path TO {}", quote_ident(schema));
+    let set = format!(
+        "SET search_path TO {}; {SESSION_LIMITS}",
+        quote_ident(schema)
+    );
     client.batch_execute(&set).await.map_err(|e| describe(&e))?;
     Ok((client, conn))
 }
 
 impl Session {
-    async fn prepare(
-        (client, conn): (Client, JoinHandle<()>),
-        schema: &str,
-    ) -> Result<Session, String> {
+    async fn prepare((client, conn): (Client, JoinHandle<()>)) -> Result<Session, String> {
         let st = async {
-            let (pending, stuck, status_of, batch) = futures::try_join!(
+            let (pending, claim, park, status_of, batch) = futures::try_join!(
                 client.prepare(PENDING_SQL),
-                client.prepare(STUCK_SQL),
+                client.prepare(CLAIM_SQL),
+                client.prepare(PARK_SQL),
                 client.prepare(STATUS_SQL),
                 batch::Statements::prepare(&client),
             )?;
             Ok::<_, tokio_postgres::Error>(Statements {
                 pending,
-                stuck,
+                claim,
+                park,
                 status_of,
                 batch,
             })
         };
         let st = st.await.map_err(|e| describe(&e))?;
-        Ok(Session {
-            st,
-            client,
-            conn,
-            key: schema_key(schema),
-        })
+        Ok(Session { st, client, conn })
     }
 }
 
@@ -221,18 +233,23 @@ impl MessageStore for PostgresStore {
         rows.iter().map(pending_row).collect()
     }
 
-    fn stuck(
+    fn claim_stuck(
         &mut self,
-        after_seq: i64,
-        none_before: i64,
-        sent_before: i64,
+        now: i64,
+        stuck_after: i64,
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError> {
-        let (none_before, sent_before) = (to_time(none_before), to_time(sent_before));
+        let (at, before) = (to_time(now), to_time(now.saturating_sub(stuck_after)));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let params: [&(dyn ToSql + Sync); 4] = [&none_before, &sent_before, &limit, &after_seq];
-        let rows = self.query(|st| &st.stuck, &params)?;
+        let rows = self.query(|st| &st.claim, &[&at, &before, &limit])?;
         rows.iter().map(pending_row).collect()
+    }
+
+    fn park(&mut self, ids: &[String]) -> Result<(), StoreError> {
+        if !ids.is_empty() {
+            self.query(|st| &st.park, &[&ids])?;
+        }
+        Ok(())
     }
 
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {
@@ -319,7 +336,8 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A fixed hash of the schema name (FNV-1a), the second advisory-lock key. Computed here
+/// A fixed hash of the schema name (FNV-1a), the second key of the advisory locks
+/// (migrations, the status relay). Computed here
 /// rather than with `hashtext` so that it can never change under a Postgres upgrade while
 /// pods of two versions run side by side.
 fn schema_key(schema: &str) -> i32 {

@@ -11,10 +11,16 @@ use super::{
 use crate::protocol::Status;
 
 /// Versioned migrations, applied in order, each exactly once (recorded in `schema_migrations`).
-const MIGRATIONS: &[(u32, &str)] = &[(
-    1,
-    include_str!("../../../migrations/sqlite/0001_messages.sql"),
-)];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/sqlite/0001_messages.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/sqlite/0002_redrive_claims.sql"),
+    ),
+];
 
 /// WAL pages written before SQLite checkpoints them into the database file.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
@@ -186,6 +192,18 @@ fn parse_status(s: &str) -> Result<Status, StoreError> {
     Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
 }
 
+fn set_stuck_since<'a>(
+    tx: &Transaction<'_>,
+    ids: impl Iterator<Item = &'a str>,
+    at: i64,
+) -> Result<(), StoreError> {
+    let mut q = tx.prepare_cached("UPDATE messages SET stuck_since = ?2 WHERE id = ?1")?;
+    for id in ids {
+        q.execute(params![id, at])?;
+    }
+    Ok(())
+}
+
 impl MessageStore for SqliteStore {
     fn commit(
         &mut self,
@@ -220,22 +238,35 @@ impl MessageStore for SqliteStore {
         rows.map(|row| row?.into_pending()).collect()
     }
 
-    fn stuck(
+    fn claim_stuck(
         &mut self,
-        after_seq: i64,
-        none_before: i64,
-        sent_before: i64,
+        now: i64,
+        stuck_after: i64,
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError> {
-        let mut q = self.conn.prepare_cached(
-            "SELECT seq, id, sender_id, reciever_id, payload, created_at, status FROM messages
-             WHERE seq > ?4
-               AND ((status = 'NONE' AND created_at < ?1) OR (status = 'SENT' AND sent_at < ?2))
-             ORDER BY seq LIMIT ?3",
-        )?;
-        let args = params![none_before, sent_before, limit as i64, after_seq];
-        let rows = q.query_map(args, pending_row)?;
-        rows.map(|row| row?.into_pending()).collect()
+        let tx = self.conn.transaction()?;
+        let claimed = {
+            let mut q = tx.prepare_cached(
+                "SELECT seq, id, sender_id, reciever_id, payload, created_at, status
+                 FROM messages
+                 WHERE status = 'NONE' AND COALESCE(stuck_since, created_at) < ?1
+                 ORDER BY COALESCE(stuck_since, created_at), seq LIMIT ?2",
+            )?;
+            let before = now.saturating_sub(stuck_after);
+            let rows = q.query_map(params![before, limit as i64], pending_row)?;
+            rows.map(|row| row?.into_pending())
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        set_stuck_since(&tx, claimed.iter().map(|m| m.id.as_str()), now)?;
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    fn park(&mut self, ids: &[String]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        set_stuck_since(&tx, ids.iter().map(String::as_str), i64::MAX)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use futures::channel::oneshot;
 
 use crate::metrics::Metrics;
@@ -38,14 +38,16 @@ pub enum StoreCmd {
         limit: usize,
         reply: oneshot::Sender<Result<Vec<PendingMessage>, String>>,
     },
-    /// Messages for the redrive (see [`MessageStore::stuck`]).
-    Stuck {
-        after_seq: i64,
-        none_before: i64,
-        sent_before: i64,
+    /// Claims messages for the redrive (see [`MessageStore::claim_stuck`]).
+    Claim {
+        now: i64,
+        stuck_after: i64,
         limit: usize,
         reply: oneshot::Sender<Result<Vec<PendingMessage>, String>>,
     },
+    /// Takes messages out of the redrive (see [`MessageStore::park`]); a failure only means
+    /// they are claimed again later.
+    Park { ids: Vec<String> },
     /// Answered once everything queued before it is committed.
     Sync(Sender<()>),
     /// Commit what is queued, then end the thread.
@@ -98,20 +100,14 @@ impl Default for StoreTuning {
     }
 }
 
-/// Why a command was not queued; the command is handed back.
-#[derive(Debug)]
-pub enum SubmitError {
-    Full(StoreCmd),
-    Stopped(StoreCmd),
-}
-
 impl std::fmt::Debug for StoreCmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = match self {
             StoreCmd::Insert { .. } => "Insert",
             StoreCmd::Status { .. } => "Status",
             StoreCmd::Pending { .. } => "Pending",
-            StoreCmd::Stuck { .. } => "Stuck",
+            StoreCmd::Claim { .. } => "Claim",
+            StoreCmd::Park { .. } => "Park",
             StoreCmd::Sync(_) => "Sync",
             StoreCmd::Stop => "Stop",
         };
@@ -119,54 +115,54 @@ impl std::fmt::Debug for StoreCmd {
     }
 }
 
-/// Cheap, cloneable, non-blocking handle to the store thread.
-#[derive(Clone)]
-pub struct StoreHandle {
-    tx: Sender<StoreCmd>,
-}
-
-impl StoreHandle {
-    /// Queues `cmd` without blocking: executors call this. The error hands the command back
-    /// by value (large, but boxing it would cost an allocation per message on the hot path).
-    #[allow(clippy::result_large_err)]
-    pub fn try_submit(&self, cmd: StoreCmd) -> Result<(), SubmitError> {
-        self.tx.try_send(cmd).map_err(|e| match e {
-            TrySendError::Full(c) => SubmitError::Full(c),
-            TrySendError::Disconnected(c) => SubmitError::Stopped(c),
-        })
-    }
-
-    /// Blocks until everything queued so far is committed. Not for executors.
-    pub fn sync(&self) {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if self.tx.send(StoreCmd::Sync(tx)).is_ok() {
-            let _ = rx.recv(); // Err only if the thread ended, which also means "committed".
-        }
-    }
-
-    /// A handle whose commands nobody executes: tests read them from the receiver.
-    #[cfg(test)]
-    pub(crate) fn detached(capacity: usize) -> (StoreHandle, Receiver<StoreCmd>) {
-        let (tx, rx) = crossbeam_channel::bounded(capacity);
-        (StoreHandle { tx }, rx)
-    }
-
-    /// Commands waiting, for metrics.
-    pub fn queued(&self) -> usize {
-        self.tx.len()
-    }
-}
-
-/// Starts the store thread.
+/// Starts one store thread.
 pub fn spawn_writer<S: MessageStore, E: EventSink>(
     store: S,
     sink: E,
     tuning: StoreTuning,
     metrics: Arc<Metrics>,
 ) -> (StoreHandle, JoinHandle<()>) {
+    let (tx, handle) = spawn_lane(0, store, sink, tuning, metrics);
+    (
+        StoreHandle {
+            lanes: vec![tx].into(),
+        },
+        handle,
+    )
+}
+
+/// Starts one store thread per store (a pool of flushers, each on its own connection).
+pub fn spawn_writers<S: MessageStore, E: EventSink + Clone>(
+    stores: Vec<S>,
+    sink: E,
+    tuning: StoreTuning,
+    metrics: Arc<Metrics>,
+) -> (StoreHandle, Vec<JoinHandle<()>>) {
+    let (lanes, threads): (Vec<_>, Vec<_>) = (stores.into_iter().enumerate())
+        .map(|(i, store)| spawn_lane(i, store, sink.clone(), tuning, metrics.clone()))
+        .unzip();
+    (
+        StoreHandle {
+            lanes: lanes.into(),
+        },
+        threads,
+    )
+}
+
+fn spawn_lane<S: MessageStore, E: EventSink>(
+    lane: usize,
+    store: S,
+    sink: E,
+    tuning: StoreTuning,
+    metrics: Arc<Metrics>,
+) -> (Sender<StoreCmd>, JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::bounded(tuning.queue);
+    let name = match lane {
+        0 => "store-writer".to_owned(),
+        n => format!("store-writer-{n}"),
+    };
     let handle = std::thread::Builder::new()
-        .name("store-writer".into())
+        .name(name)
         .spawn(move || {
             Writer {
                 store,
@@ -178,7 +174,7 @@ pub fn spawn_writer<S: MessageStore, E: EventSink>(
             .run()
         })
         .expect("spawn store thread");
-    (StoreHandle { tx }, handle)
+    (tx, handle)
 }
 
 struct Writer<S, E> {
@@ -353,15 +349,19 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 // The connection may be gone already; then nobody waits for the answer.
                 let _ = reply.send(r.map_err(|e| e.to_string()));
             }
-            StoreCmd::Stuck {
-                after_seq,
-                none_before,
-                sent_before,
+            StoreCmd::Claim {
+                now,
+                stuck_after,
                 limit,
                 reply,
             } => {
-                let r = self.store.stuck(after_seq, none_before, sent_before, limit);
+                let r = self.store.claim_stuck(now, stuck_after, limit);
                 let _ = reply.send(r.map_err(|e| e.to_string())); // The sweeper may be gone.
+            }
+            StoreCmd::Park { ids } => {
+                if let Err(e) = self.store.park(&ids) {
+                    tracing::warn!(error = %e, n = ids.len(), "park failed; claimed again later");
+                }
             }
             StoreCmd::Sync(done) => {
                 let _ = done.send(()); // The waiter may have given up; nothing to undo.
@@ -372,5 +372,8 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
 }
 
 mod batch;
+mod handle;
+
+pub use handle::{StoreHandle, SubmitError};
 #[cfg(test)]
 mod tests;

@@ -8,26 +8,45 @@ use std::time::SystemTime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement, Transaction};
 
-use super::{parse_status, to_time, Session, INSERT_LOCK};
+use super::{parse_status, to_time, Session};
 use crate::backend::store::{
     InsertResult, NewMessage, StatusChange, StatusUpdate, StoreError, UpdateResult,
 };
 use crate::protocol::Status;
 
-/// Held from the insert to the commit, so that inserting transactions of all pods take
-/// turns: `seq` values are then handed out in commit order, which replay relies on (a
-/// recipient's cursor must never pass a row that commits later with a smaller `seq`).
-const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, $2)";
+/// Inserts a batch and hands out each row's `rseq` from its recipient's counter. The counter
+/// rows are locked in recipient order (so two pods with overlapping recipients wait for each
+/// other instead of deadlocking) and stay locked until COMMIT: for one recipient, a larger
+/// `rseq` can therefore never become visible before a smaller one, which is all replay needs
+/// (see migrations/postgres/0002). Different recipients never wait for each other.
+///
+/// `ON CONFLICT DO NOTHING` covers both unique keys: a resent `client_msg_id` (a duplicate)
+/// and an `id` already stored, which is this very batch committed by an earlier attempt whose
+/// COMMIT reply was lost; [`commit`] tells them apart afterwards. A skipped row leaves a gap
+/// in its recipient's counter, which replay does not mind.
+pub(super) const INSERT_SQL: &str = "WITH u AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::timestamptz[])
+              WITH ORDINALITY AS u(id, sender_id, reciever_id, client_msg_id, payload,
+                                   created_at, ord)),
+     counts AS (SELECT reciever_id, count(*) AS n FROM u GROUP BY reciever_id),
+     bumped AS (
+         INSERT INTO recipients AS r (user_id, last_seq)
+         SELECT reciever_id, n FROM counts ORDER BY reciever_id
+         ON CONFLICT (user_id) DO UPDATE SET last_seq = r.last_seq + EXCLUDED.last_seq
+         RETURNING user_id, last_seq)
+     INSERT INTO messages
+         (id, sender_id, reciever_id, client_msg_id, payload, created_at, rseq)
+     SELECT u.id, u.sender_id, u.reciever_id, u.client_msg_id, u.payload, u.created_at,
+            b.last_seq - c.n + row_number() OVER (PARTITION BY u.reciever_id ORDER BY u.ord)
+     FROM u JOIN counts c USING (reciever_id) JOIN bumped b ON b.user_id = u.reciever_id
+     ORDER BY u.ord
+     ON CONFLICT DO NOTHING
+     RETURNING id, rseq";
 
-/// `ORDER BY ord` makes `seq` follow the batch order; skipped rows are the duplicates.
-const INSERT_SQL: &str = "INSERT INTO messages
-         (id, sender_id, reciever_id, client_msg_id, payload, created_at)
-     SELECT id, sender_id, reciever_id, client_msg_id, payload, created_at
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
-          WITH ORDINALITY AS u(id, sender_id, reciever_id, client_msg_id, payload, created_at, ord)
-     ORDER BY ord
-     ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-     RETURNING id, seq";
+/// Rows of the batch already stored under their own id: an earlier attempt committed them.
+const STORED_SQL: &str = "SELECT u.ord, m.rseq
+     FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord) JOIN messages m USING (id)";
 
 /// The first message of each duplicate's `(sender_id, client_msg_id)`.
 const ORIGINALS_SQL: &str = "SELECT u.ord, m.id, m.status
@@ -53,8 +72,8 @@ const ADDRESSED_SQL: &str = "SELECT u.ord
      WHERE EXISTS (SELECT 1 FROM messages m WHERE m.id = u.id AND m.reciever_id = u.recipient)";
 
 pub(super) struct Statements {
-    lock: Statement,
     insert: Statement,
+    stored: Statement,
     originals: Statement,
     update: Statement,
     addressed: Statement,
@@ -62,16 +81,16 @@ pub(super) struct Statements {
 
 impl Statements {
     pub(super) async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
-        let (lock, insert, originals, update, addressed) = futures::try_join!(
-            c.prepare(LOCK_SQL),
+        let (insert, stored, originals, update, addressed) = futures::try_join!(
             c.prepare(INSERT_SQL),
+            c.prepare(STORED_SQL),
             c.prepare(ORIGINALS_SQL),
             c.prepare(UPDATE_SQL),
             c.prepare(ADDRESSED_SQL),
         )?;
         Ok(Statements {
-            lock,
             insert,
+            stored,
             originals,
             update,
             addressed,
@@ -85,18 +104,24 @@ pub(super) async fn commit(
     inserts: &[NewMessage],
     updates: &[StatusUpdate],
 ) -> Result<(Vec<InsertResult>, Vec<UpdateResult>), StoreError> {
-    let key = s.key;
     let st = &s.st.batch;
     let tx = s.client.transaction().await?;
     let ins = match inserts {
         [] => Vec::new(),
-        _ => insert_all(&tx, st, key, inserts).await?,
+        _ => insert_all(&tx, st, inserts).await?,
     };
     let mut ups = vec![UpdateResult::Unchanged; updates.len()];
     for round in rounds(updates) {
         apply_round(&tx, st, updates, &round, &mut ups).await?;
     }
     refuse_strangers(&tx, st, updates, &mut ups).await?;
+    let changes: Vec<&StatusChange> = (ups.iter())
+        .filter_map(|u| match u {
+            UpdateResult::Changed(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    super::outbox::record(&tx, &changes).await?;
     tx.commit().await?;
     Ok((ins, ups))
 }
@@ -104,7 +129,6 @@ pub(super) async fn commit(
 async fn insert_all(
     tx: &Transaction<'_>,
     st: &Statements,
-    key: i32,
     ms: &[NewMessage],
 ) -> Result<Vec<InsertResult>, StoreError> {
     let text = |f: fn(&NewMessage) -> &str| ms.iter().map(f).collect::<Vec<_>>();
@@ -112,12 +136,9 @@ async fn insert_all(
     let (recipients, payloads) = (text(|m| &m.reciever_id), text(|m| &m.payload));
     let cmids: Vec<Option<&str>> = ms.iter().map(|m| m.client_msg_id.as_deref()).collect();
     let created: Vec<SystemTime> = ms.iter().map(|m| to_time(m.created_at)).collect();
-    // Pipelined: the lock and the insert travel together, one round trip.
-    let lock: [&(dyn ToSql + Sync); 2] = [&INSERT_LOCK, &key];
     let columns: [&(dyn ToSql + Sync); 6] =
         [&ids, &senders, &recipients, &cmids, &payloads, &created];
-    let (_, rows) =
-        futures::try_join!(tx.execute(&st.lock, &lock), tx.query(&st.insert, &columns))?;
+    let rows = tx.query(&st.insert, &columns).await?;
     let mut seqs = HashMap::with_capacity(rows.len());
     for row in &rows {
         seqs.insert(row.try_get::<_, &str>(0)?, row.try_get::<_, i64>(1)?);
@@ -128,11 +149,33 @@ async fn insert_all(
         .map(|m| seqs.remove(m.id.as_str()))
         .map(|seq| seq.map(|seq| InsertResult::Inserted { seq }))
         .collect();
+    find_stored(tx, st, ms, &mut results).await?;
     find_originals(tx, st, ms, &mut results).await?;
     let lost = |(m, r): (&NewMessage, Option<InsertResult>)| {
         r.ok_or_else(|| StoreError::Corrupt(format!("{} neither stored nor a duplicate", m.id)))
     };
     ms.iter().zip(results).map(lost).collect()
+}
+
+/// Fills in the rows an earlier attempt of this batch stored (an ambiguous commit): they are
+/// answered as inserted, with the `rseq` they got then, so the sender hears `accepted` once
+/// for a message stored once.
+async fn find_stored(
+    tx: &Transaction<'_>,
+    st: &Statements,
+    ms: &[NewMessage],
+    results: &mut [Option<InsertResult>],
+) -> Result<(), StoreError> {
+    let missing: Vec<usize> = (0..ms.len()).filter(|&i| results[i].is_none()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = missing.iter().map(|&i| ms[i].id.as_str()).collect();
+    for row in tx.query(&st.stored, &[&ids]).await? {
+        let seq = row.try_get(1)?;
+        results[missing[ord(&row, missing.len())?]] = Some(InsertResult::Inserted { seq });
+    }
+    Ok(())
 }
 
 /// Fills in each duplicate (a `None` in `results`) with what its first message is now.

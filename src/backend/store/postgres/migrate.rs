@@ -6,10 +6,20 @@ use super::{describe, quote_ident, schema_key};
 use crate::backend::store::StoreError;
 
 /// Versioned migrations, applied in order, each exactly once (recorded in `schema_migrations`).
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    include_str!("../../../../migrations/postgres/0001_messages.sql"),
-)];
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        include_str!("../../../../migrations/postgres/0001_messages.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../../migrations/postgres/0002_recipient_order.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../../migrations/postgres/0003_status_outbox.sql"),
+    ),
+];
 
 /// Advisory lock class (first key) serializing migrations; the second key is the schema's.
 const MIGRATION_LOCK: i32 = 0x6453_4d01;

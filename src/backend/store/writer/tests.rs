@@ -25,14 +25,11 @@ impl MessageStore for BrokenStore {
     fn pending(&mut self, _: &str, _: i64, _: usize) -> Result<Vec<PendingMessage>, StoreError> {
         Err(StoreError::Query("disk I/O error".into()))
     }
-    fn stuck(
-        &mut self,
-        _: i64,
-        _: i64,
-        _: i64,
-        _: usize,
-    ) -> Result<Vec<PendingMessage>, StoreError> {
+    fn claim_stuck(&mut self, _: i64, _: i64, _: usize) -> Result<Vec<PendingMessage>, StoreError> {
         Ok(Vec::new())
+    }
+    fn park(&mut self, _: &[String]) -> Result<(), StoreError> {
+        Ok(())
     }
     fn status_of(&mut self, _: &str) -> Result<Option<Status>, StoreError> {
         Ok(None)
@@ -91,7 +88,7 @@ fn a_batch_that_cannot_commit_fails_every_insert_and_announces_nothing() {
         })
         .unwrap();
     handle.sync();
-    handle.try_submit(StoreCmd::Stop).unwrap();
+    handle.stop();
     thread.join().unwrap();
     let events = sink.0.lock().unwrap();
     let failed: Vec<_> = events
@@ -240,14 +237,16 @@ impl MessageStore for FailingFrom {
     ) -> Result<Vec<PendingMessage>, StoreError> {
         self.inner.pending(r, after, n)
     }
-    fn stuck(
+    fn claim_stuck(
         &mut self,
+        now: i64,
         after: i64,
-        none: i64,
-        sent: i64,
         n: usize,
     ) -> Result<Vec<PendingMessage>, StoreError> {
-        self.inner.stuck(after, none, sent, n)
+        self.inner.claim_stuck(now, after, n)
+    }
+    fn park(&mut self, ids: &[String]) -> Result<(), StoreError> {
+        self.inner.park(ids)
     }
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {
         self.inner.status_of(id)

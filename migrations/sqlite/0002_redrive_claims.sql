@@ -1,0 +1,6 @@
+-- Claimed redrive, as in migrations/postgres/0002_recipient_order.sql. SQLite keeps the
+-- global seq as the replay order: one writer commits in seq order, so it is also the
+-- per-recipient commit order that replay needs.
+-- stuck_since: when the row was last claimed (NULL: never; 9223372036854775807: parked).
+ALTER TABLE messages ADD COLUMN stuck_since INTEGER;
+CREATE INDEX messages_stuck ON messages (COALESCE(stuck_since, created_at)) WHERE status = 'NONE';
