@@ -148,6 +148,15 @@ pub struct Cluster {
     #[arg(long, env = "DISTRISOCKS_STATUS_RELAY_IDLE_MS", default_value_t = 50)]
     pub status_relay_idle_ms: u64,
 
+    /// A Postgres batch of fewer than 64 commands waits up to this long for more before it
+    /// commits, µs (0: commit at once). Fewer, fuller transactions for a bounded latency.
+    #[arg(
+        long,
+        env = "DISTRISOCKS_POSTGRES_COMMIT_WINDOW_US",
+        default_value_t = 0
+    )]
+    pub postgres_commit_window_us: u64,
+
     /// Postgres connections committing in parallel, each on its own store thread. Commands
     /// are spread by recipient (inserts) and message id (statuses), so order per recipient
     /// holds.

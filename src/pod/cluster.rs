@@ -94,6 +94,10 @@ pub fn start(
     let relay =
         StatusRelay::start(&stores[0], bus.clone(), status_topic, idle).map_err(err("postgres"))?;
     let sink = MeshSink { mesh: mesh.clone() };
+    let tuning = StoreTuning {
+        pace: Duration::from_micros(c.postgres_commit_window_us),
+        ..tuning
+    };
     let (handle, threads) = spawn_writers(stores, sink, tuning, metrics.clone());
     let group = format!("{}{}", c.prefix, pod);
     let consumers = (0..shards)

@@ -101,6 +101,7 @@ impl Pod {
         let tuning = StoreTuning {
             queue: config.tuning.store_queue,
             batch_max: config.tuning.store_batch_max,
+            ..StoreTuning::default()
         };
         let metrics = Arc::new(crate::metrics::Metrics::new(shards));
         let lease_epoch = Arc::default();

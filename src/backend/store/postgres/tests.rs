@@ -486,3 +486,27 @@ fn version_1_data_migrates_to_per_recipient_order() {
     );
     assert!(pending[1].seq < pending[2].seq);
 }
+
+/// `cargo test --release --lib time_small_commits -- --ignored --nocapture`
+#[test]
+#[ignore = "timing; prints the mean of 200 one-row commits"]
+fn time_small_commits() {
+    let schema = TestSchema::new();
+    let mut s = schema.open();
+    let t = Instant::now();
+    for i in 0..200 {
+        s.commit(&[msg(&format!("s{i}"), &format!("u{}", i % 7), None)], &[])
+            .unwrap();
+    }
+    eprintln!("one-row insert commit: {:?} mean", t.elapsed() / 200);
+    let t = Instant::now();
+    for i in 0..200 {
+        let u = update(
+            &format!("s{i}"),
+            Status::Delivered,
+            Some(&format!("u{}", i % 7)),
+        );
+        s.commit(&[], &[u]).unwrap();
+    }
+    eprintln!("one-row ack commit: {:?} mean", t.elapsed() / 200);
+}

@@ -356,3 +356,48 @@ fn an_ack_folded_over_the_sent_commits_once_as_delivered() {
     sent_and_ack_in_one_batch(&mut writer, "bob");
     assert_eq!(status_changes(&sink), [Status::Delivered]);
 }
+
+/// Pacing: a small batch waits out the window for more commands instead of committing alone;
+/// one that reaches `pace_below` commands goes at once; a batch of reads only never waits.
+#[test]
+fn a_paced_writer_waits_for_a_fuller_batch_within_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let pace = Duration::from_secs(2);
+    let writer = Writer {
+        store,
+        sink: Collect::default(),
+        rx,
+        tuning: StoreTuning {
+            pace,
+            pace_below: 2,
+            ..StoreTuning::default()
+        },
+        metrics: Arc::new(Metrics::new(1)),
+    };
+    let reply = ReplyTo { shard: 0, conn: 7 };
+    let insert = |id: &str| StoreCmd::Insert {
+        msg: message(id),
+        reply,
+    };
+    let gathered = |first: StoreCmd| {
+        let mut batch = Batch::default();
+        batch.take(first);
+        let started = std::time::Instant::now();
+        writer.gather(&mut batch);
+        (batch.len(), started.elapsed())
+    };
+    // Alone: waits the whole window, then goes with what it has.
+    let (n, waited) = gathered(insert("m1"));
+    assert_eq!(n, 1);
+    assert!(waited >= pace, "committed after {waited:?}");
+    // Two queued: the batch is full enough; a third queued one comes along, nothing waits.
+    tx.send(insert("m3")).unwrap();
+    tx.send(insert("m4")).unwrap();
+    assert_eq!(gathered(insert("m2")).0, 3);
+    // Reads alone are answered at once.
+    let (sync, _) = crossbeam_channel::bounded(1);
+    let (n, waited) = gathered(StoreCmd::Sync(sync));
+    assert!(n == 1 && waited < pace, "{n} after {waited:?}");
+}
