@@ -116,6 +116,16 @@ pub struct Cluster {
     )]
     pub redrive_none_after_ms: u64,
 
+    /// Redrive messages still SENT this long after SENT (or after another pod claimed them),
+    /// ms: their record may have been lost by the broker. A device that has the message and
+    /// has not acked by then may see it again (its connection drops ids it showed recently).
+    #[arg(
+        long,
+        env = "DISTRISOCKS_REDRIVE_SENT_AFTER_MS",
+        default_value_t = 30_000
+    )]
+    pub redrive_sent_after_ms: u64,
+
     /// A record the broker has not acknowledged within this fails, ms (librdkafka
     /// `message.timeout.ms`); the message stays NONE for the redrive.
     #[arg(
@@ -157,6 +167,11 @@ pub struct Cluster {
     )]
     pub postgres_commit_window_us: u64,
 
+    /// Run this pod's status relay (default true). With false the pod still writes status
+    /// events to the outbox, and another pod relays them.
+    #[arg(long, env = "DISTRISOCKS_STATUS_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub status_relay: bool,
+
     /// Postgres connections committing in parallel, each on its own store thread. Commands
     /// are spread by recipient (inserts) and message id (statuses), so order per recipient
     /// holds.
@@ -179,7 +194,8 @@ impl Cluster {
         if !self.enabled()? {
             return Ok(());
         }
-        if self.redrive_none_after_ms <= self.kafka_produce_timeout_ms {
+        let timeout = self.kafka_produce_timeout_ms;
+        if self.redrive_none_after_ms <= timeout || self.redrive_sent_after_ms <= timeout {
             return Err(ConfigError::RedriveBeforeProduceTimeout);
         }
         if self.kafka_replication_factor < 1 || self.kafka_min_insync_replicas < 1 {
@@ -291,7 +307,7 @@ pub enum ConfigError {
     PodId,
     #[error("distributed mode needs all of --kafka-brokers, --redis-url and --postgres-url")]
     PartialCluster,
-    #[error("--redrive-none-after-ms must exceed --kafka-produce-timeout-ms")]
+    #[error("--redrive-none-after-ms and --redrive-sent-after-ms must exceed --kafka-produce-timeout-ms")]
     RedriveBeforeProduceTimeout,
     #[error("--kafka-replication-factor and --kafka-min-insync-replicas must be at least 1")]
     Replication,

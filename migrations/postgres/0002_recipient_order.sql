@@ -24,11 +24,13 @@ INSERT INTO recipients (user_id, last_seq)
 DROP INDEX messages_pending;
 CREATE INDEX messages_pending ON messages (reciever_id, rseq) WHERE status <> 'DELIVERED';
 
--- The redrive claims stuck NONE messages: `stuck_since` is when a pod last claimed the row
--- (NULL: never, the stuck clock counts from created_at; 'infinity': parked, the recipient
--- had no live connection and replay will deliver it). One partial index ordered by that
--- instant: a sweep reads the oldest claimable rows without sorting the backlog.
+-- The redrive claims stuck messages: `stuck_since` is when a pod last claimed the row
+-- (NULL: never, the stuck clock counts from created_at for NONE and sent_at for SENT;
+-- 'infinity': parked, the recipient had no live connection and replay will deliver it). One
+-- partial index per status, ordered by that instant: a sweep reads the oldest claimable
+-- rows without sorting the backlog.
 ALTER TABLE messages ADD COLUMN stuck_since TIMESTAMPTZ;
 DROP INDEX messages_stuck_none;
 DROP INDEX messages_stuck_sent;
-CREATE INDEX messages_stuck ON messages ((COALESCE(stuck_since, created_at))) WHERE status = 'NONE';
+CREATE INDEX messages_stuck_none ON messages ((COALESCE(stuck_since, created_at))) WHERE status = 'NONE';
+CREATE INDEX messages_stuck_sent ON messages ((COALESCE(stuck_since, sent_at))) WHERE status = 'SENT';

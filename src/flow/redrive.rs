@@ -9,18 +9,22 @@
 //! the configuration keeps above the producer's delivery timeout: a produce still in flight
 //! is never redriven beside itself.
 //!
+//! Messages stuck at SENT for `sent_after` are redriven too, with the same claims: their
+//! record reached a pod topic, but a broker that loses acknowledged records (a crash before
+//! they were replicated or written, a wiped disk) would otherwise strand them until the
+//! recipient reconnects. A recipient device that got the record and has not acked yet may see
+//! it again; its connection drops a copy of an id it showed recently
+//! ([`Outbox::push_live`](crate::socket::outbox::Outbox::push_live)).
+//!
 //! A message whose recipient has no live route is *parked*, not routed again and again: the
-//! recipient's next connect replays it. Messages at SENT are not redriven at all: their
-//! record is in a pod topic whose consumer delivers it at least once, and if that pod died,
-//! its connections died with it and their reconnect replays everything below DELIVERED.
-//! Sending a SENT message again to a live connection would show it twice in one live stream.
+//! recipient's next connect replays it.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
 
-use crate::backend::store::{PendingMessage, StoreCmd};
+use crate::backend::store::{PendingMessage, StoreCmd, StuckAfter};
 use crate::protocol::{now_micros, Status};
 use crate::shard::Shard;
 
@@ -35,14 +39,16 @@ const PAGE: usize = 512;
 pub struct RedriveSettings {
     pub interval: Duration,
     /// How long a message stays NONE (or claimed by another pod) before a sweep claims it.
-    pub stuck_after: Duration,
+    pub none_after: Duration,
+    /// The same for SENT: long enough for a live device to ack in the normal case.
+    pub sent_after: Duration,
 }
 
 /// Runs until the shard drains.
 pub async fn run(shard: Rc<Shard>, s: RedriveSettings) {
     while !shard.draining.get() {
         glommio::timer::sleep(s.interval).await;
-        let page = match claim(&shard, s.stuck_after).await {
+        let page = match claim(&shard, &s).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "redrive claim failed");
@@ -69,8 +75,7 @@ pub async fn run(shard: Rc<Shard>, s: RedriveSettings) {
 
 /// Routes one claimed message; returns its id when it is to be parked (nobody to reach).
 async fn redrive_one(shard: &Shard, m: PendingMessage) -> Option<String> {
-    let id = m.id.clone();
-    let user = m.reciever_id.clone();
+    let (id, user, status) = (m.id.clone(), m.reciever_id.clone(), m.status);
     let env = envelope(
         &m.id,
         &m.sender_id,
@@ -81,19 +86,24 @@ async fn redrive_one(shard: &Shard, m: PendingMessage) -> Option<String> {
     );
     match produce(shard, &user, env).await {
         Produced::Reached(_) => {
-            super::status::advance(shard, &id, Status::Sent).await;
+            if status == Status::None {
+                super::status::advance(shard, &id, Status::Sent).await;
+            }
             None
         }
         Produced::Offline => Some(id),
-        Produced::Failed => None, // Claimed again after `stuck_after`.
+        Produced::Failed => None, // Claimed again after its window.
     }
 }
 
-async fn claim(shard: &Shard, stuck_after: Duration) -> Result<Vec<PendingMessage>, String> {
+async fn claim(shard: &Shard, s: &RedriveSettings) -> Result<Vec<PendingMessage>, String> {
     let (reply, wait) = oneshot::channel();
     let cmd = StoreCmd::Claim {
         now: now_micros(),
-        stuck_after: stuck_after.as_micros() as i64,
+        after: StuckAfter {
+            none: s.none_after.as_micros() as i64,
+            sent: s.sent_after.as_micros() as i64,
+        },
         limit: PAGE,
         reply,
     };

@@ -109,7 +109,12 @@ async fn push_replayed(
         message_id: Some(m.id.clone()),
         seq: m.seq,
     });
-    if !outbox.borrow_mut().push(Out::Message(env)) {
+    let pushed = {
+        let mut ob = outbox.borrow_mut();
+        ob.seen_before(&m.id); // Replay may repeat an id; a later live copy of it may not.
+        ob.push(Out::Message(env))
+    };
+    if !pushed {
         return Err(ReplayError::Closed);
     }
     if m.status == Status::None {

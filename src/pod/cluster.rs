@@ -28,7 +28,7 @@ pub struct ClusterParts {
     router: RedisRouter,
     producer: KafkaProducer,
     consumers: Vec<ConsumerHandle>,
-    relay: StatusRelay,
+    relay: Option<StatusRelay>,
 }
 
 /// A started distributed mode: the store lanes, their threads and the pod-wide clients.
@@ -91,8 +91,13 @@ pub fn start(
     let producer = KafkaProducer::start(brokers, timeout).map_err(err("kafka"))?;
     let bus = producer.bus(&c.prefix);
     let idle = Duration::from_millis(c.status_relay_idle_ms);
-    let relay =
-        StatusRelay::start(&stores[0], bus.clone(), status_topic, idle).map_err(err("postgres"))?;
+    let relay = match c.status_relay {
+        true => Some(
+            StatusRelay::start(&stores[0], bus.clone(), status_topic, idle)
+                .map_err(err("postgres"))?,
+        ),
+        false => None,
+    };
     let sink = MeshSink { mesh: mesh.clone() };
     let tuning = StoreTuning {
         pace: Duration::from_micros(c.postgres_commit_window_us),
@@ -119,7 +124,8 @@ pub fn start(
         bus,
         redrive: RedriveSettings {
             interval: Duration::from_millis(c.redrive_interval_ms),
-            stuck_after: Duration::from_millis(c.redrive_none_after_ms),
+            none_after: Duration::from_millis(c.redrive_none_after_ms),
+            sent_after: Duration::from_millis(c.redrive_sent_after_ms),
         },
     };
     Ok(Started {
@@ -141,7 +147,9 @@ impl ClusterParts {
         for c in self.consumers {
             c.stop();
         }
-        self.relay.stop();
+        if let Some(r) = self.relay {
+            r.stop();
+        }
         self.producer.stop();
         self.router.stop();
     }

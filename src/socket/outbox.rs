@@ -51,6 +51,11 @@ pub struct Outbox {
     replay: Option<Replay>,
     /// Highest `seq` a replay sent: live copies at or below it are duplicates.
     replayed_through: i64,
+    /// Hashes of the last message ids this connection was given (allocated with the first
+    /// message, so idle connections pay nothing): a second live copy of one of them (a
+    /// redrive of a message the device has not acked yet, a produce that timed out yet
+    /// reached the broker) is dropped instead of shown twice.
+    recent: Option<Box<Recent>>,
     finished: bool,
     /// Sends handed to the store and not answered yet.
     unanswered: usize,
@@ -60,6 +65,39 @@ pub struct Outbox {
     last_seen: Instant,
     /// When the outstanding keepalive ping was queued, if one is.
     ping_sent: Option<Instant>,
+}
+
+/// The last [`RECENT`] message ids of a connection, as hashes, oldest overwritten first.
+pub struct Recent {
+    ids: [u64; RECENT],
+    next: usize,
+}
+
+/// Ids a connection remembers: 512 bytes for a connection that has received anything.
+pub const RECENT: usize = 64;
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent {
+            ids: [0; RECENT],
+            next: 0,
+        }
+    }
+}
+
+impl Recent {
+    fn seen_before(&mut self, id: &str) -> bool {
+        // FNV-1a, never 0 (the empty slot): a collision needs 2^64 luck.
+        let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }) | 1;
+        if self.ids.contains(&h) {
+            return true;
+        }
+        self.ids[self.next] = h;
+        self.next = (self.next + 1) % RECENT;
+        false
+    }
 }
 
 /// What the keepalive sweep does with one connection.
@@ -81,6 +119,7 @@ impl Outbox {
             waker: None,
             replay: None,
             replayed_through: 0,
+            recent: None,
             finished: false,
             unanswered: 0,
             reader: None,
@@ -137,6 +176,13 @@ impl Outbox {
         if env.message_id.is_some() && env.seq <= self.replayed_through {
             return true;
         }
+        if env
+            .message_id
+            .as_deref()
+            .is_some_and(|id| self.seen_before(id))
+        {
+            return true;
+        }
         let cap = self.cap;
         match &mut self.replay {
             Some(r) if r.held.len() >= cap => {
@@ -150,6 +196,11 @@ impl Outbox {
             }
             None => self.push(Out::Message(env)),
         }
+    }
+
+    /// Records `id` as given to this connection; `true` if it was among the recent ones.
+    pub fn seen_before(&mut self, id: &str) -> bool {
+        self.recent.get_or_insert_with(Box::default).seen_before(id)
     }
 
     /// Queues a close after what is already queued (graceful).
@@ -277,6 +328,40 @@ mod tests {
         })
     }
 
+    impl Envelope {
+        fn clone_frame(&self) -> Envelope {
+            Envelope {
+                user: self.user.clone(),
+                frame: self.frame.clone(),
+                message_id: self.message_id.clone(),
+                seq: self.seq,
+            }
+        }
+    }
+
+    fn message(id: &str, seq: i64) -> Arc<Envelope> {
+        Arc::new(Envelope {
+            message_id: Some(id.into()),
+            seq,
+            ..(*env()).clone_frame()
+        })
+    }
+
+    /// A second live copy of a recent id (a redrive, a doubled record) is not shown again;
+    /// ids pushed out of the window are forgotten.
+    #[test]
+    fn a_live_copy_of_a_recent_id_is_dropped() {
+        let mut o = Outbox::new(RECENT * 4);
+        assert!(o.push_live(message("m1", 5)));
+        assert!(o.push_live(message("m1", 5)));
+        assert_eq!(o.len(), 1);
+        for i in 0..RECENT {
+            o.push_live(message(&format!("x{i}"), 6 + i as i64));
+        }
+        assert!(o.push_live(message("m1", 5)));
+        assert_eq!(o.len(), 2 + RECENT);
+    }
+
     #[test]
     fn overflow_aborts_with_slow_consumer() {
         let mut o = Outbox::new(2);
@@ -322,12 +407,12 @@ mod tests {
     fn replay_holds_live_messages_and_flags_overflow() {
         let mut o = Outbox::new(1);
         o.start_replay();
-        assert!(o.push_live(env()));
+        assert!(o.push_live(message("m1", 1)));
         assert!(o.is_empty());
-        assert!(o.push_live(env()));
+        assert!(o.push_live(message("m2", 2)));
         let r = o.end_replay();
         assert!(r.overflowed && r.held.is_empty());
-        assert!(o.push_live(env()));
+        assert!(o.push_live(message("m3", 3)));
         assert_eq!(o.len(), 1);
     }
 }

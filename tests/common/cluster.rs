@@ -116,6 +116,7 @@ impl PodProc {
             .args(["--prefix", &space.prefix, "--route-lease-ms", "3000"])
             .args(["--redrive-interval-ms", "300"])
             .args(["--redrive-none-after-ms", "2000"])
+            .args(["--redrive-sent-after-ms", "3000"])
             .args(["--kafka-produce-timeout-ms", "1000"])
             .args(["--kafka-replication-factor", "1"])
             .args(["--shutdown-patience-ms", "1000"])

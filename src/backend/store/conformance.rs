@@ -3,6 +3,7 @@
 //! bottom; the Postgres ones in `postgres/tests.rs`, which also compares both backends on a
 //! generated workload ([`workload`]).
 
+use super::StuckAfter;
 use super::{InsertResult, MessageStore, NewMessage, PendingMessage, StatusUpdate, UpdateResult};
 use crate::protocol::Status;
 
@@ -79,9 +80,9 @@ pub(crate) fn statuses_only_move_forward_and_acks_check_the_recipient(s: &mut im
     assert!(s.pending("bob", 0, 10).unwrap().is_empty());
 }
 
-/// The redrive's claims: stuck NONE messages once per `stuck_after`, never SENT, DELIVERED
-/// or parked ones, oldest first.
-pub(crate) fn claims_take_stuck_none_once_and_parked_never(s: &mut impl MessageStore) {
+/// The redrive's claims: stuck NONE and SENT messages once per window, never DELIVERED or
+/// parked ones, oldest first, up to the limit of each status.
+pub(crate) fn claims_take_stuck_messages_once_and_parked_never(s: &mut impl MessageStore) {
     let mut young = msg("young", "bob", None);
     young.created_at = 100;
     let batch = [
@@ -98,19 +99,26 @@ pub(crate) fn claims_take_stuck_none_once_and_parked_never(s: &mut impl MessageS
     ];
     s.commit(&[], &updates).unwrap();
     s.park(&["parked".to_owned()]).unwrap();
-    // created_at = 1 for msg(): at 60, stuck for 50 means created before 10.
-    assert_eq!(ids(s.claim_stuck(60, 50, 10).unwrap()), ["old-none"]);
-    // Claimed at 60: a second sweep (another pod's) finds nothing until 110.
-    assert!(s.claim_stuck(60, 50, 10).unwrap().is_empty());
-    assert!(s.claim_stuck(110, 50, 10).unwrap().is_empty());
-    // At 200: old-none (claimed at 60) before young (created at 100); the limit holds.
-    assert_eq!(ids(s.claim_stuck(200, 50, 1).unwrap()), ["old-none"]);
-    assert_eq!(ids(s.claim_stuck(200, 50, 10).unwrap()), ["young"]);
-    let far = 4_000_000_000_000_000;
+    let after = |none, sent| StuckAfter { none, sent };
+    // created_at = 1 for msg(), SENT at 7: at 60, NONE for 50 means created before 10.
     assert_eq!(
-        ids(s.claim_stuck(far, 50, 10).unwrap()),
-        ["old-none", "young"]
+        ids(s.claim_stuck(60, after(50, 1000), 10).unwrap()),
+        ["old-none"]
     );
+    // Claimed at 60: a second sweep (another pod's) finds nothing until 110.
+    assert!(s.claim_stuck(60, after(50, 1000), 10).unwrap().is_empty());
+    assert!(s.claim_stuck(110, after(50, 1000), 10).unwrap().is_empty());
+    // At 200 with both windows 50: old-sent (SENT at 7), old-none (claimed at 60), then
+    // young (created at 100); the limit holds per status.
+    let first = ids(s.claim_stuck(200, after(50, 50), 1).unwrap());
+    assert_eq!(first, ["old-sent", "old-none"]);
+    assert_eq!(
+        ids(s.claim_stuck(200, after(50, 50), 10).unwrap()),
+        ["young"]
+    );
+    let far = 4_000_000_000_000_000;
+    let all = ids(s.claim_stuck(far, after(50, 50), 10).unwrap());
+    assert_eq!(all, ["old-none", "old-sent", "young"]);
 }
 
 /// `open` opens the same database each time.
@@ -150,14 +158,19 @@ pub(crate) fn timestamps_round_trip_to_the_microsecond(s: &mut impl MessageStore
         .collect();
     assert_eq!(got, times);
     // created_at boundaries: "stuck since before" is strict, to the microsecond.
-    let mut claimed = ids(s.claim_stuck(NOW, 0, 100).unwrap());
+    let never = StuckAfter {
+        none: 0,
+        sent: i64::MAX / 2,
+    };
+    let mut claimed = ids(s.claim_stuck(NOW, never, 100).unwrap());
     claimed.sort();
     assert_eq!(claimed, ["t0", "t1", "t2", "t6"]);
     // Those four were claimed at NOW, so at NOW + 1 they and t3 (created at NOW) are due.
-    assert_eq!(s.claim_stuck(NOW + 1, 0, 100).unwrap().len(), 5);
-    // A SENT message is never claimed; the one from 2099 is, at its instant plus one.
+    assert_eq!(s.claim_stuck(NOW + 1, never, 100).unwrap().len(), 5);
+    // A SENT message is not claimed before its own window; the one from 2099 is, at its
+    // instant plus one.
     s.commit(&[], &[update("t0", Status::Sent, None)]).unwrap();
-    let mut claimed = ids(s.claim_stuck(times[5] + 1, 0, 100).unwrap());
+    let mut claimed = ids(s.claim_stuck(times[5] + 1, never, 100).unwrap());
     claimed.sort();
     assert_eq!(claimed, ["t1", "t2", "t3", "t4", "t5", "t6"]);
 }
@@ -263,7 +276,7 @@ mod on_sqlite {
     fn scenarios() {
         run(super::inserts_dedupe_and_replay_in_order);
         run(super::statuses_only_move_forward_and_acks_check_the_recipient);
-        run(super::claims_take_stuck_none_once_and_parked_never);
+        run(super::claims_take_stuck_messages_once_and_parked_never);
         run(super::timestamps_round_trip_to_the_microsecond);
         run(super::large_batches_commit_in_one_call);
         run(super::one_batch_mixes_inserts_and_updates_in_order);

@@ -75,6 +75,13 @@ pub enum UpdateResult {
     NotRecipient,
 }
 
+/// How long a message stays at a status before the redrive claims it, µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StuckAfter {
+    pub none: i64,
+    pub sent: i64,
+}
+
 /// A stored message below DELIVERED, for replay to a connecting recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingMessage {
@@ -131,14 +138,15 @@ pub trait MessageStore: Send + 'static {
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError>;
 
-    /// Claims up to `limit` messages the redrive must route again: at NONE, and stuck since
-    /// before `now - stuck_after` (since creation, or since the last claim). Each claimed row's
-    /// stuck clock restarts at `now`, so no other pod claims it within `stuck_after`: with
-    /// several pods, a stuck message is redriven by one at a time. Oldest first.
+    /// Claims messages the redrive must route again: at NONE and stuck for `after.none`
+    /// (since creation, or since the last claim), or at SENT and stuck for `after.sent`
+    /// (since SENT, or since the last claim); up to `limit` of each. Each claimed row's stuck
+    /// clock restarts at `now`, so no other pod claims it meanwhile: with several pods, a
+    /// stuck message is redriven by one at a time. Oldest first.
     fn claim_stuck(
         &mut self,
         now: i64,
-        stuck_after: i64,
+        after: StuckAfter,
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError>;
 

@@ -23,7 +23,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::{InsertResult, UpdateResult};
-use super::{MessageStore, NewMessage, PendingMessage, StatusUpdate, StoreError};
+use super::{MessageStore, NewMessage, PendingMessage, StatusUpdate, StoreError, StuckAfter};
 use crate::protocol::Status;
 
 /// Used when the URL sets no `connect_timeout`: a blackholed host must not hang startup.
@@ -42,14 +42,19 @@ const PENDING_SQL: &str = "SELECT rseq, id, sender_id, reciever_id, payload, cre
      ORDER BY rseq LIMIT $3";
 /// `SKIP LOCKED`: two pods sweeping at once claim disjoint rows; the claim commits with the
 /// statement, and the restarted stuck clock keeps every other pod off those rows.
-const CLAIM_SQL: &str = "WITH claimed AS (
-         UPDATE messages m SET stuck_since = $1
-         FROM (SELECT seq, COALESCE(stuck_since, created_at) AS since FROM messages
-               WHERE status = 'NONE' AND COALESCE(stuck_since, created_at) < $2
-               ORDER BY COALESCE(stuck_since, created_at) LIMIT $3
-               FOR UPDATE SKIP LOCKED) c
-         WHERE m.seq = c.seq
-         RETURNING c.since, m.seq, m.rseq, m.id, m.sender_id, m.reciever_id, m.payload,
+const CLAIM_SQL: &str = "WITH none_due AS (
+         SELECT seq, COALESCE(stuck_since, created_at) AS since FROM messages
+         WHERE status = 'NONE' AND COALESCE(stuck_since, created_at) < $2
+         ORDER BY COALESCE(stuck_since, created_at) LIMIT $3 FOR UPDATE SKIP LOCKED),
+     sent_due AS (
+         SELECT seq, COALESCE(stuck_since, sent_at) AS since FROM messages
+         WHERE status = 'SENT' AND COALESCE(stuck_since, sent_at) < $4
+         ORDER BY COALESCE(stuck_since, sent_at) LIMIT $3 FOR UPDATE SKIP LOCKED),
+     due AS (SELECT * FROM none_due UNION ALL SELECT * FROM sent_due),
+     claimed AS (
+         UPDATE messages m SET stuck_since = $1 FROM due
+         WHERE m.seq = due.seq
+         RETURNING due.since, m.seq, m.rseq, m.id, m.sender_id, m.reciever_id, m.payload,
                    m.created_at, m.status)
      SELECT rseq, id, sender_id, reciever_id, payload, created_at, status
      FROM claimed ORDER BY since, seq";
@@ -236,12 +241,15 @@ impl MessageStore for PostgresStore {
     fn claim_stuck(
         &mut self,
         now: i64,
-        stuck_after: i64,
+        after: StuckAfter,
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError> {
-        let (at, before) = (to_time(now), to_time(now.saturating_sub(stuck_after)));
+        let at = to_time(now);
+        let none_before = to_time(now.saturating_sub(after.none));
+        let sent_before = to_time(now.saturating_sub(after.sent));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.query(|st| &st.claim, &[&at, &before, &limit])?;
+        let params: [&(dyn ToSql + Sync); 4] = [&at, &none_before, &limit, &sent_before];
+        let rows = self.query(|st| &st.claim, &params)?;
         rows.iter().map(pending_row).collect()
     }
 

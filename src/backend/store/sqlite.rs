@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{
     InsertResult, MessageStore, NewMessage, PendingMessage, StatusChange, StatusUpdate, StoreError,
-    UpdateResult,
+    StuckAfter, UpdateResult,
 };
 use crate::protocol::Status;
 
@@ -241,19 +241,28 @@ impl MessageStore for SqliteStore {
     fn claim_stuck(
         &mut self,
         now: i64,
-        stuck_after: i64,
+        after: StuckAfter,
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError> {
         let tx = self.conn.transaction()?;
         let claimed = {
             let mut q = tx.prepare_cached(
-                "SELECT seq, id, sender_id, reciever_id, payload, created_at, status
-                 FROM messages
-                 WHERE status = 'NONE' AND COALESCE(stuck_since, created_at) < ?1
-                 ORDER BY COALESCE(stuck_since, created_at), seq LIMIT ?2",
+                "SELECT seq, id, sender_id, reciever_id, payload, created_at, status FROM (
+                     SELECT * FROM (
+                         SELECT *, COALESCE(stuck_since, created_at) AS since FROM messages
+                         WHERE status = 'NONE' AND COALESCE(stuck_since, created_at) < ?1
+                         ORDER BY since, seq LIMIT ?2)
+                     UNION ALL
+                     SELECT * FROM (
+                         SELECT *, COALESCE(stuck_since, sent_at) AS since FROM messages
+                         WHERE status = 'SENT' AND COALESCE(stuck_since, sent_at) < ?3
+                         ORDER BY since, seq LIMIT ?2))
+                 ORDER BY since, seq",
             )?;
-            let before = now.saturating_sub(stuck_after);
-            let rows = q.query_map(params![before, limit as i64], pending_row)?;
+            let none_before = now.saturating_sub(after.none);
+            let sent_before = now.saturating_sub(after.sent);
+            let args = params![none_before, limit as i64, sent_before];
+            let rows = q.query_map(args, pending_row)?;
             rows.map(|row| row?.into_pending())
                 .collect::<Result<Vec<_>, _>>()?
         };

@@ -41,7 +41,7 @@ pub enum StoreCmd {
     /// Claims messages for the redrive (see [`MessageStore::claim_stuck`]).
     Claim {
         now: i64,
-        stuck_after: i64,
+        after: super::StuckAfter,
         limit: usize,
         reply: oneshot::Sender<Result<Vec<PendingMessage>, String>>,
     },
@@ -375,11 +375,11 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
             }
             StoreCmd::Claim {
                 now,
-                stuck_after,
+                after,
                 limit,
                 reply,
             } => {
-                let r = self.store.claim_stuck(now, stuck_after, limit);
+                let r = self.store.claim_stuck(now, after, limit);
                 let _ = reply.send(r.map_err(|e| e.to_string())); // The sweeper may be gone.
             }
             StoreCmd::Park { ids } => {

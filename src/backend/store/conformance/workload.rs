@@ -106,7 +106,8 @@ fn reads(s: &mut impl MessageStore, known: &[String], end: i64) -> Vec<String> {
         }
     }
     for t in [0, end / 3, end / 2, end] {
-        let stuck: Vec<_> = s.claim_stuck(t, 0, 1000).unwrap();
+        let now = super::super::StuckAfter { none: 0, sent: 0 };
+        let stuck: Vec<_> = s.claim_stuck(t, now, 1000).unwrap();
         let mut stuck: Vec<_> = stuck.into_iter().map(|m| (m.id, m.status)).collect();
         stuck.sort(); // Claims of the same instant come in no defined order.
         out.push(format!("stuck {t}: {stuck:?}"));

@@ -86,8 +86,8 @@ fn statuses_only_move_forward_and_acks_check_the_recipient() {
 }
 
 #[test]
-fn claims_take_stuck_none_once_and_parked_never() {
-    run(c::claims_take_stuck_none_once_and_parked_never);
+fn claims_take_stuck_messages_once_and_parked_never() {
+    run(c::claims_take_stuck_messages_once_and_parked_never);
 }
 
 #[test]
@@ -233,9 +233,12 @@ fn claims_and_replay_read_their_partial_indexes() {
             .collect::<Vec<String>>()
             .join("\n")
     };
-    let claim = (CLAIM_SQL.replace("$1", "now()").replace("$2", "now()")).replace("$3", "10");
+    let claim = (CLAIM_SQL.replace("$1", "now()").replace("$2", "now()"))
+        .replace("$3", "10")
+        .replace("$4", "now()");
     let claim = plan(&mut s, claim);
-    assert!(claim.contains("messages_stuck"), "{claim}");
+    assert!(claim.contains("messages_stuck_none"), "{claim}");
+    assert!(claim.contains("messages_stuck_sent"), "{claim}");
     let pending = PENDING_SQL
         .replace("$1", "'bob'")
         .replace("$2", "0")

@@ -25,7 +25,12 @@ impl MessageStore for BrokenStore {
     fn pending(&mut self, _: &str, _: i64, _: usize) -> Result<Vec<PendingMessage>, StoreError> {
         Err(StoreError::Query("disk I/O error".into()))
     }
-    fn claim_stuck(&mut self, _: i64, _: i64, _: usize) -> Result<Vec<PendingMessage>, StoreError> {
+    fn claim_stuck(
+        &mut self,
+        _: i64,
+        _: crate::backend::store::StuckAfter,
+        _: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
         Ok(Vec::new())
     }
     fn park(&mut self, _: &[String]) -> Result<(), StoreError> {
@@ -240,7 +245,7 @@ impl MessageStore for FailingFrom {
     fn claim_stuck(
         &mut self,
         now: i64,
-        after: i64,
+        after: crate::backend::store::StuckAfter,
         n: usize,
     ) -> Result<Vec<PendingMessage>, StoreError> {
         self.inner.claim_stuck(now, after, n)
