@@ -11,7 +11,9 @@
 # Per target: the generator runs STEP_SECS (30); from WINDOW_AT (10) s in, for WINDOW_SECS (10)
 # s, utime+stime of each process group is read from /proc: the pods, every `postgres`
 # process, every `tansu` process, `redis-server`, the generator. CPU-µs per message = CPU
-# time over the window / (delivered msg/s x window). Rows go to $PERF_OUT/cost.tsv.
+# time over the window / (delivered msg/s x window); broker_io_bytes = bytes the broker read
+# and wrote through syscalls (/proc/PID/io rchar+wchar) per delivered message, over the same
+# window. Rows go to $PERF_OUT/cost.tsv.
 # Env: POD (binary), POD_EXTRA, CONNS (1000), TARGETS, STEP_SECS, WINDOW_AT, WINDOW_SECS.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -28,7 +30,15 @@ wait_ci
 perf_out_dir cost
 machine_info >"$PERF_OUT/machine.txt"
 TSV="$PERF_OUT/cost.tsv"
-echo -e "target\trate\tdelivered_per_sec\tp50_us\tp99_us\tmax_us\tmissing\tdup\tpods_us\tpostgres_us\tbroker_us\tredis_us\tgen_us\ttotal_us" >"$TSV"
+echo -e "target\trate\tdelivered_per_sec\tp50_us\tp99_us\tmax_us\tmissing\tdup\tpods_us\tpostgres_us\tbroker_us\tredis_us\tgen_us\ttotal_us\tbroker_io_bytes" >"$TSV"
+
+io_bytes() { # PIDS... -> summed rchar+wchar (bytes through read/write syscalls)
+    local t=0 p
+    for p in "$@"; do
+        t=$(( t + $(awk '/^(rchar|wchar):/{s+=$2} END{print s+0}' "/proc/$p/io" 2>/dev/null || echo 0) ))
+    done
+    echo "$t"
+}
 
 group_ticks() { # PIDS... -> summed utime+stime (processes that ended count 0)
     local t=0 p
@@ -50,7 +60,11 @@ measure() { # TARGET "POD PIDS" BENCH-ARGS...
     rd="$(pgrep -x redis-server | tr '\n' ' ')"
     # shellcheck disable=SC2086
     local a=("$(group_ticks $pods)" "$(group_ticks $pg)" "$(group_ticks $br)" "$(group_ticks $rd)" "$(group_ticks $gen)")
+    # shellcheck disable=SC2086
+    local io0; io0="$(io_bytes $br)"
     sleep "$WINDOW_SECS"
+    # shellcheck disable=SC2086
+    local io1; io1="$(io_bytes $br)"
     # shellcheck disable=SC2086
     local b=("$(group_ticks $pods)" "$(group_ticks $pg)" "$(group_ticks $br)" "$(group_ticks $rd)" "$(group_ticks $gen)")
     wait "$gen" || log "generator exited non-zero ($target)"
@@ -62,7 +76,9 @@ measure() { # TARGET "POD PIDS" BENCH-ARGS...
             'BEGIN{ if (r > 0) printf "%.0f", d / hz * 1e6 / (r * w); else print "NA" }')"
         row+=("$us"); [[ "$us" == NA ]] || total=$(( total + us ))
     done
-    echo -e "$target\t$RATE\t$rate_d\t$(jq -r '[.latency_us.p50, .latency_us.p99, .latency_us.max, .counts.missing, .counts.duplicates] | @tsv' "$json")\t${row[0]}\t${row[1]}\t${row[2]}\t${row[3]}\t${row[4]}\t$total" >>"$TSV"
+    local iob
+    iob="$(awk -v d=$(( io1 - io0 )) -v r="$rate_d" -v w="$WINDOW_SECS" 'BEGIN{ if (r > 0) printf "%.0f", d / (r * w); else print "NA" }')"
+    echo -e "$target\t$RATE\t$rate_d\t$(jq -r '[.latency_us.p50, .latency_us.p99, .latency_us.max, .counts.missing, .counts.duplicates] | @tsv' "$json")\t${row[0]}\t${row[1]}\t${row[2]}\t${row[3]}\t${row[4]}\t$total\t$iob" >>"$TSV"
     log "$(tail -1 "$TSV")"
 }
 

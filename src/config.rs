@@ -26,6 +26,17 @@ pub enum DeliveryConfirm {
     Write,
 }
 
+/// How a message finds the pods holding its recipient (distributed mode): the seed's two
+/// scaling methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Routing {
+    /// A topic per pod, and `user -> pod/shard` routes in Redis (one lookup per message).
+    PodTopic,
+    /// One topic every pod consumes; each pod keeps only what its own connections need (no
+    /// route table, every record read by every pod).
+    Broadcast,
+}
+
 /// distriSocks: a thread-per-core WebSocket messaging gateway.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "distrisocks", version, about)]
@@ -97,6 +108,15 @@ pub struct Cluster {
     /// Postgres schema holding the tables (created if missing).
     #[arg(long, env = "DISTRISOCKS_POSTGRES_SCHEMA", default_value = "public")]
     pub postgres_schema: String,
+
+    /// How messages reach the recipient's pods (see the README's distributed mode).
+    #[arg(
+        long,
+        env = "DISTRISOCKS_ROUTING",
+        value_enum,
+        default_value = "pod-topic"
+    )]
+    pub routing: Routing,
 
     /// Prefix of Kafka topics, consumer groups and Redis keys (isolates deployments).
     #[arg(long, env = "DISTRISOCKS_PREFIX", default_value = "distrisocks.")]

@@ -441,3 +441,47 @@ fn a_pod_paused_past_its_lease_closes_its_connections_with_4009() {
     assert_eq!(bob.expect_close(), 4009);
     drop(pa);
 }
+
+/// The seed's other scaling method: `--routing broadcast`. Every pod consumes one topic and
+/// keeps what its own connections need; no Redis routes. A user with a device on each of two
+/// pods gets one copy on each, a message to a user on the sender's own pod arrives too, and
+/// each connection shows each id once.
+#[test]
+fn broadcast_routing_delivers_to_every_device_once_without_routes() {
+    let space = Space::new();
+    let flags = ["--routing", "broadcast"];
+    let pa = PodProc::start_with(&space, "a", &kafka(), &flags);
+    let pb = PodProc::start_with(&space, "b", &kafka(), &flags);
+    let (a, b) = (user("alice"), user("bob"));
+    let mut alice = Client::connect(pa.addr, &a);
+    let mut phone = Client::connect(pa.addr, &b);
+    let mut laptop = Client::connect(pb.addr, &b);
+    let ids: Vec<String> = (0..10)
+        .map(|i| {
+            alice.send_msg_any(&b, &format!("m{i}"))["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let mut r = space.redis();
+    let routes: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}route:*", space.prefix))
+        .query(&mut r)
+        .unwrap();
+    assert!(routes.is_empty(), "no route table: {routes:?}");
+    // The phone reads and acks everything first; the laptop still gets its own copy of each.
+    let copies = copies_per_id(&space, &mut alice, &mut phone, &ids);
+    assert_once_each(&copies, &ids);
+    laptop.ws.get_mut().set_read_timeout(Some(SLOW)).unwrap();
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < ids.len() + 1 {
+        let m = laptop.recv_type("message");
+        *seen
+            .entry(m["id"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    assert!(ids.iter().all(|id| seen.contains_key(id)));
+    drop((pa, pb));
+}

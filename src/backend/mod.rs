@@ -12,6 +12,10 @@ pub mod store;
 
 use std::sync::Arc;
 
+/// The pod of the one [`Location`] that `--routing broadcast` looks up for any user: "every
+/// pod, at the user's home shard". Pod ids never contain `*`, so it names no real pod.
+pub const BROADCAST: &str = "*";
+
 /// Where a live connection can be reached: a shard of a pod.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Location {

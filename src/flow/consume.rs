@@ -1,9 +1,10 @@
 //! Step 4: on the core that owns the connections, an envelope reaches each device's outbox.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::backend::bus::Envelope;
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardMsg};
 
 /// Queues `env` on every connection of `env.user` on this shard. A user who disconnected
 /// meanwhile simply has no outbox here: the message stays stored below DELIVERED.
@@ -12,4 +13,24 @@ pub fn deliver_local(shard: &Shard, env: Arc<Envelope>) {
     conns.each_outbox_of(&env.user, |outbox| {
         outbox.borrow_mut().push_live(env.clone());
     });
+}
+
+/// `--routing broadcast`: a record consumed by the user's home shard (partition = home shard)
+/// goes to every shard of this pod holding a connection of the user, found in the home
+/// shard's directory; a pod without such connections drops it. Hand-offs to other shards
+/// run as tasks: the inbox loop never waits on another shard.
+pub fn deliver_from_home(shard: &Rc<Shard>, env: Arc<Envelope>) {
+    let shards = shard.directory.borrow().shards_of(&env.user);
+    for at in shards.into_iter().map(usize::from) {
+        if at == shard.id {
+            deliver_local(shard, env.clone());
+            continue;
+        }
+        let (inbox, env) = (shard.pod.mesh[at].clone(), env.clone());
+        glommio::spawn_local(async move {
+            // A stopping shard: the message stays SENT and is replayed on reconnect.
+            let _ = inbox.send(ShardMsg::Deliver(env)).await;
+        })
+        .detach();
+    }
 }

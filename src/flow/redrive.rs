@@ -40,8 +40,9 @@ pub struct RedriveSettings {
     pub interval: Duration,
     /// How long a message stays NONE (or claimed by another pod) before a sweep claims it.
     pub none_after: Duration,
-    /// The same for SENT: long enough for a live device to ack in the normal case.
-    pub sent_after: Duration,
+    /// The same for SENT: long enough for a live device to ack in the normal case. `None`:
+    /// SENT messages are not redriven (`--routing broadcast`).
+    pub sent_after: Option<Duration>,
 }
 
 /// Runs until the shard drains.
@@ -102,7 +103,7 @@ async fn claim(shard: &Shard, s: &RedriveSettings) -> Result<Vec<PendingMessage>
         now: now_micros(),
         after: StuckAfter {
             none: s.none_after.as_micros() as i64,
-            sent: s.sent_after.as_micros() as i64,
+            sent: s.sent_after.map_or(i64::MAX / 2, |d| d.as_micros() as i64),
         },
         limit: PAGE,
         reply,

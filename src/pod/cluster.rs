@@ -11,7 +11,7 @@ use super::{MeshSink, StartError};
 use crate::backend::kafka::{self, ConsumerHandle, KafkaBus, KafkaProducer, Replication};
 use crate::backend::redis_routes::{RedisRouteConfig, RedisRouter, RedisRoutes};
 use crate::backend::store::{spawn_writers, PostgresStore, StoreHandle, StoreTuning};
-use crate::config::Config;
+use crate::config::{Config, Routing};
 use crate::flow::redrive::RedriveSettings;
 use crate::metrics::Metrics;
 use crate::shard::{Mesh, ShardMsg};
@@ -21,6 +21,7 @@ pub struct ClusterShared {
     pub routes: RedisRoutes,
     pub bus: KafkaBus,
     pub redrive: RedriveSettings,
+    pub routing: Routing,
 }
 
 /// The pod-wide clients, stopped after the shards.
@@ -79,7 +80,11 @@ pub fn start(
         lease: Duration::from_millis(c.route_lease_ms),
     };
     let router = RedisRouter::start(route_cfg, on_lost).map_err(err("redis"))?;
-    let topic = kafka::pod_topic(&c.prefix, &pod);
+    let broadcast = c.routing == Routing::Broadcast;
+    let topic = match broadcast {
+        true => kafka::broadcast_topic(&c.prefix),
+        false => kafka::pod_topic(&c.prefix, &pod),
+    };
     let replication = Replication {
         factor: c.kafka_replication_factor,
         min_insync: c.kafka_min_insync_replicas,
@@ -108,6 +113,7 @@ pub fn start(
     let consumers = (0..shards)
         .map(|i| {
             kafka::spawn_consumer(
+                broadcast,
                 c.kafka_fetch_wait_ms,
                 brokers,
                 &group,
@@ -125,8 +131,11 @@ pub fn start(
         redrive: RedriveSettings {
             interval: Duration::from_millis(c.redrive_interval_ms),
             none_after: Duration::from_millis(c.redrive_none_after_ms),
-            sent_after: Duration::from_millis(c.redrive_sent_after_ms),
+            // Broadcast has no route table to tell an offline recipient from a lost record:
+            // redriving SENT would re-broadcast every offline user's backlog each window.
+            sent_after: (!broadcast).then(|| Duration::from_millis(c.redrive_sent_after_ms)),
         },
+        routing: c.routing,
     };
     Ok(Started {
         store: handle,

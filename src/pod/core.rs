@@ -11,8 +11,10 @@ use glommio::net::TcpListener;
 
 use crate::backend::bus::PodFirstBus;
 use crate::backend::routes::Directory;
+use crate::backend::routes::RouteTable;
+use crate::config::Routing;
 use crate::protocol::codes::close;
-use crate::shard::{run_inbox, LocalBus, LocalRoutes, PodShared, Shard, ShardMsg};
+use crate::shard::{run_inbox, BroadcastRoutes, LocalBus, LocalRoutes, PodShared, Shard, ShardMsg};
 use crate::socket::listener::accept_loop;
 
 /// Everything an executor thread needs to start its shard.
@@ -65,21 +67,24 @@ fn new_shard(id: usize, pod: Arc<PodShared>) -> Shard {
         pod: pod_id.clone(),
         mesh: pod.mesh.clone(),
     };
-    if let Some(c) = &pod.cluster {
-        let bus = PodFirstBus {
-            pod: pod_id,
-            local: Box::new(local_bus),
-            remote: Box::new(c.bus.clone()),
-        };
-        let routes = Box::new(c.routes.clone());
-        return Shard::new(id, pod.clone(), directory, routes, Box::new(bus));
-    }
     let routes = LocalRoutes {
         shard: id,
         pod: pod_id.clone(),
         mesh: pod.mesh.clone(),
         directory: directory.clone(),
     };
+    if let Some(c) = &pod.cluster {
+        let bus = PodFirstBus {
+            pod: pod_id,
+            local: Box::new(local_bus),
+            remote: Box::new(c.bus.clone()),
+        };
+        let routes: Box<dyn RouteTable> = match c.routing {
+            Routing::PodTopic => Box::new(c.routes.clone()),
+            Routing::Broadcast => Box::new(BroadcastRoutes { local: routes }),
+        };
+        return Shard::new(id, pod.clone(), directory, routes, Box::new(bus));
+    }
     Shard::new(id, pod, directory, Box::new(routes), Box::new(local_bus))
 }
 

@@ -122,6 +122,43 @@ impl RouteTable for LocalRoutes {
     }
 }
 
+/// `--routing broadcast`: connections register in the pod's own embedded table (no Redis
+/// routes), and every user is "reachable" at one place, the broadcast topic's partition of
+/// the user's home shard, which every pod consumes; the consuming home shard then finds the
+/// local connections in its directory ([`crate::flow::consume::deliver_from_home`]).
+pub struct BroadcastRoutes {
+    pub local: LocalRoutes,
+}
+
+impl RouteTable for BroadcastRoutes {
+    fn register<'a>(
+        &'a self,
+        user: &'a str,
+        at: Location,
+    ) -> LocalBoxFuture<'a, Result<(), RouteError>> {
+        self.local.register(user, at)
+    }
+
+    fn unregister<'a>(
+        &'a self,
+        user: &'a str,
+        at: Location,
+    ) -> LocalBoxFuture<'a, Result<(), RouteError>> {
+        self.local.unregister(user, at)
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<Location>, RouteError>> {
+        let at = Location {
+            pod: crate::backend::BROADCAST.into(),
+            shard: self.local.home(user) as u16,
+        };
+        async move { Ok(vec![at]) }.boxed_local()
+    }
+}
+
 /// Embedded [`Bus`]: an envelope goes straight into the owning shard's inbox.
 pub struct LocalBus {
     pub pod: Arc<str>,

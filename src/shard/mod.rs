@@ -12,7 +12,7 @@ mod local;
 
 pub use conns::{ConnEntry, Conns};
 pub use inbox::run_inbox;
-pub use local::{LocalBus, LocalRoutes};
+pub use local::{BroadcastRoutes, LocalBus, LocalRoutes};
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -34,8 +34,12 @@ impl ConsumerHandle {
     }
 }
 
-/// Starts the consumer of `topic`/`partition` in group `group`, feeding `inbox`.
+/// Starts the consumer of `topic`/`partition` in group `group`, feeding `inbox`. A group
+/// without a committed offset starts at the beginning of the partition, or at its end with
+/// `new_from_end` (the broadcast topic: a new pod has no connections, and what was sent
+/// before it started is in the store for replay).
 pub fn spawn_consumer(
+    new_from_end: bool,
     fetch_wait_ms: u64,
     brokers: &str,
     group: &str,
@@ -54,7 +58,7 @@ pub fn spawn_consumer(
         .set("socket.nagle.disable", "true")
         .create()
         .map_err(|e| format!("kafka consumer: {e}"))?;
-    let start = start_offset(&consumer, topic, partition)?;
+    let start = start_offset(&consumer, topic, partition, new_from_end)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, start)
         .map_err(|e| e.to_string())?;
@@ -85,7 +89,12 @@ pub fn spawn_consumer(
 /// The group's committed offset for the partition, fetched before the pod serves anyone (so a
 /// slow coordinator lookup delays startup, not the first messages), or the beginning of the
 /// partition for a new group.
-fn start_offset(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<Offset, String> {
+fn start_offset(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    new_from_end: bool,
+) -> Result<Offset, String> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
     let committed = consumer
@@ -95,7 +104,10 @@ fn start_offset(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<
         .find_partition(topic, partition)
         .map(|p| p.offset())
         .filter(|o| matches!(o, Offset::Offset(_)))
-        .unwrap_or(Offset::Beginning);
+        .unwrap_or(match new_from_end {
+            true => Offset::End,
+            false => Offset::Beginning,
+        });
     Ok(offset)
 }
 

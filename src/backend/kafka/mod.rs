@@ -17,9 +17,23 @@ pub const HEADER_ID: &str = "ds-id";
 /// Header carrying the store insertion seq of a `message` frame.
 pub const HEADER_SEQ: &str = "ds-seq";
 
-/// The topic a pod consumes.
+/// The topic a pod consumes (`--routing pod-topic`).
 pub fn pod_topic(prefix: &str, pod: &str) -> String {
     format!("{prefix}{pod}")
+}
+
+/// The one topic every pod consumes (`--routing broadcast`): partition *i* holds the messages
+/// of users whose home shard is *i*.
+pub fn broadcast_topic(prefix: &str) -> String {
+    format!("{prefix}broadcast")
+}
+
+/// Where records for `pod` go: its own topic, or the broadcast topic for [`BROADCAST`].
+pub fn topic_of(prefix: &str, pod: &str) -> String {
+    match pod {
+        crate::backend::BROADCAST => broadcast_topic(prefix),
+        _ => pod_topic(prefix, pod),
+    }
 }
 
 /// The topic of status events for other services.

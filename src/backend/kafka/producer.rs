@@ -16,7 +16,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use super::{pod_topic, HEADER_ID, HEADER_SEQ};
+use super::{topic_of, HEADER_ID, HEADER_SEQ};
 use crate::backend::bus::{Bus, BusError, Envelope};
 use crate::backend::Location;
 
@@ -145,7 +145,7 @@ impl Bus for KafkaBus {
         env: Arc<Envelope>,
     ) -> LocalBoxFuture<'_, Result<(), BusError>> {
         async move {
-            let topic = pod_topic(&self.prefix, &to.pod);
+            let topic = topic_of(&self.prefix, &to.pod);
             let (tx, rx) = oneshot::channel();
             let mut opaque = Box::new(Some(tx));
             loop {
