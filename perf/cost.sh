@@ -11,9 +11,10 @@
 # Per target: the generator runs STEP_SECS (30); from WINDOW_AT (10) s in, for WINDOW_SECS (10)
 # s, utime+stime of each process group is read from /proc: the pods, every `postgres`
 # process, every `tansu` process, `redis-server`, the generator. CPU-µs per message = CPU
-# time over the window / (delivered msg/s x window); broker_io_bytes = bytes the broker read
-# and wrote through syscalls (/proc/PID/io rchar+wchar) per delivered message, over the same
-# window. Rows go to $PERF_OUT/cost.tsv.
+# time over the window / (delivered msg/s x window); broker_io_bytes = bytes the broker's TCP
+# connections on :9092 sent and received (`ss -ti` bytes_sent + bytes_received) per delivered
+# message over the same window (connections opened meanwhile count from their start).
+# Rows go to $PERF_OUT/cost.tsv.
 # Env: POD (binary), POD_EXTRA, CONNS (1000), TARGETS, STEP_SECS, WINDOW_AT, WINDOW_SECS.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -32,12 +33,10 @@ machine_info >"$PERF_OUT/machine.txt"
 TSV="$PERF_OUT/cost.tsv"
 echo -e "target\trate\tdelivered_per_sec\tp50_us\tp99_us\tmax_us\tmissing\tdup\tpods_us\tpostgres_us\tbroker_us\tredis_us\tgen_us\ttotal_us\tbroker_io_bytes" >"$TSV"
 
-io_bytes() { # PIDS... -> summed rchar+wchar (bytes through read/write syscalls)
-    local t=0 p
-    for p in "$@"; do
-        t=$(( t + $(awk '/^(rchar|wchar):/{s+=$2} END{print s+0}' "/proc/$p/io" 2>/dev/null || echo 0) ))
-    done
-    echo "$t"
+broker_bytes() { # -> bytes sent + received so far on the broker's established connections
+    ss -tinH state established '( sport = :9092 )' |
+        awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^bytes_(sent|received):/) { split($i, kv, ":"); s += kv[2] } }
+             END { printf "%d\n", s }'
 }
 
 group_ticks() { # PIDS... -> summed utime+stime (processes that ended count 0)
@@ -61,10 +60,10 @@ measure() { # TARGET "POD PIDS" BENCH-ARGS...
     # shellcheck disable=SC2086
     local a=("$(group_ticks $pods)" "$(group_ticks $pg)" "$(group_ticks $br)" "$(group_ticks $rd)" "$(group_ticks $gen)")
     # shellcheck disable=SC2086
-    local io0; io0="$(io_bytes $br)"
+    local io0; io0="$(broker_bytes)"
     sleep "$WINDOW_SECS"
     # shellcheck disable=SC2086
-    local io1; io1="$(io_bytes $br)"
+    local io1; io1="$(broker_bytes)"
     # shellcheck disable=SC2086
     local b=("$(group_ticks $pods)" "$(group_ticks $pg)" "$(group_ticks $br)" "$(group_ticks $rd)" "$(group_ticks $gen)")
     wait "$gen" || log "generator exited non-zero ($target)"
@@ -112,7 +111,7 @@ for target in "${TARGETS[@]}"; do
             dist_pods "$n"
             measure "$target" "$DPIDS" "${DURLS[@]}"
             for p in $DPIDS; do pod_stop "$p"; done
-            psql -q postgres://postgres@127.0.0.1:5432/test -c "DROP SCHEMA IF EXISTS $DSCHEMA CASCADE" >&2 || true
+            [[ -n "${KEEP_SCHEMA:-}" ]] || psql -q postgres://postgres@127.0.0.1:5432/test -c "DROP SCHEMA IF EXISTS $DSCHEMA CASCADE" >&2 || true
             ;;
         *) die "unknown target $target" ;;
     esac
