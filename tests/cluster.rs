@@ -485,3 +485,34 @@ fn broadcast_routing_delivers_to_every_device_once_without_routes() {
     assert!(ids.iter().all(|id| seen.contains_key(id)));
     drop((pa, pb));
 }
+
+/// Redis made unreachable mid-run (a proxy the test cuts): the pod cannot renew its route
+/// leases, so after a lease it closes every connection with 4009; messages sent meanwhile are
+/// stored all the same (the store does not need Redis). Once Redis is back, the reconnecting
+/// recipient gets every one of them, each once.
+#[test]
+fn redis_unreachable_closes_connections_with_4009_and_loses_nothing() {
+    let space = Space::new();
+    let proxy = common::proxy::Proxy::start("127.0.0.1:6379".parse().unwrap());
+    let redis = format!("redis://127.0.0.1:{}/", proxy.port);
+    let pa = PodProc::start_with_redis(&space, "a", &redis);
+    let (mut alice, mut bob) = pair(pa.addr, pa.addr);
+    send_and_confirm(&mut alice, &mut bob, "before");
+    proxy.cut();
+    let b = bob.user.clone();
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            alice.send_msg_any(&b, &format!("r{i}"))["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(bob.expect_close(), 4009);
+    assert_eq!(alice.expect_close(), 4009);
+    proxy.restore();
+    let mut alice = Client::connect(pa.addr, &alice.user);
+    let mut bob = Client::connect(pa.addr, &b);
+    let copies = copies_per_id(&space, &mut alice, &mut bob, &ids);
+    assert_once_each(&copies, &ids);
+}

@@ -89,6 +89,17 @@ impl PodProc {
         PodProc::start_with(space, name, brokers, &[])
     }
 
+    /// Starts a pod whose Redis is at `redis` (a proxy the test controls).
+    pub fn start_with_redis(space: &Space, name: &str, redis: &str) -> PodProc {
+        let id = space.pod_id(name);
+        let mut child = PodProc::command_on(space, name, &kafka(), redis)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pod binary starts");
+        PodProc::wait_started(child.stderr.take().unwrap(), child, id)
+    }
+
     /// Starts a pod with `extra` flags besides the harness' own (none of the same name).
     pub fn start_with(space: &Space, name: &str, brokers: &str, extra: &[&str]) -> PodProc {
         let id = space.pod_id(name);
@@ -103,10 +114,14 @@ impl PodProc {
 
     /// The command line of pod `name` of `space`, on `brokers`.
     pub fn command(space: &Space, name: &str, brokers: &str) -> Command {
+        PodProc::command_on(space, name, brokers, &redis_url())
+    }
+
+    fn command_on(space: &Space, name: &str, brokers: &str, redis: &str) -> Command {
         let id = space.pod_id(name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_distrisocks"));
         cmd.args(["--listen", "127.0.0.1:0", "--shards", "2", "--pod-id", &id])
-            .args(["--kafka-brokers", brokers, "--redis-url", &redis_url()])
+            .args(["--kafka-brokers", brokers, "--redis-url", redis])
             .args([
                 "--postgres-url",
                 &postgres_url(),

@@ -291,3 +291,4 @@ pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
     false
 }
 pub mod cluster;
+pub mod proxy;
