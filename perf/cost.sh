@@ -15,7 +15,9 @@
 # connections on :9092 sent and received (`ss -ti` bytes_sent + bytes_received) per delivered
 # message over the same window (connections opened meanwhile count from their start).
 # Rows go to $PERF_OUT/cost.tsv.
-# Env: POD (binary), POD_EXTRA, CONNS (1000), TARGETS, STEP_SECS, WINDOW_AT, WINDOW_SECS.
+# Env: POD (binary), POD_EXTRA, DIST_EXTRA (flags of distributed pods only), FETCH_WAIT (10,
+# --kafka-fetch-wait-ms of distributed pods), KEEP_SCHEMA, CONNS (1000), TARGETS, STEP_SECS,
+# WINDOW_AT, WINDOW_SECS.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 perf_traps
@@ -90,7 +92,7 @@ dist_pods() { # N -> starts N distributed pods; sets DPIDS, DURLS
     DSCHEMA="cost_$tag"
     local flags=(--kafka-brokers 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/
         --postgres-url postgres://postgres@127.0.0.1:5432/test --postgres-schema "$DSCHEMA"
-        --prefix "cost$tag." --kafka-fetch-wait-ms 10 ${DIST_EXTRA:-})
+        --prefix "cost$tag." --kafka-fetch-wait-ms "${FETCH_WAIT:-10}" ${DIST_EXTRA:-})
     DPIDS=""; DURLS=()
     for i in $(seq 1 "$n"); do
         port="$(free_port $(( 18800 + 10 * i )))"

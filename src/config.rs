@@ -155,6 +155,11 @@ pub struct Cluster {
     )]
     pub kafka_produce_timeout_ms: u64,
 
+    /// How long the producer waits to fill a batch, ms (librdkafka `linger.ms`): every
+    /// message waits up to this long, and the broker handles fewer, larger produce requests.
+    #[arg(long, env = "DISTRISOCKS_KAFKA_LINGER_MS", default_value_t = 1)]
+    pub kafka_linger_ms: u64,
+
     /// Replication factor of the topics this pod creates. 3 for production: with 1,
     /// `acks=all` waits for one broker and a lost disk loses records.
     #[arg(

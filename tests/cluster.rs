@@ -86,18 +86,13 @@ fn a_user_on_two_pods_gets_both_copies_and_routes_follow_connections() {
 
 #[test]
 fn pod_topic_has_one_partition_per_shard_and_status_events_flow() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::consumer::Consumer;
     let space = Space::new();
     let pa = PodProc::start(&space, "a");
     let (mut alice, mut bob) = pair(pa.addr, pa.addr);
     let (a, b) = (alice.user.clone(), bob.user.clone());
     let id = send_and_confirm(&mut alice, &mut bob, "evented");
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("group.id", format!("{}probe", space.prefix))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
+    let consumer = probe_consumer(&space);
     let topic = format!("{}{}", space.prefix, pa.id);
     let meta = consumer
         .fetch_metadata(Some(&topic), Duration::from_secs(10))
@@ -122,16 +117,21 @@ fn pod_topic_has_one_partition_per_shard_and_status_events_flow() {
     assert_eq!(seen, ["SENT", "DELIVERED"]);
 }
 
-/// The first `want` events of message `id` on `<prefix>message-status`, read from the start.
-fn status_events(space: &Space, id: &str, want: usize) -> Vec<serde_json::Value> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+/// A consumer of this test's topics, in a group of its own.
+fn probe_consumer(space: &Space) -> rdkafka::consumer::BaseConsumer {
+    rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka())
         .set("group.id", format!("{}probe", space.prefix))
         .set("auto.offset.reset", "earliest")
         .create()
-        .unwrap();
+        .unwrap()
+}
+
+/// The first `want` events of message `id` on `<prefix>message-status`, read from the start.
+fn status_events(space: &Space, id: &str, want: usize) -> Vec<serde_json::Value> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Message;
+    let consumer = probe_consumer(space);
     let status_topic = format!("{}message-status", space.prefix);
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(&status_topic, 0, rdkafka::Offset::Beginning)

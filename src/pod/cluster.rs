@@ -93,7 +93,8 @@ pub fn start(
     let status_topic = kafka::status_topic(&c.prefix);
     kafka::ensure_topic(brokers, &status_topic, 1, replication).map_err(err("kafka"))?;
     let timeout = Duration::from_millis(c.kafka_produce_timeout_ms);
-    let producer = KafkaProducer::start(brokers, timeout).map_err(err("kafka"))?;
+    let linger = Duration::from_millis(c.kafka_linger_ms);
+    let producer = KafkaProducer::start(brokers, timeout, linger).map_err(err("kafka"))?;
     let bus = producer.bus(&c.prefix);
     let idle = Duration::from_millis(c.status_relay_idle_ms);
     let relay = match c.status_relay {

@@ -54,13 +54,17 @@ pub struct KafkaProducer {
 impl KafkaProducer {
     /// `timeout`: a record the broker has not acknowledged by then fails, and its message
     /// stays NONE for the redrive (which waits longer than this before claiming it).
-    pub fn start(brokers: &str, timeout: Duration) -> Result<KafkaProducer, String> {
+    pub fn start(
+        brokers: &str,
+        timeout: Duration,
+        linger: Duration,
+    ) -> Result<KafkaProducer, String> {
         let inner: BaseProducer<Reports> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            // librdkafka's default (5 ms) would add 5 ms to every message.
-            .set("linger.ms", "1")
+            // librdkafka's default (5 ms) adds 5 ms to every message; the flag's default is 1.
+            .set("linger.ms", linger.as_millis().to_string())
             // Small produce requests must not wait for Nagle + delayed ACK (~40 ms on Linux).
             .set("socket.nagle.disable", "true")
             .set("message.timeout.ms", timeout.as_millis().to_string())
