@@ -68,6 +68,10 @@ pub struct PostgresStore {
     config: Config,
     schema: String,
     rt: Runtime,
+    /// Failpoint for tests: this many upcoming commits succeed on the server but report a lost
+    /// connection, as when the COMMIT's reply never arrives.
+    #[cfg(test)]
+    lose_commit_replies: usize,
 }
 
 /// One live connection and the statements prepared on it.
@@ -124,6 +128,8 @@ impl PostgresStore {
             config,
             schema: schema.to_owned(),
             rt,
+            #[cfg(test)]
+            lose_commit_replies: 0,
         })
     }
 
@@ -224,7 +230,15 @@ impl MessageStore for PostgresStore {
             return Ok((Vec::new(), Vec::new()));
         }
         let (rt, s) = self.session()?;
-        rt.block_on(batch::commit(s, inserts, updates))
+        let result = rt.block_on(batch::commit(s, inserts, updates));
+        #[cfg(test)]
+        if result.is_ok() && self.lose_commit_replies > 0 {
+            self.lose_commit_replies -= 1;
+            return Err(StoreError::Query(
+                "connection lost after COMMIT (failpoint)".into(),
+            ));
+        }
+        result
     }
 
     fn pending(

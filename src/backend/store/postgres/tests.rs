@@ -513,3 +513,47 @@ fn time_small_commits() {
     }
     eprintln!("one-row ack commit: {:?} mean", t.elapsed() / 200);
 }
+
+/// The COMMIT succeeded but its reply was lost (a failpoint): the store thread retries the
+/// batch, and the sender hears `accepted` once, with the seq the row got, instead of
+/// `store_unavailable` for a message that is stored.
+#[test]
+fn a_lost_commit_reply_is_retried_and_answered_accepted_once() {
+    use crate::backend::store::{spawn_writer, EventSink, ReplyTo, StoreCmd, StoreEvent};
+    #[derive(Clone, Default)]
+    struct Events(std::sync::Arc<std::sync::Mutex<Vec<StoreEvent>>>);
+    impl EventSink for Events {
+        fn emit(&self, events: Vec<StoreEvent>) {
+            self.0.lock().unwrap().extend(events);
+        }
+    }
+    let schema = TestSchema::new();
+    let mut store = schema.open();
+    store.lose_commit_replies = 1;
+    let events = Events::default();
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(1));
+    let tuning = crate::backend::store::StoreTuning::default();
+    let (handle, thread) = spawn_writer(store, events.clone(), tuning, metrics);
+    let reply = ReplyTo { shard: 0, conn: 1 };
+    let cmd = StoreCmd::Insert {
+        msg: msg("m1", "bob", None),
+        reply,
+    };
+    handle.try_submit(cmd).unwrap();
+    handle.sync();
+    handle.stop();
+    thread.join().unwrap();
+    let mut check = schema.open();
+    let seq: i64 = rows(&mut check, "SELECT rseq FROM messages WHERE id = 'm1'")[0].get(0);
+    let events = events.0.lock().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    match &events[0] {
+        StoreEvent::Inserted { msg, result, .. } => {
+            assert_eq!(msg.id, "m1");
+            assert_eq!(*result, InsertResult::Inserted { seq });
+        }
+        other => panic!("{other:?}"),
+    }
+    let n: i64 = rows(&mut check, "SELECT count(*) FROM messages")[0].get(0);
+    assert_eq!(n, 1);
+}
