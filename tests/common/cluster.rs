@@ -130,9 +130,10 @@ impl PodProc {
             ])
             .args(["--prefix", &space.prefix, "--route-lease-ms", "3000"])
             .args(["--redrive-interval-ms", "300"])
-            .args(["--redrive-none-after-ms", "2000"])
-            .args(["--redrive-sent-after-ms", "3000"])
-            .args(["--kafka-produce-timeout-ms", "1000"])
+            // A produce may take seconds on a loaded test machine; the redrive waits longer.
+            .args(["--redrive-none-after-ms", "3000"])
+            .args(["--redrive-sent-after-ms", "5000"])
+            .args(["--kafka-produce-timeout-ms", "2500"])
             .args(["--kafka-replication-factor", "1"])
             .args(["--shutdown-patience-ms", "1000"])
             .env("DISTRISOCKS_LOG", "info");
