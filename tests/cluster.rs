@@ -449,6 +449,17 @@ fn a_pod_paused_past_its_lease_closes_its_connections_with_4009() {
         redis::cmd("EXISTS").arg(&key).query::<i64>(&mut r).unwrap() == 1
     };
     assert!(exists(&space), "the pod holds its id");
+    // bob's connection is fully set up (route registered) before the pause.
+    let route = format!("{}route:{}", space.prefix, bob.user);
+    let mut r = space.redis();
+    let registered = || {
+        redis::cmd("EXISTS")
+            .arg(&route)
+            .query::<i64>(&mut r)
+            .unwrap()
+            == 1
+    };
+    assert!(eventually(registered));
     let pid = pa.child.id().to_string();
     let signal = |sig: &str| {
         let ok = std::process::Command::new("kill")
