@@ -256,3 +256,58 @@ pub fn assert_once_each(copies: &std::collections::HashMap<String, usize>, ids: 
     assert!(stray.is_empty(), "not sent in this test: {stray:?}");
     assert_eq!(copies.len(), ids.len());
 }
+
+/// A consumer of this test's topics, in a group of its own.
+pub fn probe_consumer(space: &Space) -> rdkafka::consumer::BaseConsumer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", format!("{}probe", space.prefix))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap()
+}
+
+/// The first `want` events of message `id` on `<prefix>message-status`, read from the start.
+pub fn status_events(space: &Space, id: &str, want: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + SLOW * 2;
+    loop {
+        let mut seen = status_events_once(space, id);
+        if seen.len() >= want || std::time::Instant::now() >= deadline {
+            seen.truncate(want); // At least once: a repeated relay round may follow.
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One read of the status topic from its start until it has been quiet for a second, with a
+/// fresh consumer: the relay may not have produced yet, and on tansu a fetch can skip records
+/// (perf/RESULTS.md §9e), so the caller reads again until it has what it waits for.
+fn status_events_once(space: &Space, id: &str) -> Vec<serde_json::Value> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Message;
+    let consumer = probe_consumer(space);
+    let topic = format!("{}message-status", space.prefix);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut seen = Vec::new();
+    let mut quiet_since = std::time::Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(1) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        quiet_since = std::time::Instant::now();
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        if v["id"] == id {
+            seen.push(v);
+        }
+    }
+    seen
+}
+
+/// Message ids of `accepted` frames, as strings.
+pub fn as_strings(ids: &[serde_json::Value]) -> Vec<String> {
+    ids.iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+}

@@ -1,0 +1,286 @@
+//! Distributed mode under faults: pods killed and paused, the broker and Redis cut, pod ids
+//! fenced, status events surviving a crash. 2–3 pod processes on tansu, Redis and Postgres;
+//! `scripts/test.sh` starts those services; run alone, start them with `scripts/services.sh up`.
+
+mod common;
+
+use common::cluster::*;
+use common::*;
+use std::time::Duration;
+
+/// Status events are written in the status change's own transaction: a pod killed after the
+/// commit but before its relay produced them loses none; another pod's relay sends them.
+#[test]
+fn status_events_survive_kill_9_between_commit_and_relay() {
+    let space = Space::new();
+    // Pod a runs no relay: it commits status changes (and their events) but never relays them.
+    let pa = PodProc::start_with(&space, "a", &kafka(), &["--status-relay", "false"]);
+    let (mut alice, mut bob) = pair(pa.addr, pa.addr);
+    let id = send_and_confirm(&mut alice, &mut bob, "evented");
+    let outbox = format!(
+        "SELECT string_agg(status, ',' ORDER BY seq) FROM status_events WHERE message_id = '{id}'"
+    );
+    assert!(eventually(|| space.sql(&outbox) == "SENT,DELIVERED"));
+    pa.kill9();
+    let _pb = PodProc::start(&space, "b");
+    let relayed = || space.sql("SELECT count(*) FROM status_events") == "0";
+    let deadline = std::time::Instant::now() + SLOW;
+    while !relayed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pod b relayed nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let events = status_events(&space, &id, 2);
+    let seen: Vec<_> = events
+        .iter()
+        .map(|v| v["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, ["SENT", "DELIVERED"]);
+}
+
+#[test]
+fn kill_9_of_the_recipients_pod_loses_nothing() {
+    let space = Space::new();
+    let (pa, pb) = (PodProc::start(&space, "a"), PodProc::start(&space, "b"));
+    let (a, b) = (user("alice"), user("bob"));
+    let mut alice = Client::connect(pa.addr, &a);
+    let bob = Client::connect(pb.addr, &b);
+    pb.kill9();
+    drop(bob);
+    // bob's routes still point at the dead pod until their lease expires.
+    let ids: Vec<_> = (0..20)
+        .map(|i| alice.send_msg_any(&b, &format!("p{i}"))["id"].clone())
+        .collect();
+    let ids = as_strings(&ids);
+    let mut bob = Client::connect(pa.addr, &b);
+    let copies = copies_per_id(&space, &mut alice, &mut bob, &ids);
+    assert_once_each(&copies, &ids);
+}
+
+#[test]
+fn redis_flushed_under_traffic_routes_return_and_nothing_is_lost() {
+    let space = Space::new();
+    let (pa, pb) = (PodProc::start(&space, "a"), PodProc::start(&space, "b"));
+    let (mut alice, mut bob) = pair(pa.addr, pb.addr);
+    let b = bob.user.clone();
+    let key = format!("{}route:{b}", space.prefix);
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        if i == 10 {
+            let mut r = space.redis();
+            let _: () = redis::cmd("DEL").arg(&key).query(&mut r).unwrap(); // Our keys only.
+        }
+        ids.push(alice.send_msg_any(&b, &format!("f{i}"))["id"].clone());
+    }
+    let ids = as_strings(&ids);
+    let copies = copies_per_id(&space, &mut alice, &mut bob, &ids);
+    assert_once_each(&copies, &ids);
+    let mut r = space.redis();
+    let n: i64 = redis::cmd("ZCARD").arg(&key).query(&mut r).unwrap();
+    assert_eq!(n, 1, "the heartbeat restored bob's route");
+}
+
+/// A private broker (tansu, on a free port, persisting to a temp dir) that this test may
+/// kill and restart without disturbing the shared one.
+struct Broker {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut b = Broker {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            port,
+        };
+        b.restart();
+        b
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        let bin = std::env::var("DISTRISOCKS_TANSU_BIN").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/distrisocks/tansu/bin/tansu",
+                std::env::var("HOME").unwrap()
+            )
+        });
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new(bin)
+            .current_dir(self.dir.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts (scripts/services.sh installs it)");
+        self.child = Some(child);
+        let up = eventually(|| std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok());
+        assert!(up, "private broker listens");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Three pods, the broker down while alice (first pod) sends to bob (third pod): sends are
+/// still accepted (the store does not need the broker), produces time out, and every pod's
+/// redrive sweeps the stuck messages while the broker is down. Once it is back, each message
+/// has reached bob's connection exactly once: one pod at a time redrives a message, and only
+/// after its last produce timed out.
+#[test]
+fn broker_down_under_traffic_with_three_pods_delivers_each_message_once() {
+    let mut broker = Broker::start();
+    let brokers = format!("127.0.0.1:{}", broker.port);
+    let space = Space::new();
+    // The clients do not read while the test waits for the redrive: no keepalive closes.
+    let quiet = ["--ping-interval-ms", "600000"];
+    let pods: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| PodProc::start_with(&space, n, &brokers, &quiet))
+        .collect();
+    let (mut alice, mut bob) = pair(pods[0].addr, pods[2].addr);
+    let b = bob.user.clone();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        if i == 10 {
+            broker.kill(); // Mid-traffic: records in flight, consumers mid-poll.
+        }
+        ids.push(alice.send_msg_any(&b, &format!("b{i}"))["id"].clone());
+    }
+    // Down until the redrive claimed most of the 20 stranded messages (a claim by bob's own
+    // pod delivers without the broker; a claim by another pod produces, fails, and leaves the
+    // message for a later claim).
+    let claimed = "SELECT count(*) FROM messages WHERE stuck_since IS NOT NULL";
+    let deadline = std::time::Instant::now() + SLOW * 2;
+    while space.sql(claimed).parse::<u32>().unwrap() < 15 {
+        let rows = "SELECT status, created_at, stuck_since FROM messages";
+        let now = std::time::Instant::now();
+        assert!(now < deadline, "no redrive: {}", space.sql(rows));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.restart();
+    let ids = as_strings(&ids);
+    let copies = copies_per_id(&space, &mut alice, &mut bob, &ids);
+    assert_once_each(&copies, &ids);
+    drop(pods);
+}
+
+/// Two processes with one pod id would consume and commit the same partitions: the second
+/// waits one lease for the id and then refuses to start, with one line saying why.
+#[test]
+fn a_second_process_with_a_live_pods_id_refuses_to_start() {
+    let space = Space::new();
+    let pa = PodProc::start(&space, "a");
+    let out = PodProc::command(&space, "a", &kafka())
+        .env("DISTRISOCKS_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("held by another live process"), "{err}");
+    // The first pod still serves.
+    let (mut alice, mut bob) = pair(pa.addr, pa.addr);
+    send_and_confirm(&mut alice, &mut bob, "still here");
+    pa.stop();
+    // A clean stop gives the id up: a successor starts at once.
+    PodProc::start(&space, "a").stop();
+}
+
+/// A pod paused past its lease (SIGSTOP) may have been replaced: on waking it closes every
+/// connection with 4009 so that clients reconnect and register afresh.
+#[test]
+fn a_pod_paused_past_its_lease_closes_its_connections_with_4009() {
+    let space = Space::new();
+    let pa = PodProc::start(&space, "a");
+    let mut bob = Client::connect(pa.addr, &user("bob"));
+    let key = format!("{}pod:{}", space.prefix, pa.id);
+    let exists = |space: &Space| -> bool {
+        let mut r = space.redis();
+        redis::cmd("EXISTS").arg(&key).query::<i64>(&mut r).unwrap() == 1
+    };
+    assert!(exists(&space), "the pod holds its id");
+    // bob's connection is fully set up (route registered) before the pause.
+    let route = format!("{}route:{}", space.prefix, bob.user);
+    let mut r = space.redis();
+    let registered = || {
+        redis::cmd("EXISTS")
+            .arg(&route)
+            .query::<i64>(&mut r)
+            .unwrap()
+            == 1
+    };
+    assert!(eventually(registered));
+    let pid = pa.child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status();
+        assert!(ok.unwrap().success());
+    };
+    signal("-STOP");
+    let deadline = std::time::Instant::now() + SLOW;
+    while exists(&space) {
+        assert!(std::time::Instant::now() < deadline, "the id never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal("-CONT");
+    assert_eq!(bob.expect_close(), 4009);
+    drop(pa);
+}
+
+/// Redis made unreachable mid-run (a proxy the test cuts): the pod cannot renew its route
+/// leases, so after a lease it closes every connection with 4009; messages sent meanwhile are
+/// stored all the same (the store does not need Redis). Once Redis is back, the reconnecting
+/// recipient gets every one of them, each once.
+#[test]
+fn redis_unreachable_closes_connections_with_4009_and_loses_nothing() {
+    let space = Space::new();
+    let proxy = common::proxy::Proxy::start("127.0.0.1:6379".parse().unwrap());
+    let redis = format!("redis://127.0.0.1:{}/", proxy.port);
+    let pa = PodProc::start_with_redis(&space, "a", &redis);
+    let (mut alice, mut bob) = pair(pa.addr, pa.addr);
+    send_and_confirm(&mut alice, &mut bob, "before");
+    proxy.cut();
+    let b = bob.user.clone();
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            alice.send_msg_any(&b, &format!("r{i}"))["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(bob.expect_close(), 4009);
+    assert_eq!(alice.expect_close(), 4009);
+    proxy.restore();
+    let mut alice = Client::connect(pa.addr, &alice.user);
+    let mut bob = Client::connect(pa.addr, &b);
+    let copies = copies_per_id(&space, &mut alice, &mut bob, &ids);
+    assert_once_each(&copies, &ids);
+}
