@@ -54,8 +54,11 @@ pub struct Outbox {
     /// Hashes of the last message ids this connection was given (allocated with the first
     /// message, so idle connections pay nothing): a second live copy of one of them (a
     /// redrive of a message the device has not acked yet, a produce that timed out yet
-    /// reached the broker) is dropped instead of shown twice.
+    /// reached the broker) is dropped instead of shown twice. Distributed mode only
+    /// ([`remembering_ids`](Self::remembering_ids)): the embedded pod never sends a live copy
+    /// twice, so its connections neither hash ids nor hold the 512 bytes.
     recent: Option<Box<Recent>>,
+    remember_ids: bool,
     finished: bool,
     /// Sends handed to the store and not answered yet.
     unanswered: usize,
@@ -120,6 +123,7 @@ impl Outbox {
             replay: None,
             replayed_through: 0,
             recent: None,
+            remember_ids: false,
             finished: false,
             unanswered: 0,
             reader: None,
@@ -198,8 +202,18 @@ impl Outbox {
         }
     }
 
+    /// Turns on the window of recent ids (see `recent`).
+    pub fn remembering_ids(mut self) -> Self {
+        self.remember_ids = true;
+        self
+    }
+
     /// Records `id` as given to this connection; `true` if it was among the recent ones.
+    /// Always `false` without [`remembering_ids`](Self::remembering_ids).
     pub fn seen_before(&mut self, id: &str) -> bool {
+        if !self.remember_ids {
+            return false;
+        }
         self.recent.get_or_insert_with(Box::default).seen_before(id)
     }
 
@@ -351,7 +365,7 @@ mod tests {
     /// ids pushed out of the window are forgotten.
     #[test]
     fn a_live_copy_of_a_recent_id_is_dropped() {
-        let mut o = Outbox::new(RECENT * 4);
+        let mut o = Outbox::new(RECENT * 4).remembering_ids();
         assert!(o.push_live(message("m1", 5)));
         assert!(o.push_live(message("m1", 5)));
         assert_eq!(o.len(), 1);
@@ -360,6 +374,11 @@ mod tests {
         }
         assert!(o.push_live(message("m1", 5)));
         assert_eq!(o.len(), 2 + RECENT);
+        // Without the window (embedded mode) nothing is hashed or held.
+        let mut plain = Outbox::new(4);
+        assert!(plain.push_live(message("m1", 5)) && plain.push_live(message("m1", 5)));
+        assert_eq!(plain.len(), 2);
+        assert!(plain.recent.is_none());
     }
 
     #[test]

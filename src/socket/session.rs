@@ -37,9 +37,11 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
     let (sink, mut source) = ws.split();
     let conn = shard.next_conn_id();
     let user: Rc<str> = user.into();
-    let outbox = Rc::new(RefCell::new(Outbox::new(
-        shard.settings().tuning.outbound_queue,
-    )));
+    let mut outbox = Outbox::new(shard.settings().tuning.outbound_queue);
+    if shard.pod.cluster.is_some() {
+        outbox = outbox.remembering_ids(); // Redrives may repeat an id (see Outbox::recent).
+    }
+    let outbox = Rc::new(RefCell::new(outbox));
     shard
         .conns
         .borrow_mut()
