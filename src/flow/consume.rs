@@ -4,6 +4,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::backend::bus::Envelope;
+use crate::config::Routing;
 use crate::shard::{Shard, ShardMsg};
 
 /// Queues `env` on every connection of `env.user` on this shard. A user who disconnected
@@ -15,11 +16,20 @@ pub fn deliver_local(shard: &Shard, env: Arc<Envelope>) {
     });
 }
 
+/// A record consumed from this shard's partition: with pod topics it is for connections on
+/// this shard; with `--routing broadcast` this is the user's home shard, which hands it on.
+pub fn on_consumed(shard: &Rc<Shard>, env: Arc<Envelope>) {
+    match shard.pod.cluster.as_ref().map(|c| c.routing) {
+        Some(Routing::Broadcast) => deliver_from_home(shard, env),
+        _ => deliver_local(shard, env),
+    }
+}
+
 /// `--routing broadcast`: a record consumed by the user's home shard (partition = home shard)
 /// goes to every shard of this pod holding a connection of the user, found in the home
 /// shard's directory; a pod without such connections drops it. Hand-offs to other shards
 /// run as tasks: the inbox loop never waits on another shard.
-pub fn deliver_from_home(shard: &Rc<Shard>, env: Arc<Envelope>) {
+fn deliver_from_home(shard: &Rc<Shard>, env: Arc<Envelope>) {
     let shards = shard.directory.borrow().shards_of(&env.user);
     for at in shards.into_iter().map(usize::from) {
         if at == shard.id {

@@ -9,7 +9,6 @@ use futures::channel::oneshot;
 
 use super::{Shard, ShardMsg};
 use crate::backend::store::StoreEvent;
-use crate::config::Routing;
 use crate::flow;
 
 /// Runs until the inbox is closed. `shutdown` fires on the first [`ShardMsg::Shutdown`].
@@ -38,10 +37,7 @@ pub async fn run_inbox(
             ShardMsg::Deliver(env) => flow::consume::deliver_local(&shard, env),
             ShardMsg::Route(env) => flow::route::spawn_route_here(&shard, env),
             ShardMsg::Consumed { env, offset, ack } => {
-                match shard.pod.cluster.as_ref().map(|c| c.routing) {
-                    Some(Routing::Broadcast) => flow::consume::deliver_from_home(&shard, env),
-                    _ => flow::consume::deliver_local(&shard, env),
-                }
+                flow::consume::on_consumed(&shard, env);
                 let _ = ack.send(offset); // The consumer may have stopped; it re-reads then.
             }
             ShardMsg::LeaseLost => super::keepalive::close_for_lost_lease(&shard),
