@@ -440,3 +440,51 @@ impl Tuning {
         Duration::from_millis(self.shutdown_patience_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(args: &[&str]) -> Result<(), ConfigError> {
+        let base = [
+            "distrisocks",
+            "--kafka-brokers",
+            "k:9092",
+            "--redis-url",
+            "redis://r/",
+        ];
+        let pg = ["--postgres-url", "postgres://p/db"];
+        Config::parse_from(base.iter().chain(&pg).chain(args)).validate()
+    }
+
+    #[test]
+    fn distributed_settings_that_cannot_work_are_refused() {
+        assert!(cluster(&[]).is_ok());
+        let early = [
+            "--redrive-none-after-ms",
+            "1000",
+            "--kafka-produce-timeout-ms",
+            "1000",
+        ];
+        assert!(matches!(
+            cluster(&early),
+            Err(ConfigError::RedriveBeforeProduceTimeout)
+        ));
+        let early = [
+            "--redrive-sent-after-ms",
+            "500",
+            "--kafka-produce-timeout-ms",
+            "1000",
+        ];
+        assert!(matches!(
+            cluster(&early),
+            Err(ConfigError::RedriveBeforeProduceTimeout)
+        ));
+        let none = ["--kafka-replication-factor", "0"];
+        assert!(matches!(cluster(&none), Err(ConfigError::Replication)));
+        for n in ["0", "65"] {
+            let flushers = ["--postgres-flushers", n];
+            assert!(matches!(cluster(&flushers), Err(ConfigError::Flushers)));
+        }
+    }
+}

@@ -112,11 +112,7 @@ fn pod_topic_has_one_partition_per_shard_and_status_events_flow() {
         );
         assert!(v["at"].as_str().unwrap().ends_with('Z'));
     }
-    let seen: Vec<_> = events
-        .iter()
-        .map(|v| v["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(seen, ["SENT", "DELIVERED"]);
+    assert_eq!(statuses(&events), ["SENT", "DELIVERED"]);
 }
 
 #[test]

@@ -33,11 +33,7 @@ fn status_events_survive_kill_9_between_commit_and_relay() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let events = status_events(&space, &id, 2);
-    let seen: Vec<_> = events
-        .iter()
-        .map(|v| v["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(seen, ["SENT", "DELIVERED"]);
+    assert_eq!(statuses(&events), ["SENT", "DELIVERED"]);
 }
 
 #[test]
@@ -212,46 +208,72 @@ fn a_second_process_with_a_live_pods_id_refuses_to_start() {
     PodProc::start(&space, "a").stop();
 }
 
+/// Pod `a` with bob connected (route registered), paused (SIGSTOP) until its id's key has
+/// expired in Redis. Resume it with [`signal`].
+fn paused_past_its_lease(space: &Space) -> (PodProc, Client) {
+    let pa = PodProc::start(space, "a");
+    let bob = Client::connect(pa.addr, &user("bob"));
+    let key = format!("{}pod:{}", space.prefix, pa.id);
+    let exists = |k: &str| -> bool {
+        let mut r = space.redis();
+        redis::cmd("EXISTS").arg(k).query::<i64>(&mut r).unwrap() == 1
+    };
+    assert!(exists(&key), "the pod holds its id");
+    // bob's connection is fully set up (route registered) before the pause.
+    let route = format!("{}route:{}", space.prefix, bob.user);
+    assert!(eventually(|| exists(&route)));
+    signal(&pa, "-STOP");
+    let deadline = std::time::Instant::now() + SLOW;
+    while exists(&key) {
+        assert!(std::time::Instant::now() < deadline, "the id never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (pa, bob)
+}
+
+fn signal(pod: &PodProc, sig: &str) {
+    let pid = pod.child.id().to_string();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status();
+    assert!(ok.unwrap().success());
+}
+
 /// A pod paused past its lease (SIGSTOP) may have been replaced: on waking it closes every
 /// connection with 4009 so that clients reconnect and register afresh.
 #[test]
 fn a_pod_paused_past_its_lease_closes_its_connections_with_4009() {
     let space = Space::new();
-    let pa = PodProc::start(&space, "a");
-    let mut bob = Client::connect(pa.addr, &user("bob"));
-    let key = format!("{}pod:{}", space.prefix, pa.id);
-    let exists = |space: &Space| -> bool {
-        let mut r = space.redis();
-        redis::cmd("EXISTS").arg(&key).query::<i64>(&mut r).unwrap() == 1
-    };
-    assert!(exists(&space), "the pod holds its id");
-    // bob's connection is fully set up (route registered) before the pause.
-    let route = format!("{}route:{}", space.prefix, bob.user);
-    let mut r = space.redis();
-    let registered = || {
-        redis::cmd("EXISTS")
-            .arg(&route)
-            .query::<i64>(&mut r)
-            .unwrap()
-            == 1
-    };
-    assert!(eventually(registered));
-    let pid = pa.child.id().to_string();
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status();
-        assert!(ok.unwrap().success());
-    };
-    signal("-STOP");
-    let deadline = std::time::Instant::now() + SLOW;
-    while exists(&space) {
-        assert!(std::time::Instant::now() < deadline, "the id never expired");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    signal("-CONT");
+    let (pa, mut bob) = paused_past_its_lease(&space);
+    signal(&pa, "-CONT");
     assert_eq!(bob.expect_close(), 4009);
     drop(pa);
+}
+
+/// Paused past its lease while a successor with the same id started (and so took the id and
+/// its partitions): on waking the old pod closes its connections with 4009 and exits with
+/// status 3, and the successor goes on serving.
+#[test]
+fn a_pod_woken_after_a_successor_took_its_id_closes_and_exits_3() {
+    let space = Space::new();
+    let (mut pa, mut bob) = paused_past_its_lease(&space);
+    let successor = PodProc::start(&space, "a");
+    signal(&pa, "-CONT");
+    assert_eq!(bob.expect_close(), 4009);
+    let deadline = std::time::Instant::now() + SLOW;
+    let status = loop {
+        if let Some(status) = pa.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fenced pod kept running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(3));
+    let (mut alice, mut bob) = pair(successor.addr, successor.addr);
+    send_and_confirm(&mut alice, &mut bob, "after the takeover");
 }
 
 /// Redis made unreachable mid-run (a proxy the test cuts): the pod cannot renew its route

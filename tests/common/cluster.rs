@@ -311,3 +311,11 @@ fn status_events_once(space: &Space, id: &str) -> Vec<serde_json::Value> {
 pub fn as_strings(ids: &[serde_json::Value]) -> Vec<String> {
     ids.iter().map(|v| v.as_str().unwrap().to_owned()).collect()
 }
+
+/// The `status` field of each event, in order.
+pub fn statuses(events: &[serde_json::Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|v| v["status"].as_str().unwrap())
+        .collect()
+}
