@@ -31,7 +31,6 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod flow;
-pub mod loadgen;
 pub mod metrics;
 pub mod pod;
 pub mod protocol;

@@ -61,7 +61,7 @@ fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, AuthError>
         .map_err(|_| AuthError::Malformed("header or claims are not JSON"))
 }
 
-/// Signs `claims` (a JSON object) with HS256. Used by tests, benches and the load generator.
+/// Signs `claims` (a JSON object) with HS256. Used by tests and benches (the load generator signs its own).
 pub fn sign_hs256(claims_json: &str, secret: &[u8]) -> String {
     let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let p = URL_SAFE_NO_PAD.encode(claims_json.as_bytes());

@@ -1,9 +1,9 @@
-//! Load generator for distriSocks pods: see `distrisocks::loadgen` and `--help`.
+//! Load generator for distriSocks pods: see the library docs (`distrisocks_bench`) and `--help`.
 
 // The same allocator as the pod: the generator holds as many small buffers as the pod does.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    distrisocks::loadgen::main()
+    distrisocks_bench::main()
 }

@@ -77,7 +77,7 @@ impl Ctx {
                 let claims = serde_json::json!({"sub": user, "exp": exp}).to_string();
                 format!(
                     "token={}",
-                    crate::auth::sign_hs256(&claims, secret.as_bytes())
+                    crate::token::sign_hs256(&claims, secret.as_bytes())
                 )
             }
             None => format!("user_id={}", query_escape(&user)),

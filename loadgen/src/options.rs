@@ -113,7 +113,7 @@ impl Options {
 
     /// Executors per process.
     pub fn thread_count(&self) -> usize {
-        self.threads.unwrap_or_else(crate::loadgen::cpus).max(1)
+        self.threads.unwrap_or_else(crate::cpus).max(1)
     }
 
     /// The user prefix, fixed once so that every child process uses the same one.

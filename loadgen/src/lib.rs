@@ -30,6 +30,7 @@ mod phases;
 mod procs;
 pub mod report;
 pub mod summary;
+mod token;
 mod worker;
 
 use std::io::Write;

@@ -1,8 +1,6 @@
 //! The load generator against a real pod (in-process, and the binary with two processes), and
 //! against fake servers that drop messages on purpose: the generator must count that as loss.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -10,10 +8,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use distrisocks::loadgen::{self, Options, Protocol, Report};
+use distrisocks::{Config, Pod};
+use distrisocks_bench::{self as loadgen, Options, Protocol, Report};
 use serde_json::{json, Value};
 use tungstenite::handshake::server::{Request, Response};
 use tungstenite::{Message, WebSocket};
+
+/// A pod with 2 shards on 127.0.0.1:0, storing under `dir` without fsync.
+fn start_pod(dir: &std::path::Path) -> Pod {
+    let mut c = Config::defaults();
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.shards = Some(2);
+    c.data_dir = dir.to_path_buf();
+    c.tuning.store_full_sync = false;
+    Pod::start(c).expect("pod starts")
+}
 
 /// A small workload: 50 users, 200 msg/s for 2 s.
 fn small(url: &str, protocol: Protocol) -> Options {
@@ -37,7 +46,7 @@ fn assert_latency_present(r: &Report) {
 #[test]
 fn a_real_pod_delivers_everything_it_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let pod = common::start_pod(dir.path(), |_| {});
+    let pod = start_pod(dir.path());
     let r = loadgen::run(&small(
         &format!("ws://{}/ws", pod.local_addr()),
         Protocol::Distrisocks,
@@ -58,7 +67,7 @@ fn a_real_pod_delivers_everything_it_accepted() {
 #[test]
 fn the_binary_merges_two_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let pod = common::start_pod(dir.path(), |_| {});
+    let pod = start_pod(dir.path());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_distrisocks-bench"))
         .args(["--url", &format!("ws://{}/ws", pod.local_addr())])
         .args(["--procs", "2", "--threads", "1", "--connections", "40"])
