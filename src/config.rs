@@ -160,6 +160,15 @@ pub struct Cluster {
     #[arg(long, env = "DISTRISOCKS_KAFKA_LINGER_MS", default_value_t = 1)]
     pub kafka_linger_ms: u64,
 
+    /// Idempotent producer (default true): the broker drops the copies that librdkafka's
+    /// retries would otherwise write. With false, one request is in flight per broker so a
+    /// retry cannot reorder records, and a retried record may land twice (connections drop
+    /// an id they showed recently; stored status is unaffected). False is for brokers that
+    /// mishandle idempotent producers: tansu 0.6 panics on the first produce after an
+    /// epoch bump, which librdkafka performs after any delivery timeout.
+    #[arg(long, env = "DISTRISOCKS_KAFKA_IDEMPOTENCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub kafka_idempotence: bool,
+
     /// Replication factor of the topics this pod creates. 3 for production: with 1,
     /// `acks=all` waits for one broker and a lost disk loses records.
     #[arg(

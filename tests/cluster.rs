@@ -9,10 +9,13 @@ use common::cluster::*;
 use common::*;
 use std::time::Duration;
 
+/// With the production producer settings (idempotent; the harness turns that off elsewhere).
 #[test]
 fn cross_pod_delivery_statuses_and_timestamps() {
     let space = Space::new();
-    let (pa, pb) = (PodProc::start(&space, "a"), PodProc::start(&space, "b"));
+    let idempotent = ["--kafka-idempotence", "true"];
+    let start = |n| PodProc::start_with(&space, n, &kafka(), &idempotent);
+    let (pa, pb) = (start("a"), start("b"));
     let (mut alice, mut bob) = pair(pa.addr, pb.addr);
     let (a, b) = (alice.user.clone(), bob.user.clone());
     let acc = alice.send_msg(&b, "over kafka", Some("c-1"));

@@ -78,12 +78,21 @@ fn redis_flushed_under_traffic_routes_return_and_nothing_is_lost() {
     assert_eq!(n, 1, "the heartbeat restored bob's route");
 }
 
-/// A private broker (tansu, on a free port, persisting to a temp dir) that this test may
-/// kill and restart without disturbing the shared one.
+/// A private broker (tansu, on a free port, persisting to a temp dir) behind a TCP proxy the
+/// test controls, advertised at the proxy's address: cutting the proxy makes the broker
+/// unreachable for every client (bootstrap and partition leaders alike) without disturbing
+/// the shared one.
+///
+/// An outage is a cut, not a kill and restart: tansu 0.6's SQLite engine panics in
+/// `idempotent_message_check` ("more or less than one row") on the first produce of an
+/// idempotent producer that had records in flight across the restart, and its storage task
+/// stays dead (every later request fails with `UnableToSend`), so the restarted broker never
+/// takes a record again. Apache Kafka keeps producer state across restarts; that failure is
+/// tansu's, and a test built on it only measured which pod won the redrive claims.
 struct Broker {
-    child: Option<std::process::Child>,
-    dir: tempfile::TempDir,
-    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    proxy: common::proxy::Proxy,
 }
 
 impl Broker {
@@ -93,69 +102,58 @@ impl Broker {
             .local_addr()
             .unwrap()
             .port();
-        let mut b = Broker {
-            child: None,
-            dir: tempfile::tempdir().unwrap(),
-            port,
-        };
-        b.restart();
-        b
-    }
-
-    fn restart(&mut self) {
-        self.kill();
+        let proxy = common::proxy::Proxy::start(([127, 0, 0, 1], port).into());
         let bin = std::env::var("DISTRISOCKS_TANSU_BIN").unwrap_or_else(|_| {
             format!(
                 "{}/.cache/distrisocks/tansu/bin/tansu",
                 std::env::var("HOME").unwrap()
             )
         });
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let dir = tempfile::tempdir().unwrap();
+        let listen = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{}", proxy.port);
         let child = std::process::Command::new(bin)
-            .current_dir(self.dir.path())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
+            .current_dir(dir.path())
+            .args(["broker", "--listener-url", &listen])
+            .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("tansu starts (scripts/services.sh installs it)");
-        self.child = Some(child);
-        let up = eventually(|| std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok());
+        let up = eventually(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         assert!(up, "private broker listens");
+        Broker {
+            child,
+            _dir: dir,
+            proxy,
+        }
     }
 
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    /// The address clients use (the proxy's).
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.proxy.port)
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.kill();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-/// Three pods, the broker down while alice (first pod) sends to bob (third pod): sends are
-/// still accepted (the store does not need the broker), produces time out, and every pod's
-/// redrive sweeps the stuck messages while the broker is down. Once it is back, each message
-/// has reached bob's connection exactly once: one pod at a time redrives a message, and only
-/// after its last produce timed out.
+/// Three pods, the broker unreachable while alice (first pod) sends to bob (third pod): sends
+/// are still accepted (the store does not need the broker), produces time out (some of them
+/// after the broker took the record but before its acknowledgement got through), and every
+/// pod's redrive sweeps the stuck messages while the broker is away. Once it is back, each
+/// message has reached bob's connection exactly once: one pod at a time redrives a message,
+/// only after its last produce timed out, and a connection drops a second copy of an id it
+/// showed recently.
 #[test]
-#[ignore = "intermittent (about 1 run in 3 of the whole suite): after the tansu restart the \
-            recipient sometimes receives nothing for 40 s; cause not found yet, see issue 8's \
-            session-3 note. Run: cargo test --test cluster_faults -- --ignored"]
-fn broker_down_under_traffic_with_three_pods_delivers_each_message_once() {
-    let mut broker = Broker::start();
-    let brokers = format!("127.0.0.1:{}", broker.port);
+fn broker_unreachable_under_traffic_with_three_pods_delivers_each_message_once() {
+    let broker = Broker::start();
+    let brokers = broker.addr();
     let space = Space::new();
     // The clients do not read while the test waits for the redrive: no keepalive closes.
     let quiet = ["--ping-interval-ms", "600000"];
@@ -168,11 +166,11 @@ fn broker_down_under_traffic_with_three_pods_delivers_each_message_once() {
     let mut ids = Vec::new();
     for i in 0..30 {
         if i == 10 {
-            broker.kill(); // Mid-traffic: records in flight, consumers mid-poll.
+            broker.proxy.cut(); // Mid-traffic: records in flight, consumers mid-poll.
         }
         ids.push(alice.send_msg_any(&b, &format!("b{i}"))["id"].clone());
     }
-    // Down until the redrive claimed most of the 20 stranded messages (a claim by bob's own
+    // Away until the redrive claimed most of the 20 stranded messages (a claim by bob's own
     // pod delivers without the broker; a claim by another pod produces, fails, and leaves the
     // message for a later claim).
     let claimed = "SELECT count(*) FROM messages WHERE stuck_since IS NOT NULL";
@@ -183,7 +181,7 @@ fn broker_down_under_traffic_with_three_pods_delivers_each_message_once() {
         assert!(now < deadline, "no redrive: {}", space.sql(rows));
         std::thread::sleep(Duration::from_millis(100));
     }
-    broker.restart();
+    broker.proxy.restore();
     let ids = as_strings(&ids);
     let copies = copies_per_id(&space, &mut alice, &mut bob, &ids);
     assert_once_each(&copies, &ids);

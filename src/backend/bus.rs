@@ -23,6 +23,15 @@ pub struct Envelope {
     pub seq: i64,
 }
 
+/// A record consumed from a shard's partition, on its way to the owning shard. The shard
+/// reports `offset` on `ack` once it handed the frame on (or found nobody to hand it to), and
+/// only then may the consumer store the offset: at-least-once.
+pub struct Consumed {
+    pub env: Arc<Envelope>,
+    pub offset: i64,
+    pub ack: crossbeam_channel::Sender<i64>,
+}
+
 /// Bus failures; the message stays at its current status for a later replay or redrive.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

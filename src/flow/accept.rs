@@ -4,8 +4,8 @@ use std::rc::Rc;
 
 use crate::backend::store::{InsertResult, NewMessage};
 use crate::protocol::{encode_accepted, encode_error, ErrorCode, Status};
+use crate::shard::outbox::Out;
 use crate::shard::Shard;
-use crate::socket::outbox::Out;
 
 /// A committed insert: `accepted` to the sending connection, then route a new message.
 /// A duplicate `client_msg_id` answers with the original id and status and routes nothing.

@@ -7,8 +7,8 @@ use crate::backend::store::{NewMessage, ReplyTo, StatusUpdate, StoreCmd, SubmitE
 use crate::protocol::{
     decode_client_frame, encode_error, now_micros, ClientFrame, ErrorCode, SendFrame, Status,
 };
+use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
-use crate::socket::outbox::{Out, Outbox};
 
 use super::submit::{submit, INSERT_PATIENCE, STATUS_PATIENCE};
 

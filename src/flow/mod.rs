@@ -8,12 +8,14 @@
 //!    (consume → socket write; the writer lives in `socket::writer`).
 //! 5. [`status`]: committed status changes travel back to the sender's devices.
 //!
+//! [`dispatch`] is each shard's inbox loop, which hands what arrives to the step it belongs to.
 //! [`replay`] is the offline path: a connecting recipient first receives what is stored for
 //! them. [`redrive`] re-routes messages stuck by a broker outage or a dead pod (distributed
 //! mode). [`submit`] is the non-blocking hand-off to the store thread that every step uses.
 
 pub mod accept;
 pub mod consume;
+pub mod dispatch;
 pub mod ingest;
 pub mod redrive;
 pub mod replay;

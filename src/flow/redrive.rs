@@ -14,36 +14,24 @@
 //! they were replicated or written, a wiped disk) would otherwise strand them until the
 //! recipient reconnects. A recipient device that got the record and has not acked yet may see
 //! it again; its connection drops a copy of an id it showed recently
-//! ([`Outbox::push_live`](crate::socket::outbox::Outbox::push_live)).
+//! ([`Outbox::push_live`](crate::shard::outbox::Outbox::push_live)).
 //!
 //! A message whose recipient has no live route is *parked*, not routed again and again: the
 //! recipient's next connect replays it.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use futures::channel::oneshot;
 
 use crate::backend::store::{PendingMessage, StoreCmd, StuckAfter};
 use crate::protocol::{now_micros, Status};
-use crate::shard::Shard;
+use crate::shard::{RedriveSettings, Shard};
 
 use super::route::{envelope, produce, Produced};
 use super::submit::{submit, STATUS_PATIENCE};
 
 /// Stuck messages claimed per sweep.
 const PAGE: usize = 512;
-
-/// Timing of the redrive.
-#[derive(Debug, Clone, Copy)]
-pub struct RedriveSettings {
-    pub interval: Duration,
-    /// How long a message stays NONE (or claimed by another pod) before a sweep claims it.
-    pub none_after: Duration,
-    /// The same for SENT: long enough for a live device to ack in the normal case. `None`:
-    /// SENT messages are not redriven (`--routing broadcast`).
-    pub sent_after: Option<Duration>,
-}
 
 /// Runs until the shard drains.
 pub async fn run(shard: Rc<Shard>, s: RedriveSettings) {

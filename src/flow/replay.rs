@@ -17,8 +17,8 @@ use crate::backend::bus::Envelope;
 use crate::backend::routes::RouteError;
 use crate::backend::store::{PendingMessage, StoreCmd};
 use crate::protocol::{encode_message, MessageView, Status};
+use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
-use crate::socket::outbox::{Out, Outbox};
 
 use super::submit::{submit, STATUS_PATIENCE};
 

@@ -8,21 +8,12 @@ use std::time::Duration;
 
 use super::relay::StatusRelay;
 use super::{MeshSink, StartError};
-use crate::backend::kafka::{self, ConsumerHandle, KafkaBus, KafkaProducer, Replication};
-use crate::backend::redis_routes::{RedisRouteConfig, RedisRouter, RedisRoutes};
+use crate::backend::kafka::{self, ConsumerHandle, KafkaProducer, ProducerSettings, Replication};
+use crate::backend::redis_routes::{RedisRouteConfig, RedisRouter};
 use crate::backend::store::{spawn_writers, PostgresStore, StoreHandle, StoreTuning};
 use crate::config::{Config, Routing};
-use crate::flow::redrive::RedriveSettings;
 use crate::metrics::Metrics;
-use crate::shard::{Mesh, ShardMsg};
-
-/// What every shard of a distributed pod shares: handles to cloned per shard.
-pub struct ClusterShared {
-    pub routes: RedisRoutes,
-    pub bus: KafkaBus,
-    pub redrive: RedriveSettings,
-    pub routing: Routing,
-}
+use crate::shard::{ClusterShared, Mesh, RedriveSettings, ShardMsg};
 
 /// The pod-wide clients, stopped after the shards.
 pub struct ClusterParts {
@@ -92,9 +83,12 @@ pub fn start(
     kafka::ensure_topic(brokers, &topic, shards as i32, replication).map_err(err("kafka"))?;
     let status_topic = kafka::status_topic(&c.prefix);
     kafka::ensure_topic(brokers, &status_topic, 1, replication).map_err(err("kafka"))?;
-    let timeout = Duration::from_millis(c.kafka_produce_timeout_ms);
-    let linger = Duration::from_millis(c.kafka_linger_ms);
-    let producer = KafkaProducer::start(brokers, timeout, linger).map_err(err("kafka"))?;
+    let settings = ProducerSettings {
+        timeout: Duration::from_millis(c.kafka_produce_timeout_ms),
+        linger: Duration::from_millis(c.kafka_linger_ms),
+        idempotence: c.kafka_idempotence,
+    };
+    let producer = KafkaProducer::start(brokers, settings).map_err(err("kafka"))?;
     let bus = producer.bus(&c.prefix);
     let idle = Duration::from_millis(c.status_relay_idle_ms);
     let relay = match c.status_relay {
@@ -120,7 +114,7 @@ pub fn start(
                 &group,
                 &topic,
                 i as i32,
-                mesh[i].clone(),
+                hand_to(mesh[i].clone()),
             )
         })
         .collect::<Result<Vec<_>, _>>()
@@ -163,4 +157,9 @@ impl ClusterParts {
         self.producer.stop();
         self.router.stop();
     }
+}
+
+/// The consumer's hand-off into shard `inbox`.
+fn hand_to(inbox: async_channel::Sender<ShardMsg>) -> kafka::HandOff {
+    Box::new(move |record| inbox.send_blocking(ShardMsg::Consumed(record)).is_ok())
 }

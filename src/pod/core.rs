@@ -13,8 +13,9 @@ use crate::backend::bus::PodFirstBus;
 use crate::backend::routes::Directory;
 use crate::backend::routes::RouteTable;
 use crate::config::Routing;
+use crate::flow::dispatch::run_inbox;
 use crate::protocol::codes::close;
-use crate::shard::{run_inbox, BroadcastRoutes, LocalBus, LocalRoutes, PodShared, Shard, ShardMsg};
+use crate::shard::{BroadcastRoutes, LocalBus, LocalRoutes, PodShared, Shard, ShardMsg};
 use crate::socket::listener::accept_loop;
 
 /// Everything an executor thread needs to start its shard.

@@ -5,8 +5,6 @@ mod cluster;
 mod core;
 mod relay;
 
-pub use cluster::ClusterShared;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;

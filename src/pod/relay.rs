@@ -63,28 +63,33 @@ struct Relay {
 
 impl Relay {
     fn run(&mut self, mut outbox: StatusOutbox, stop: &AtomicBool) {
+        let mut backoff = Backoff::new(self.idle);
         while !stop.load(Ordering::Relaxed) {
-            let busy = match outbox.begin(ROUND) {
+            let round = match outbox.begin(ROUND) {
                 Ok(Some(events)) if !events.is_empty() => self.relay(&mut outbox, events),
                 Ok(_) => {
                     outbox.abort();
-                    false
+                    Round::Idle
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "status relay: outbox read failed");
-                    false
+                    Round::Failed
                 }
             };
-            if !busy {
-                std::thread::sleep(self.idle);
+            match round {
+                Round::Done => backoff.reset(),
+                Round::Idle => {
+                    backoff.reset();
+                    std::thread::sleep(self.idle);
+                }
+                Round::Failed => std::thread::sleep(backoff.next()),
             }
         }
         outbox.abort();
     }
 
-    /// Produces a round and deletes it once every event is acknowledged; `true` if the
-    /// round was complete (more may be due at once).
-    fn relay(&mut self, outbox: &mut StatusOutbox, events: Vec<StatusEvent>) -> bool {
+    /// Produces a round and deletes it once every event is acknowledged.
+    fn relay(&mut self, outbox: &mut StatusOutbox, events: Vec<StatusEvent>) -> Round {
         let through = events.last().map_or(0, |e| e.seq);
         let mut reports = Vec::with_capacity(events.len());
         for e in &events {
@@ -96,7 +101,7 @@ impl Relay {
                 Err(err) => {
                     tracing::warn!(error = %err, "status relay: produce refused; round repeated");
                     outbox.abort();
-                    return false;
+                    return Round::Failed;
                 }
             }
         }
@@ -109,13 +114,49 @@ impl Relay {
         if let Some(err) = failed {
             tracing::warn!(error = %err, "status relay: not acknowledged; round repeated");
             outbox.abort();
-            return false;
+            return Round::Failed;
         }
         if let Err(e) = outbox.finish(through) {
             tracing::warn!(error = %e, "status relay: delete failed; round repeated");
-            return false;
+            return Round::Failed;
         }
-        true
+        Round::Done
+    }
+}
+
+/// How a relay round ended.
+enum Round {
+    /// Relayed and deleted: more may be due at once.
+    Done,
+    /// Nothing was due.
+    Idle,
+    /// Repeated later. A broker that fails every produce at once (a dead storage engine, a
+    /// fatal producer error) must not turn the relay into a busy loop.
+    Failed,
+}
+
+/// Pauses between failed rounds: doubling from the idle pause up to [`MAX_BACKOFF`].
+struct Backoff {
+    first: Duration,
+    now: Duration,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+impl Backoff {
+    fn new(first: Duration) -> Backoff {
+        let first = first.max(Duration::from_millis(1));
+        Backoff { first, now: first }
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.now;
+        self.now = (self.now * 2).min(MAX_BACKOFF);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.now = self.first;
     }
 }
 
@@ -126,4 +167,22 @@ fn payload(e: &StatusEvent) -> String {
         "reciever_id": c.reciever_id, "at": rfc3339_micros(c.at),
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_rounds_back_off_up_to_the_cap_and_success_resets() {
+        let mut b = Backoff::new(Duration::from_millis(50));
+        let waits: Vec<_> = (0..8).map(|_| b.next().as_millis()).collect();
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(50));
+        assert_eq!(
+            Backoff::new(Duration::ZERO).next(),
+            Duration::from_millis(1)
+        );
+    }
 }

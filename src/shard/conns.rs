@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::socket::outbox::{Out, Outbox};
+use crate::shard::outbox::{Out, Outbox};
 
 /// One live connection, as the shard sees it.
 pub struct ConnEntry {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::Shard;
 use crate::protocol::codes::close;
-use crate::socket::outbox::Keepalive;
+use crate::shard::outbox::Keepalive;
 
 /// Runs until the task is dropped (shutdown drops it with the shard).
 pub async fn run(shard: Rc<Shard>) {

@@ -5,13 +5,14 @@
 //! `RefCell`/`Cell`s that only its own executor touches. Shards talk through bounded
 //! `async-channel` inboxes ([`ShardMsg`]); the store thread answers through the same inboxes.
 
+mod cluster;
 mod conns;
-mod inbox;
 pub mod keepalive;
 mod local;
+pub mod outbox;
 
+pub use cluster::{ClusterShared, RedriveSettings};
 pub use conns::{ConnEntry, Conns};
-pub use inbox::run_inbox;
 pub use local::{BroadcastRoutes, LocalBus, LocalRoutes};
 
 use std::cell::{Cell, RefCell};
@@ -22,7 +23,7 @@ use futures::channel::oneshot;
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::Authenticator;
-use crate::backend::bus::{Bus, Envelope};
+use crate::backend::bus::{Bus, Consumed, Envelope};
 use crate::backend::routes::{Directory, RouteTable};
 use crate::backend::store::{StoreEvent, StoreHandle};
 use crate::backend::Location;
@@ -52,11 +53,7 @@ pub enum ShardMsg {
     },
     /// A record consumed from this shard's Kafka partition: deliver it locally, then report
     /// `offset` on `ack` so the consumer may store it (at-least-once).
-    Consumed {
-        env: Arc<Envelope>,
-        offset: i64,
-        ack: crossbeam_channel::Sender<i64>,
-    },
+    Consumed(Consumed),
     /// The pod could not renew its route leases: close every connection with 4009.
     LeaseLost,
     /// Begin the graceful shutdown of this shard.
@@ -83,7 +80,7 @@ pub struct PodShared {
     pub mesh: Mesh,
     pub store: StoreHandle,
     /// Set in the distributed mode: Redis routes and the Kafka bus replace the embedded ones.
-    pub cluster: Option<crate::pod::ClusterShared>,
+    pub cluster: Option<ClusterShared>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Bumped each time the pod lost its route leases (distributed mode). The keepalive sweep
     /// of every shard closes its connections when it sees a new value: unlike an inbox

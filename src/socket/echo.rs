@@ -13,8 +13,8 @@ use glommio::net::TcpStream;
 use tungstenite::protocol::Role;
 use tungstenite::Message;
 
-use super::outbox::{Out, Outbox};
 use super::session::{close_for, CLOSE_GRACE};
+use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
 
 /// Frames queued for echo before the reader waits for the writer.

@@ -3,13 +3,12 @@
 //!
 //! In message-path order: [`listener`] accepts, [`handshake`] authenticates and upgrades,
 //! [`session`] reads frames into the message path, [`writer`] writes what the shard queued in
-//! the connection's [`outbox`]. [`echo`] is the conformance endpoint on the same code.
+//! the connection's outbox ([`crate::shard::outbox`], part of the shard's connection map). [`echo`] is the conformance endpoint on the same code.
 
 pub mod echo;
 pub mod handshake;
 pub mod http;
 pub mod listener;
-pub mod outbox;
 pub mod session;
 pub mod writer;
 

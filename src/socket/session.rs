@@ -14,9 +14,9 @@ use glommio::net::TcpStream;
 use tungstenite::protocol::Role;
 use tungstenite::Message;
 
-use super::outbox::Outbox;
 use crate::flow::ingest::Origin;
 use crate::protocol::codes::close;
+use crate::shard::outbox::Outbox;
 use crate::shard::Shard;
 
 /// How long a closing connection may take to finish its close handshake.

@@ -12,10 +12,10 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use super::outbox::{Out, Outbox};
 use crate::config::DeliveryConfirm;
 use crate::protocol::codes::close;
 use crate::protocol::Status;
+use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
 
 /// Most frames written before one flush.

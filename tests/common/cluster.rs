@@ -92,7 +92,7 @@ impl PodProc {
     /// Starts a pod whose Redis is at `redis` (a proxy the test controls).
     pub fn start_with_redis(space: &Space, name: &str, redis: &str) -> PodProc {
         let id = space.pod_id(name);
-        let mut child = PodProc::command_on(space, name, &kafka(), redis)
+        let mut child = PodProc::command_on(space, name, &kafka(), redis, &[])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -103,8 +103,7 @@ impl PodProc {
     /// Starts a pod with `extra` flags besides the harness' own (none of the same name).
     pub fn start_with(space: &Space, name: &str, brokers: &str, extra: &[&str]) -> PodProc {
         let id = space.pod_id(name);
-        let mut child = PodProc::command(space, name, brokers)
-            .args(extra)
+        let mut child = PodProc::command_on(space, name, brokers, &redis_url(), extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -114,10 +113,20 @@ impl PodProc {
 
     /// The command line of pod `name` of `space`, on `brokers`.
     pub fn command(space: &Space, name: &str, brokers: &str) -> Command {
-        PodProc::command_on(space, name, brokers, &redis_url())
+        PodProc::command_on(space, name, brokers, &redis_url(), &[])
     }
 
-    fn command_on(space: &Space, name: &str, brokers: &str, redis: &str) -> Command {
+    /// The harness' flags, then `extra`. Producers are not idempotent unless `extra` says so:
+    /// tansu 0.6 panics on the first produce after the epoch bump that librdkafka performs
+    /// after any delivery timeout, and its storage stays dead for every later test (see
+    /// `--kafka-idempotence`). `cross_pod_delivery_statuses_and_timestamps` runs idempotent.
+    fn command_on(
+        space: &Space,
+        name: &str,
+        brokers: &str,
+        redis: &str,
+        extra: &[&str],
+    ) -> Command {
         let id = space.pod_id(name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_distrisocks"));
         cmd.args(["--listen", "127.0.0.1:0", "--shards", "2", "--pod-id", &id])
@@ -137,6 +146,10 @@ impl PodProc {
             .args(["--kafka-replication-factor", "1"])
             .args(["--shutdown-patience-ms", "1000"])
             .env("DISTRISOCKS_LOG", "info");
+        if !extra.contains(&"--kafka-idempotence") {
+            cmd.args(["--kafka-idempotence", "false"]);
+        }
+        cmd.args(extra);
         cmd
     }
 

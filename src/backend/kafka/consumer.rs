@@ -16,8 +16,11 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{HEADER_ID, HEADER_SEQ};
-use crate::backend::bus::Envelope;
-use crate::shard::ShardMsg;
+use crate::backend::bus::{Consumed, Envelope};
+
+/// Hands a consumed record to the owning shard, blocking while its inbox is full; `false`
+/// once the shard stopped.
+pub type HandOff = Box<dyn Fn(Consumed) -> bool + Send>;
 
 /// Stops a consumer thread (committing what was handed) when dropped via [`stop`](Self::stop).
 pub struct ConsumerHandle {
@@ -34,7 +37,7 @@ impl ConsumerHandle {
     }
 }
 
-/// Starts the consumer of `topic`/`partition` in group `group`, feeding `inbox`. A group
+/// Starts the consumer of `topic`/`partition` in group `group`, feeding `hand_off`. A group
 /// without a committed offset starts at the beginning of the partition, or at its end with
 /// `new_from_end` (the broadcast topic: a new pod has no connections, and what was sent
 /// before it started is in the store for replay).
@@ -45,7 +48,7 @@ pub fn spawn_consumer(
     group: &str,
     topic: &str,
     partition: i32,
-    inbox: async_channel::Sender<ShardMsg>,
+    hand_off: HandOff,
 ) -> Result<ConsumerHandle, String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -71,7 +74,7 @@ pub fn spawn_consumer(
         consumer,
         topic: topic.into(),
         partition,
-        inbox,
+        hand_off,
         acks,
         handed,
     };
@@ -120,7 +123,7 @@ struct Poller {
     consumer: BaseConsumer,
     topic: String,
     partition: i32,
-    inbox: async_channel::Sender<ShardMsg>,
+    hand_off: HandOff,
     acks: Sender<i64>,
     handed: Receiver<i64>,
 }
@@ -138,12 +141,12 @@ impl Poller {
                         self.refetch(gaps.expected());
                         continue;
                     }
-                    let msg = ShardMsg::Consumed {
+                    let record = Consumed {
                         env: envelope(&m),
                         offset: m.offset(),
                         ack: self.acks.clone(),
                     };
-                    if self.inbox.send_blocking(msg).is_err() {
+                    if !(self.hand_off)(record) {
                         break; // The shard stopped; the offset stays uncommitted.
                     }
                 }

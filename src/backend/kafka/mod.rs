@@ -9,8 +9,8 @@ mod consumer;
 mod producer;
 
 pub use admin::{ensure_topic, Replication};
-pub use consumer::{spawn_consumer, ConsumerHandle};
-pub use producer::{KafkaBus, KafkaProducer};
+pub use consumer::{spawn_consumer, ConsumerHandle, HandOff};
+pub use producer::{KafkaBus, KafkaProducer, ProducerSettings};
 
 /// Header carrying the message id of a `message` frame.
 pub const HEADER_ID: &str = "ds-id";

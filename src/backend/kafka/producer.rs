@@ -1,8 +1,8 @@
-//! The pod's one Kafka producer (idempotent, `acks=all`, `linger.ms=1`) and the per-shard
+//! The pod's one Kafka producer (idempotent by default, `acks=all`, `linger.ms=1`) and the per-shard
 //! [`KafkaBus`] handles. Delivery reports, served by the producer's poll thread, resolve each
 //! publish: SENT is recorded only for records the broker acknowledged.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -23,9 +23,38 @@ use crate::backend::Location;
 type Reply = Option<oneshot::Sender<Result<(), BusError>>>;
 
 /// Routes delivery reports back to the publishing task.
-pub struct Reports;
+#[derive(Default)]
+pub struct Reports {
+    failures: FailureLog,
+}
 
 impl ClientContext for Reports {}
+
+/// Failed deliveries, logged as one line per [`FAILURE_LOG_EVERY`] with their count: an outage
+/// fails every record in flight, and one line per record would bury everything else.
+#[derive(Default)]
+struct FailureLog {
+    unlogged: AtomicU64,
+    /// When the last line was written, in ms since the Unix epoch (0: never).
+    logged_at_ms: AtomicU64,
+}
+
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl FailureLog {
+    /// Counts a failure; returns how many to report now (this one included), if a line is due.
+    fn count(&self, now_ms: u64) -> Option<u64> {
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let last = self.logged_at_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now_ms.saturating_sub(last) >= FAILURE_LOG_EVERY.as_millis() as u64;
+        let won = due
+            && self
+                .logged_at_ms
+                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        won.then(|| self.unlogged.swap(0, Ordering::Relaxed).max(1))
+    }
+}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = Box<Reply>;
@@ -36,12 +65,26 @@ impl ProducerContext for Reports {
             .map(|_| ())
             .map_err(|(e, _)| BusError::Produce(e.to_string()));
         if let Err(e) = &outcome {
-            tracing::warn!(error = %e, "kafka delivery failed");
+            let now_ms = crate::protocol::now_micros().max(0) as u64 / 1000;
+            if let Some(n) = self.failures.count(now_ms) {
+                tracing::warn!(error = %e, failed = n, "kafka deliveries failed (latest error shown)");
+            }
         }
         if let Some(reply) = *opaque {
             let _ = reply.send(outcome); // The publisher may have stopped waiting.
         }
     }
+}
+
+/// How the pod's producer sends.
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerSettings {
+    /// A record the broker has not acknowledged by then fails, and its message stays NONE
+    /// for the redrive (which waits longer than this before claiming it).
+    pub timeout: Duration,
+    pub linger: Duration,
+    /// See `--kafka-idempotence`.
+    pub idempotence: bool,
 }
 
 /// The producer and its poll thread.
@@ -52,23 +95,23 @@ pub struct KafkaProducer {
 }
 
 impl KafkaProducer {
-    /// `timeout`: a record the broker has not acknowledged by then fails, and its message
-    /// stays NONE for the redrive (which waits longer than this before claiming it).
-    pub fn start(
-        brokers: &str,
-        timeout: Duration,
-        linger: Duration,
-    ) -> Result<KafkaProducer, String> {
-        let inner: BaseProducer<Reports> = ClientConfig::new()
+    pub fn start(brokers: &str, s: ProducerSettings) -> Result<KafkaProducer, String> {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", s.idempotence.to_string())
             .set("acks", "all")
             // librdkafka's default (5 ms) adds 5 ms to every message; the flag's default is 1.
-            .set("linger.ms", linger.as_millis().to_string())
+            .set("linger.ms", s.linger.as_millis().to_string())
             // Small produce requests must not wait for Nagle + delayed ACK (~40 ms on Linux).
             .set("socket.nagle.disable", "true")
-            .set("message.timeout.ms", timeout.as_millis().to_string())
-            .create_with_context(Reports)
+            .set("message.timeout.ms", s.timeout.as_millis().to_string());
+        if !s.idempotence {
+            // Without sequence numbers, a retried request behind a later one reorders them.
+            config.set("max.in.flight.requests.per.connection", "1");
+        }
+        let inner: BaseProducer<Reports> = config
+            .create_with_context(Reports::default())
             .map_err(|e| format!("kafka producer: {e}"))?;
         let inner = Arc::new(inner);
         let stop = Arc::new(AtomicBool::new(false));
@@ -194,4 +237,23 @@ fn record<'a>(
         .key(env.user.as_str())
         .payload(env.frame.as_str())
         .headers(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureLog;
+
+    #[test]
+    fn delivery_failures_are_logged_once_per_window_with_their_count() {
+        let log = FailureLog::default();
+        assert_eq!(
+            log.count(1_000),
+            Some(1),
+            "the first failure is reported at once"
+        );
+        assert_eq!(log.count(1_001), None);
+        assert_eq!(log.count(5_000), None);
+        assert_eq!(log.count(11_000), Some(3), "two held back plus this one");
+        assert_eq!(log.count(11_500), None);
+    }
 }

@@ -1,4 +1,5 @@
-//! The shard's inbox loop: everything that reaches a core from outside arrives here.
+//! The shard's inbox loop: everything that reaches a core from outside arrives here and is
+//! dispatched to its step of the message path.
 //!
 //! The loop never awaits another shard or the store (that could deadlock two shards with full
 //! inboxes); work that must wait is spawned as its own task.
@@ -7,9 +8,9 @@ use std::rc::Rc;
 
 use futures::channel::oneshot;
 
-use super::{Shard, ShardMsg};
 use crate::backend::store::StoreEvent;
 use crate::flow;
+use crate::shard::{keepalive, Shard, ShardMsg};
 
 /// Runs until the inbox is closed. `shutdown` fires on the first [`ShardMsg::Shutdown`].
 pub async fn run_inbox(
@@ -36,11 +37,11 @@ pub async fn run_inbox(
             }
             ShardMsg::Deliver(env) => flow::consume::deliver_local(&shard, env),
             ShardMsg::Route(env) => flow::route::spawn_route_here(&shard, env),
-            ShardMsg::Consumed { env, offset, ack } => {
-                flow::consume::on_consumed(&shard, env);
-                let _ = ack.send(offset); // The consumer may have stopped; it re-reads then.
+            ShardMsg::Consumed(c) => {
+                flow::consume::on_consumed(&shard, c.env);
+                let _ = c.ack.send(c.offset); // The consumer may have stopped; it re-reads then.
             }
-            ShardMsg::LeaseLost => super::keepalive::close_for_lost_lease(&shard),
+            ShardMsg::LeaseLost => keepalive::close_for_lost_lease(&shard),
             ShardMsg::RouteAdd {
                 user,
                 shard: at,
