@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use crate::protocol::ErrorCode;
 
 /// Error codes in the order of [`ShardMetrics::errors`].
-pub const ERROR_CODES: [ErrorCode; 13] = [
+pub const ERROR_CODES: [ErrorCode; 14] = [
     ErrorCode::MalformedJson,
     ErrorCode::InvalidFrame,
     ErrorCode::UnknownType,
@@ -20,6 +20,7 @@ pub const ERROR_CODES: [ErrorCode; 13] = [
     ErrorCode::SenderMismatch,
     ErrorCode::InvalidClientMsgId,
     ErrorCode::MissingId,
+    ErrorCode::TooManyIds,
     ErrorCode::NotRecipient,
     ErrorCode::Overloaded,
     ErrorCode::StoreUnavailable,

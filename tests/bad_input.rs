@@ -47,6 +47,12 @@ const CASES: &[(&str, &str, bool)] = &[
         false,
     ),
     (r#"{"type":"ack"}"#, "missing_id", false),
+    (r#"{"type":"ack","ids":[]}"#, "missing_id", false),
+    (
+        r#"{"type":"ack","id":"a","ids":["b"]}"#,
+        "invalid_frame",
+        false,
+    ),
 ];
 
 #[test]

@@ -154,3 +154,52 @@ fn kill_9_loses_no_accepted_message() {
     let status = child.wait().unwrap();
     assert!(status.success(), "exit 0 on SIGTERM, got {status}");
 }
+
+/// A reconnecting device confirms a replay burst with one `ack` frame carrying every id; an id
+/// not addressed to it is refused on its own, the others become DELIVERED and are not
+/// replayed again.
+#[test]
+fn one_ack_frame_confirms_a_replayed_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |_| {});
+    let addr = pod.local_addr();
+    let (a, b, c) = (user("alice"), user("bob"), user("carol"));
+    let mut alice = Client::connect(addr, &a);
+    let send = |alice: &mut Client, to: &str, i: usize| -> String {
+        let acc = alice.send_msg(to, &format!("m{i}"), None);
+        acc["id"].as_str().unwrap().to_owned()
+    };
+    let ids: Vec<String> = (0..5).map(|i| send(&mut alice, &b, i)).collect();
+    let carols = send(&mut alice, &c, 5);
+    let mut bob = Client::connect(addr, &b);
+    for id in &ids {
+        assert_eq!(bob.recv_type("message")["id"], json!(id));
+    }
+    let mut all = ids.clone();
+    all.insert(2, carols.clone());
+    bob.send(json!({"type": "ack", "ids": all}));
+    let e = bob.recv_type("error");
+    assert_eq!(
+        (&e["code"], &e["id"]),
+        (&json!("not_recipient"), &json!(carols))
+    );
+    // alice hears each id reach DELIVERED exactly once (SENT frames interleave).
+    let mut delivered = std::collections::HashMap::new();
+    while delivered.len() < ids.len() {
+        let v = alice.recv_type("status");
+        if v["status"] == "DELIVERED" {
+            *delivered
+                .entry(v["id"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    assert!(
+        ids.iter().all(|id| delivered.get(id) == Some(&1)),
+        "{delivered:?}"
+    );
+    alice.expect_silence(Duration::from_millis(200));
+    drop(bob);
+    let mut bob = Client::connect(addr, &b);
+    bob.expect_silence(Duration::from_millis(300));
+    pod.shutdown();
+}

@@ -28,8 +28,10 @@ pub enum ErrorCode {
     SenderMismatch,
     /// `client_msg_id` is empty or longer than 128 bytes.
     InvalidClientMsgId,
-    /// An ack frame without an `id`.
+    /// An ack frame without an `id` (or with an empty `ids` list, or an empty id in it).
     MissingId,
+    /// An ack frame whose `ids` list is longer than 256.
+    TooManyIds,
     /// An ack for a message that does not exist or is not addressed to this user.
     NotRecipient,
     /// The pod's store queue is full: the message was not stored; resend it (same

@@ -20,7 +20,13 @@ pub enum ClientFrame<'a> {
     Send(SendFrame<'a>),
     /// A recipient device confirms a message.
     Ack { id: Cow<'a, str> },
+    /// A recipient device confirms several messages at once (1 to [`MAX_ACK_IDS`]), e.g. a
+    /// replay burst: one frame instead of one per message.
+    AckMany { ids: Vec<Cow<'a, str>> },
 }
+
+/// Most ids one ack frame may carry: bounds the store commands one frame can queue.
+pub const MAX_ACK_IDS: usize = 256;
 
 /// A validated send frame. `sender_id` is already checked against the authenticated user.
 #[derive(Debug, PartialEq, Eq)]
@@ -52,6 +58,8 @@ struct RawFrame<'a> {
     client_msg_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ids: Option<Vec<Cow<'a, str>>>,
 }
 
 /// Decodes one text frame sent by `user`.
@@ -63,18 +71,35 @@ pub fn decode_client_frame<'a>(
     let raw: RawFrame<'a> = serde_json::from_str(text).map_err(json_error)?;
     match raw.kind.as_deref() {
         None | Some("send") => validate_send(raw, user, limits).map(ClientFrame::Send),
-        Some("ack") => match raw.id {
-            Some(id) if !id.is_empty() => Ok(ClientFrame::Ack { id }),
-            _ => Err(err(
-                ErrorCode::MissingId,
-                "ack frame needs a non-empty \"id\"",
-                None,
-            )),
-        },
+        Some("ack") => validate_ack(raw),
         Some(other) => Err(err(
             ErrorCode::UnknownType,
             &format!("unknown frame type {:?}", truncate(other)),
             raw.client_msg_id.as_deref(),
+        )),
+    }
+}
+
+fn validate_ack(raw: RawFrame<'_>) -> Result<ClientFrame<'_>, DecodeError> {
+    match (raw.id, raw.ids) {
+        (Some(_), Some(_)) => Err(err(
+            ErrorCode::InvalidFrame,
+            "an ack frame takes \"id\" or \"ids\", not both",
+            None,
+        )),
+        (Some(id), None) if !id.is_empty() => Ok(ClientFrame::Ack { id }),
+        (None, Some(ids)) if ids.len() > MAX_ACK_IDS => Err(err(
+            ErrorCode::TooManyIds,
+            &format!("an ack frame carries at most {MAX_ACK_IDS} ids"),
+            None,
+        )),
+        (None, Some(ids)) if !ids.is_empty() && ids.iter().all(|i| !i.is_empty()) => {
+            Ok(ClientFrame::AckMany { ids })
+        }
+        _ => Err(err(
+            ErrorCode::MissingId,
+            "an ack frame needs a non-empty \"id\" or a non-empty \"ids\" list of non-empty ids",
+            None,
         )),
     }
 }
@@ -207,10 +232,32 @@ mod tests {
             (ErrorCode::SenderMismatch, Some("k"))
         );
         assert_eq!(code(r#"{"type":"ack"}"#), ErrorCode::MissingId);
+        assert_eq!(code(r#"{"type":"ack","ids":[]}"#), ErrorCode::MissingId);
+        assert_eq!(
+            code(r#"{"type":"ack","ids":["a",""]}"#),
+            ErrorCode::MissingId
+        );
+        assert_eq!(code(r#"{"type":"ack","ids":"a"}"#), ErrorCode::InvalidFrame);
+        assert_eq!(
+            code(r#"{"type":"ack","id":"a","ids":["b"]}"#),
+            ErrorCode::InvalidFrame
+        );
+        let many: Vec<String> = (0..=MAX_ACK_IDS).map(|i| format!("\"m{i}\"")).collect();
+        let many = format!(r#"{{"type":"ack","ids":[{}]}}"#, many.join(","));
+        assert_eq!(code(&many), ErrorCode::TooManyIds);
         assert_eq!(
             code(r#"{"payload":"x","reciever_id":"b","client_msg_id":""}"#),
             ErrorCode::InvalidClientMsgId
         );
+    }
+
+    #[test]
+    fn an_ack_carries_one_id_or_a_list() {
+        let one = decode_client_frame(r#"{"type":"ack","id":"m1"}"#, "bob", L).unwrap();
+        assert_eq!(one, ClientFrame::Ack { id: "m1".into() });
+        let two = decode_client_frame(r#"{"type":"ack","ids":["m1","m2"]}"#, "bob", L).unwrap();
+        let ids = vec![Cow::from("m1"), Cow::from("m2")];
+        assert_eq!(two, ClientFrame::AckMany { ids });
     }
 
     #[test]
