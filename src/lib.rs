@@ -18,14 +18,19 @@
 //! ```
 //!
 //! # Layout
+//! Dependencies point one way, top to bottom: no module imports one that imports it back.
+//! - [`pod`]: startup, the distributed mode's clients and the two-phase graceful shutdown.
 //! - [`socket`]: accept on every shard (SO_REUSEPORT), HTTP upgrade and auth, reader, writer.
+//! - [`flow`]: the message path, one file per step in travel order, and each shard's inbox
+//!   dispatch.
+//! - [`shard`]: per-core state: the connection map with each connection's outbox, the embedded
+//!   route table's slice, the inbox mesh between cores.
+//! - [`backend`]: the store, route table and bus traits and their implementations.
 //! - [`protocol`]: wire protocol v1, sans I/O; every client-visible code in `protocol::codes`.
-//! - [`flow`]: the message path, one file per step in travel order.
-//! - [`shard`]: per-core state and the inbox mesh between cores.
-//! - [`backend`]: the store, route table and bus traits and the embedded implementations.
-//! - [`pod`]: startup and the two-phase graceful shutdown.
-//! - [`auth`]: JWT HS256 and the dev mode.
-//! - [`metrics`]: per-shard counters behind `GET /metrics`.
+//! - [`auth`]: JWT HS256 and the dev mode. [`config`]: flags. [`metrics`]: per-shard counters
+//!   behind `GET /metrics`.
+//!
+//! The load generator is a crate of its own (`loadgen/`, binary `distrisocks-bench`).
 
 pub mod auth;
 pub mod backend;
