@@ -99,6 +99,7 @@ impl Pod {
         let tuning = StoreTuning {
             queue: config.tuning.store_queue,
             batch_max: config.tuning.store_batch_max,
+            pace: std::time::Duration::from_micros(config.tuning.store_commit_window_us),
             ..StoreTuning::default()
         };
         let metrics = Arc::new(crate::metrics::Metrics::new(shards));

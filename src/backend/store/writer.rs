@@ -212,21 +212,30 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
     }
 
     /// Takes what is queued, then (when pacing) waits a bounded time for a fuller batch.
+    ///
+    /// The wait is one sleep for what is left of the window, not a receive that wakes for
+    /// every command: at low load a wake-up per command is what pacing saves (perf/RESULTS.md
+    /// §10). A batch that fills up meanwhile therefore still waits out the window; under load
+    /// the queue is never empty, so a batch is full enough before any wait.
     fn gather(&self, batch: &mut Batch) {
         let deadline = std::time::Instant::now() + self.tuning.pace;
-        while !batch.stop && batch.len() < self.tuning.batch_max {
-            let cmd = match self.rx.try_recv() {
-                Ok(cmd) => cmd,
-                Err(_) if batch.len() >= self.tuning.pace_below || !batch.writes() => break,
-                Err(_) => {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    match self.rx.recv_timeout(left) {
-                        Ok(cmd) => cmd,
-                        Err(_) => break,
-                    }
+        loop {
+            while !batch.stop && batch.len() < self.tuning.batch_max {
+                match self.rx.try_recv() {
+                    Ok(cmd) => batch.take(cmd),
+                    Err(_) => break,
                 }
-            };
-            batch.take(cmd);
+            }
+            let full =
+                batch.len() >= self.tuning.pace_below || batch.len() >= self.tuning.batch_max;
+            if batch.stop || full || !batch.writes() {
+                return;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left);
         }
     }
 
