@@ -316,8 +316,8 @@ pub struct Tuning {
     /// Group-commit pacing of the embedded store, µs: a batch of fewer than 64 commands waits
     /// up to this long for more before it commits. Without it every message at low load gets
     /// its own commits (and fsyncs) and wake-ups; with it a message waits up to this long
-    /// more for `accepted` and each status. 0 commits at once. The default, 1000, halved the
-    /// CPU per message at 1,000 msg/s for about 1 ms more p50 (perf/RESULTS.md §10).
+    /// more for `accepted` and each status. 0 commits at once. perf/RESULTS.md §10 has the
+    /// measured trade-off behind the default.
     #[arg(
         long,
         env = "DISTRISOCKS_STORE_COMMIT_WINDOW_US",
