@@ -238,6 +238,9 @@ impl Cluster {
         if !(1..=64).contains(&self.postgres_flushers) {
             return Err(ConfigError::Flushers);
         }
+        if self.postgres_commit_window_us > MAX_COMMIT_WINDOW_US {
+            return Err(ConfigError::CommitWindow);
+        }
         Ok(())
     }
 
@@ -359,7 +362,12 @@ pub enum ConfigError {
     Replication,
     #[error("--postgres-flushers must be between 1 and 64")]
     Flushers,
+    #[error("--store-commit-window-us and --postgres-commit-window-us must be at most 100000 (100 ms): every send would wait that long")]
+    CommitWindow,
 }
+
+/// Longest group-commit window accepted, µs.
+const MAX_COMMIT_WINDOW_US: u64 = 100_000;
 
 impl Config {
     /// Parses flags and environment, then, with `--config FILE`, fills every variable the
@@ -428,6 +436,9 @@ impl Config {
         }
         if self.tuning.max_payload_bytes >= self.tuning.max_message_bytes {
             return Err(ConfigError::PayloadLimit);
+        }
+        if self.tuning.store_commit_window_us > MAX_COMMIT_WINDOW_US {
+            return Err(ConfigError::CommitWindow);
         }
         let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
         let pod = self.pod_id();
@@ -507,5 +518,16 @@ mod tests {
             let flushers = ["--postgres-flushers", n];
             assert!(matches!(cluster(&flushers), Err(ConfigError::Flushers)));
         }
+        let slow = ["--postgres-commit-window-us", "100001"];
+        assert!(matches!(cluster(&slow), Err(ConfigError::CommitWindow)));
+        assert!(cluster(&["--postgres-commit-window-us", "100000"]).is_ok());
+    }
+
+    #[test]
+    fn a_commit_window_that_would_stall_every_send_is_refused() {
+        let parse =
+            |w: &str| Config::parse_from(["distrisocks", "--store-commit-window-us", w]).validate();
+        assert!(matches!(parse("100001"), Err(ConfigError::CommitWindow)));
+        assert!(parse("100000").is_ok() && parse("0").is_ok());
     }
 }
