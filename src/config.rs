@@ -61,6 +61,14 @@ pub struct Config {
     #[arg(long, env = "DISTRISOCKS_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
+    /// Web origins allowed to open sockets, comma-separated (`https://app.example.com`), or
+    /// `*`. A browser sends its page's origin on every upgrade; one not listed is refused with
+    /// 403, so a page on another site cannot use a visitor's credentials (cross-site WebSocket
+    /// hijacking). Requests without an `Origin` (non-browser clients) are not affected. Empty
+    /// (the default): every origin is allowed.
+    #[arg(long, env = "DISTRISOCKS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
     /// When a message counts as DELIVERED.
     #[arg(
         long,

@@ -189,3 +189,36 @@ fn metrics_count_connections_messages_and_errors() {
     assert!(sum("distrisocks_frames_written_total{") >= 5);
     pod.shutdown();
 }
+
+/// With `--allowed-origins`, a browser page from another site cannot open a socket (403), a
+/// listed origin can (compared without case), and clients that send no `Origin` are unaffected.
+#[test]
+fn upgrades_from_origins_not_allowed_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| {
+        c.allowed_origins = vec!["https://app.example.com".into()];
+    });
+    let addr = pod.local_addr();
+    let upgrade = |origin: &str| {
+        format!(
+            "GET /ws?user_id=a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{origin}\r\n"
+        )
+    };
+    let evil = raw(addr, &upgrade("Origin: https://evil.example\r\n"));
+    assert!(evil.starts_with("HTTP/1.1 403"), "{evil}");
+    assert!(evil.contains("origin not allowed"), "{evil}");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(upgrade("Origin: https://APP.example.com\r\n").as_bytes())
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    // No Origin: a native client, as every other test connects.
+    let mut alice = Client::connect(addr, &user("alice"));
+    let b = user("bob");
+    let acc = alice.send_msg(&b, "hi", None);
+    assert_eq!(acc["type"], "accepted");
+    pod.shutdown();
+}

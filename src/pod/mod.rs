@@ -221,6 +221,20 @@ impl Pod {
     }
 }
 
+/// The allowlist as compared: trimmed, lower-cased, without a trailing slash; `*` anywhere in
+/// it allows every origin (an empty list).
+fn allowed_origins(list: &[String]) -> Vec<String> {
+    let list: Vec<String> = list
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+        .filter(|o| !o.is_empty())
+        .collect();
+    match list.iter().any(|o| o == "*") {
+        true => Vec::new(),
+        false => list,
+    }
+}
+
 fn settings(config: &Config) -> Result<Settings, StartError> {
     let t = &config.tuning;
     let ws = WebSocketConfig::default()
@@ -253,5 +267,22 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
         echo_ws,
         delivery: config.delivery_confirm,
         tuning: t.clone(),
+        allowed_origins: allowed_origins(&config.allowed_origins),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_origin_allowlist_is_normalised_and_a_star_allows_all() {
+        let list = |l: &[&str]| {
+            super::allowed_origins(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            list(&[" https://App.example.com/ ", ""]),
+            ["https://app.example.com"]
+        );
+        assert!(list(&["https://a.example", "*"]).is_empty());
+        assert!(list(&[]).is_empty());
+    }
 }

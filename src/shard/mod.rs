@@ -72,6 +72,8 @@ pub struct Settings {
     pub echo_ws: Option<WebSocketConfig>,
     pub delivery: DeliveryConfirm,
     pub tuning: Tuning,
+    /// Lower-cased allowed origins; empty allows every origin (`--allowed-origins`).
+    pub allowed_origins: Vec<String>,
 }
 
 /// What every shard can reach: settings, the mesh and the store thread.

@@ -148,6 +148,10 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
     if head.target == Target::Echo {
         return Decision::Echo;
     }
+    if !origin_allowed(&settings.allowed_origins, head.origin.as_deref()) {
+        tracing::debug!(shard = shard.id, origin = ?head.origin, "upgrade refused: origin");
+        return respond(403, "Forbidden", "", "origin not allowed");
+    }
     let creds = Credentials {
         bearer: head.bearer.as_deref(),
         token_param: head.token_param.clone(),
@@ -164,6 +168,15 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
     }
 }
 
+/// Whether a request from `origin` may upgrade. Only browsers send `Origin`, and they always
+/// do on a WebSocket upgrade: a request without one is not a cross-site page.
+fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+    match origin {
+        Some(o) if !allowed.is_empty() => allowed.iter().any(|a| a == o.trim_end_matches('/')),
+        _ => true,
+    }
+}
+
 fn metrics_response(shard: &Shard) -> String {
     let pod = &shard.pod;
     let depths = crate::metrics::Depths {
@@ -176,4 +189,23 @@ fn metrics_response(shard: &Shard) -> String {
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_allowed;
+
+    #[test]
+    fn origins_are_checked_only_against_a_list_and_only_when_sent() {
+        let list = vec!["https://app.example.com".to_owned()];
+        assert!(origin_allowed(&list, Some("https://app.example.com")));
+        assert!(origin_allowed(&list, Some("https://app.example.com/")));
+        assert!(!origin_allowed(&list, Some("https://evil.example")));
+        assert!(
+            !origin_allowed(&list, Some("null")),
+            "sandboxed pages send null"
+        );
+        assert!(origin_allowed(&list, None));
+        assert!(origin_allowed(&[], Some("https://evil.example")));
+    }
 }

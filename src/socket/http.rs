@@ -38,6 +38,8 @@ pub struct Head {
     pub wants_upgrade: bool,
     /// `Sec-WebSocket-Version` was 13.
     pub version_13: bool,
+    /// The `Origin` header, lower-cased (browsers send it on every upgrade).
+    pub origin: Option<String>,
 }
 
 /// The head could not be parsed.
@@ -79,6 +81,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         ws_key: None,
         wants_upgrade: false,
         version_13: false,
+        origin: None,
     };
     read_headers(req.headers, &mut head);
     Ok(Some((head, len)))
@@ -99,6 +102,8 @@ fn read_headers(headers: &[httparse::Header<'_>], head: &mut Head) {
             head.ws_key = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             head.version_13 = value == "13";
+        } else if name.eq_ignore_ascii_case("origin") {
+            head.origin = Some(value.to_ascii_lowercase());
         } else if name.eq_ignore_ascii_case("authorization") {
             let bearer = value
                 .strip_prefix("Bearer ")
