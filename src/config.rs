@@ -300,6 +300,13 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_WRITE_BUFFER_BYTES", default_value_t = 16 * 1024)]
     pub write_buffer_bytes: usize,
 
+    /// Text frames a connection may send per second on average, in bursts of up to as many at
+    /// once; frames beyond it get `rate_limited` and are not processed (nothing stored). One
+    /// connection then cannot fill the store queue that every connection of the pod shares.
+    /// 0 (the default): no limit.
+    #[arg(long, env = "DISTRISOCKS_MAX_FRAMES_PER_SEC", default_value_t = 0)]
+    pub max_frames_per_sec: u32,
+
     /// Frames queued per connection before it is closed with 4008 (slow consumer).
     #[arg(long, env = "DISTRISOCKS_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use crate::protocol::ErrorCode;
 
 /// Error codes in the order of [`ShardMetrics::errors`].
-pub const ERROR_CODES: [ErrorCode; 14] = [
+pub const ERROR_CODES: [ErrorCode; 15] = [
     ErrorCode::MalformedJson,
     ErrorCode::InvalidFrame,
     ErrorCode::UnknownType,
@@ -24,6 +24,7 @@ pub const ERROR_CODES: [ErrorCode; 14] = [
     ErrorCode::NotRecipient,
     ErrorCode::Overloaded,
     ErrorCode::StoreUnavailable,
+    ErrorCode::RateLimited,
 ];
 
 /// One shard's counters.

@@ -207,3 +207,65 @@ fn slow_consumer_is_closed_and_its_messages_stay_stored() {
     }
     pod.shutdown();
 }
+
+/// Over `--max-frames-per-sec`, frames are answered `rate_limited` (carrying the send's
+/// `client_msg_id`) and not processed: nothing of them is stored, the connection stays open,
+/// and the same send goes through once the bucket refilled.
+#[test]
+fn frames_over_the_rate_limit_are_refused_and_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| c.tuning.max_frames_per_sec = 5);
+    let addr = pod.local_addr();
+    let (mut alice, b) = (Client::connect(addr, &user("alice")), user("bob"));
+    for i in 0..20 {
+        alice.send(json!({"payload": "x", "reciever_id": b, "client_msg_id": format!("c{i}")}));
+    }
+    let (mut accepted, mut limited) = (Vec::new(), Vec::new());
+    while accepted.len() + limited.len() < 20 {
+        let f = alice.recv();
+        let cmid = f["client_msg_id"].as_str().unwrap().to_owned();
+        match f["type"].as_str() {
+            Some("accepted") => accepted.push(cmid),
+            Some("error") if f["code"] == "rate_limited" => limited.push(cmid),
+            _ => panic!("unexpected {f}"),
+        }
+    }
+    // The bucket holds 5; a burst of 20 written at once refills one more per 200 ms (a
+    // stalled test machine may read the burst over a few hundred ms).
+    assert!((5..=8).contains(&accepted.len()), "{accepted:?}");
+    assert!(accepted.contains(&"c0".to_owned()), "{accepted:?}");
+    pod.store().sync();
+    let stored = accepted
+        .iter()
+        .filter(|c| stored_by_cmid(dir.path(), c))
+        .count();
+    assert_eq!(stored, accepted.len());
+    assert!(limited.iter().all(|c| !stored_by_cmid(dir.path(), c)));
+    // Resent until the bucket lets it through (0.2 s per frame at 5/s).
+    let retry = limited[0].clone();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        alice.send(json!({"payload": "x", "reciever_id": b, "client_msg_id": retry}));
+        let f = alice.recv();
+        if f["type"] == "accepted" {
+            assert_eq!(f["client_msg_id"], json!(retry));
+            break;
+        }
+        assert_eq!(f["code"], "rate_limited", "{f}");
+        assert!(std::time::Instant::now() < deadline, "never let through");
+        std::thread::sleep(std::time::Duration::from_millis(50)); // Pacing the client.
+    }
+    pod.shutdown();
+}
+
+/// Whether a message with this `client_msg_id` is in the embedded store.
+fn stored_by_cmid(dir: &std::path::Path, cmid: &str) -> bool {
+    let db = rusqlite::Connection::open(dir.join("distrisocks.db")).unwrap();
+    db.query_row(
+        "SELECT count(*) FROM messages WHERE client_msg_id = ?1",
+        [cmid],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap()
+        == 1
+}

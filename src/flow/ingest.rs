@@ -39,6 +39,20 @@ pub async fn on_text(shard: &Rc<Shard>, from: &Origin<'_>, text: &str) {
     }
 }
 
+/// A frame over the connection's rate limit: answered `rate_limited` (with the send's
+/// `client_msg_id`, or the ack's `id`, when the frame names one) and otherwise ignored.
+pub fn refuse_rate_limited(shard: &Shard, from: &Origin<'_>, text: &str) {
+    let (cmid, id) = match decode_client_frame(text, from.user, shard.settings().limits) {
+        Ok(ClientFrame::Send(send)) => (send.client_msg_id, None),
+        Ok(ClientFrame::Ack { id }) => (None, Some(id)),
+        _ => (None, None),
+    };
+    shard.metrics().error(ErrorCode::RateLimited);
+    let text = "too many frames on this connection; this one was not processed: resend it later";
+    let frame = encode_error(ErrorCode::RateLimited, text, cmid.as_deref(), id.as_deref());
+    from.outbox.borrow_mut().push(Out::Text(frame.into()));
+}
+
 async fn store_send(shard: &Rc<Shard>, from: &Origin<'_>, send: SendFrame<'_>) {
     let (conn, user, outbox) = (from.conn, from.user, from.outbox);
     let msg = NewMessage {

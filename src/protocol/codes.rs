@@ -39,12 +39,18 @@ pub enum ErrorCode {
     Overloaded,
     /// The store failed to commit the batch: the message was not stored; resend it.
     StoreUnavailable,
+    /// The connection sent more frames than `--max-frames-per-sec` allows: this one was not
+    /// processed (a send was not stored); resend it after a pause.
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Whether a client may resend the very same frame later and expect success.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorCode::Overloaded | ErrorCode::StoreUnavailable)
+        matches!(
+            self,
+            ErrorCode::Overloaded | ErrorCode::StoreUnavailable | ErrorCode::RateLimited
+        )
     }
 }
 

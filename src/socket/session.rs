@@ -101,6 +101,8 @@ async fn read_loop(
     from: &Origin<'_>,
     source: &mut async_tungstenite::WebSocketReceiver<TcpStream>,
 ) -> Option<(u16, &'static str)> {
+    let rate = shard.settings().tuning.max_frames_per_sec;
+    let mut limit = super::limit::FrameLimit::new(rate, crate::protocol::now_micros());
     while let Some(item) = source.next().await {
         from.outbox.borrow_mut().seen(Instant::now());
         match item {
@@ -109,6 +111,11 @@ async fn read_loop(
                     // Shutdown: take no new work; the frame stays unanswered (the client
                     // resends it after reconnecting, with the same client_msg_id).
                     return Some((close::GOING_AWAY, "pod shutting down; reconnect"));
+                }
+                let now = crate::protocol::now_micros();
+                if limit.as_mut().is_some_and(|l| !l.take(now)) {
+                    crate::flow::ingest::refuse_rate_limited(shard, from, text.as_str());
+                    continue;
                 }
                 // Boxed: its state (a store command in flight, a retry timer) lives only while
                 // a frame is handled, not in every idle connection's task.
