@@ -1,0 +1,106 @@
+//! Property tests of the parsers that read untrusted bytes before anything else: the client
+//! frame decoder and the HTTP head parser. Arbitrary input must end in a defined outcome (a
+//! frame, or an error with a code and a message), never a panic, and what is accepted must
+//! satisfy the checks the rest of the path relies on. The WebSocket framing itself is covered
+//! by the Autobahn suite (`scripts/conformance.sh`).
+
+use distrisocks::protocol::{decode_client_frame, ClientFrame, Limits};
+use distrisocks::socket::http::{parse_head, Target};
+use proptest::prelude::*;
+
+const LIMITS: Limits = Limits {
+    max_payload_bytes: 64,
+};
+
+/// JSON-looking frames: the decoder's interesting inputs are near-valid ones.
+fn frame_like() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "type",
+        "payload",
+        "reciever_id",
+        "receiver_id",
+        "sender_id",
+        "client_msg_id",
+        "id",
+        "ids",
+        "x",
+    ]);
+    let value = prop_oneof![
+        Just("\"send\"".to_owned()),
+        Just("\"ack\"".to_owned()),
+        Just("null".to_owned()),
+        Just("[]".to_owned()),
+        Just("[\"a\",\"\"]".to_owned()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        "\\PC{0,80}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        "[\\\\\"a-z\\\\u{0}]{0,12}".prop_map(|s| format!("\"{s}\"")),
+    ];
+    prop::collection::vec((key, value), 0..6).prop_map(|kv| {
+        let fields: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", fields.join(","))
+    })
+}
+
+fn check_frame(text: &str) {
+    match decode_client_frame(text, "alice", LIMITS) {
+        Ok(ClientFrame::Send(s)) => {
+            assert!(s.payload.len() <= LIMITS.max_payload_bytes, "{text}");
+            assert!(
+                !s.reciever_id.is_empty() && s.reciever_id.len() <= 128,
+                "{text}"
+            );
+            assert!(!s.reciever_id.chars().any(char::is_control), "{text}");
+            if let Some(c) = &s.client_msg_id {
+                assert!(!c.is_empty() && c.len() <= 128, "{text}");
+            }
+        }
+        Ok(ClientFrame::Ack { id }) => assert!(!id.is_empty(), "{text}"),
+        Ok(ClientFrame::AckMany { ids }) => {
+            assert!((1..=256).contains(&ids.len()), "{text}");
+            assert!(ids.iter().all(|i| !i.is_empty()), "{text}");
+        }
+        Err(e) => assert!(!e.message.is_empty(), "{text}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_text_frame_is_decoded_or_refused_with_a_code(text in "\\PC{0,200}") {
+        check_frame(&text);
+    }
+
+    #[test]
+    fn near_valid_frames_meet_every_check_they_pass(text in frame_like()) {
+        check_frame(&text);
+    }
+
+    #[test]
+    fn any_bytes_before_the_upgrade_parse_or_fail_cleanly(
+        bytes in prop::collection::vec(any::<u8>(), 0..600)
+    ) {
+        if let Ok(Some((_, len))) = parse_head(&bytes) {
+            prop_assert!(len <= bytes.len());
+        }
+    }
+
+    #[test]
+    fn request_heads_with_hostile_paths_and_headers_parse_cleanly(
+        path in "/[a-z?=&%+0-9A-F]{0,60}",
+        name in "[A-Za-z-]{1,20}",
+        value in "[ -~]{0,80}",
+    ) {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{name}: {value}\r\n\r\n");
+        match parse_head(req.as_bytes()) {
+            Ok(Some((head, len))) => {
+                prop_assert_eq!(len, req.len());
+                prop_assert!(head.method_get);
+                let ws = path == "/ws" || path.starts_with("/ws?");
+                prop_assert_eq!(head.target == Target::Ws, ws);
+            }
+            Ok(None) => prop_assert!(false, "a complete head is not partial: {req:?}"),
+            Err(_) => {} // Refused: the connection gets 400 or 431.
+        }
+    }
+}
