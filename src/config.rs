@@ -61,6 +61,26 @@ pub struct Config {
     #[arg(long, env = "DISTRISOCKS_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
+    /// Secrets being rotated out, comma-separated: tokens signed with them are still
+    /// accepted until they expire. Rotate by moving the current secret here and setting a new
+    /// `--jwt-secret`; drop it once the longest token lifetime has passed.
+    #[arg(
+        long,
+        env = "DISTRISOCKS_JWT_PREVIOUS_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub jwt_previous_secrets: Vec<String>,
+
+    /// When set, a token's `iss` must equal it (the auth service that signs the tokens).
+    #[arg(long, env = "DISTRISOCKS_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, a token's `aud` must be or contain it, so tokens minted for another
+    /// service with the same secret are refused.
+    #[arg(long, env = "DISTRISOCKS_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
     /// Web origins allowed to open sockets, comma-separated (`https://app.example.com`), or
     /// `*`. A browser sends its page's origin on every upgrade; one not listed is refused with
     /// 403, so a page on another site cannot use a visitor's credentials (cross-site WebSocket
@@ -361,6 +381,8 @@ pub struct Tuning {
 pub enum ConfigError {
     #[error("--auth jwt needs --jwt-secret (or DISTRISOCKS_JWT_SECRET)")]
     JwtWithoutSecret,
+    #[error("--jwt-secret and --jwt-previous-secrets must not be empty: anyone can sign with an empty key")]
+    EmptyJwtSecret,
     #[error("no --jwt-secret on non-loopback {0}: set one, or pass --auth dev explicitly")]
     NoAuthOnPublicAddress(SocketAddr),
     #[error("--shards must be between 1 and 1024")]
@@ -446,6 +468,10 @@ impl Config {
     /// Checks everything that can be checked without touching the network or disk.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth_mode()?;
+        let secrets = self.jwt_secret.iter().chain(&self.jwt_previous_secrets);
+        if secrets.into_iter().any(|s| s.is_empty()) {
+            return Err(ConfigError::EmptyJwtSecret);
+        }
         if !(1..=1024).contains(&self.shard_count()) {
             return Err(ConfigError::Shards);
         }
@@ -536,6 +562,21 @@ mod tests {
         let slow = ["--postgres-commit-window-us", "100001"];
         assert!(matches!(cluster(&slow), Err(ConfigError::CommitWindow)));
         assert!(cluster(&["--postgres-commit-window-us", "100000"]).is_ok());
+    }
+
+    #[test]
+    fn empty_jwt_secrets_are_refused() {
+        let parse = |args: &[&str]| {
+            let all = ["distrisocks"].iter().chain(args);
+            Config::parse_from(all).validate()
+        };
+        assert!(matches!(
+            parse(&["--jwt-secret", ""]),
+            Err(ConfigError::EmptyJwtSecret)
+        ));
+        let trailing = ["--jwt-secret", "k", "--jwt-previous-secrets", "old,"];
+        assert!(matches!(parse(&trailing), Err(ConfigError::EmptyJwtSecret)));
+        assert!(parse(&["--jwt-secret", "k", "--jwt-previous-secrets", "old"]).is_ok());
     }
 
     #[test]

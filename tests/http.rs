@@ -106,6 +106,49 @@ fn jwt_accepted_and_rejected() {
     pod.shutdown();
 }
 
+/// Rotation: tokens signed with the previous secret still connect; with `--jwt-issuer` and
+/// `--jwt-audience` a token from another issuer or for another service gets 401.
+#[test]
+fn jwt_rotation_issuer_and_audience() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| {
+        c.jwt_secret = Some("new-secret".into());
+        c.jwt_previous_secrets = vec!["old-secret".into()];
+        c.jwt_issuer = Some("https://auth.example".into());
+        c.jwt_audience = Some("chat".into());
+    });
+    let addr = pod.local_addr();
+    let token = |iss: &str, aud: &str, key: &[u8]| {
+        let exp = now() + 600;
+        let claims = format!(r#"{{"sub":"jane","exp":{exp},"iss":"{iss}","aud":"{aud}"}}"#);
+        sign_hs256(&claims, key)
+    };
+    for key in [&b"new-secret"[..], b"old-secret"] {
+        let t = token("https://auth.example", "chat", key);
+        assert!(
+            try_connect(addr, "", Some(&t)).is_ok(),
+            "signed with {key:?}"
+        );
+    }
+    let refused = |t: String, why: &str| match try_connect(addr, "", Some(&t)) {
+        Err(ConnectError::Http(401, body)) => assert!(body.contains(why), "{body}"),
+        other => panic!("expected 401 ({why}), got {:?}", other.map(|c| c.shard)),
+    };
+    refused(
+        token("https://evil.example", "chat", b"new-secret"),
+        "issuer",
+    );
+    refused(
+        token("https://auth.example", "billing", b"new-secret"),
+        "audience",
+    );
+    refused(
+        token("https://auth.example", "chat", b"retired"),
+        "signature",
+    );
+    pod.shutdown();
+}
+
 fn base64_url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)

@@ -1,5 +1,9 @@
 //! HS256 JSON Web Tokens, verified by hand so that the algorithm is pinned and nothing else
 //! (no `alg: none`, no RS/HS confusion, no JWK fetching) can ever be accepted.
+//!
+//! Key rotation: a token signed with any of the configured secrets is accepted, so the auth
+//! service can start signing with a new secret while tokens signed with the old one are
+//! still live; the old one is dropped from the list once those have expired.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -19,10 +23,49 @@ struct Claims {
     sub: Option<String>,
     exp: Option<f64>,
     nbf: Option<f64>,
+    iss: Option<String>,
+    aud: Option<Audience>,
+}
+
+/// RFC 7519 allows `aud` as one string or an array of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, want: &str) -> bool {
+        match self {
+            Audience::One(a) => a == want,
+            Audience::Many(all) => all.iter().any(|a| a == want),
+        }
+    }
+}
+
+/// What a token must satisfy besides its signature and lifetime.
+#[derive(Debug, Clone, Default)]
+pub struct JwtPolicy {
+    /// Accepted secrets: the current one first, then those being rotated out.
+    pub secrets: Vec<Vec<u8>>,
+    /// When set, `iss` must equal it.
+    pub issuer: Option<String>,
+    /// When set, `aud` must be or contain it.
+    pub audience: Option<String>,
 }
 
 /// Verifies `token` with `secret` at `now` (seconds since the epoch) and returns its `sub`.
 pub fn verify_hs256(token: &str, secret: &[u8], now: i64) -> Result<String, AuthError> {
+    let policy = JwtPolicy {
+        secrets: vec![secret.to_vec()],
+        ..JwtPolicy::default()
+    };
+    verify(token, &policy, now)
+}
+
+/// Verifies `token` against `policy` at `now` (seconds since the epoch); returns its `sub`.
+pub fn verify(token: &str, policy: &JwtPolicy, now: i64) -> Result<String, AuthError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -36,13 +79,25 @@ pub fn verify_hs256(token: &str, secret: &[u8], now: i64) -> Result<String, Auth
     let sig = URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| AuthError::Malformed("signature is not base64url"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
-    mac.update(h.as_bytes());
-    mac.update(b".");
-    mac.update(p.as_bytes());
-    mac.verify_slice(&sig)
-        .map_err(|_| AuthError::BadSignature)?;
+    let signed_by = |secret: &Vec<u8>| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
+        mac.update(h.as_bytes());
+        mac.update(b".");
+        mac.update(p.as_bytes());
+        mac.verify_slice(&sig).is_ok() // Constant time for each key.
+    };
+    if !policy.secrets.iter().any(signed_by) {
+        return Err(AuthError::BadSignature);
+    }
     let claims: Claims = decode_json(p)?;
+    if policy.issuer.is_some() && claims.iss != policy.issuer {
+        return Err(AuthError::WrongIssuer);
+    }
+    if let Some(want) = &policy.audience {
+        if !claims.aud.as_ref().is_some_and(|a| a.contains(want)) {
+            return Err(AuthError::WrongAudience);
+        }
+    }
     let exp = claims.exp.ok_or(AuthError::MissingExp)?;
     if (now as f64) >= exp {
         return Err(AuthError::Expired);
@@ -120,5 +175,38 @@ mod tests {
             verify_hs256("a.b", b"k", NOW),
             Err(AuthError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn rotated_secrets_issuer_and_audience() {
+        let policy = JwtPolicy {
+            secrets: vec![b"new".to_vec(), b"old".to_vec()],
+            issuer: Some("https://auth.example".into()),
+            audience: Some("chat".into()),
+        };
+        let claims =
+            r#"{"sub":"alice","exp":1800000060,"iss":"https://auth.example","aud":"chat"}"#;
+        for key in [&b"new"[..], b"old"] {
+            assert_eq!(
+                verify(&sign_hs256(claims, key), &policy, NOW).unwrap(),
+                "alice"
+            );
+        }
+        let err = |claims: &str, key: &[u8]| verify(&sign_hs256(claims, key), &policy, NOW);
+        assert!(matches!(
+            err(claims, b"retired"),
+            Err(AuthError::BadSignature)
+        ));
+        let many =
+            r#"{"sub":"a","exp":1800000060,"iss":"https://auth.example","aud":["x","chat"]}"#;
+        assert!(err(many, b"new").is_ok());
+        let other = r#"{"sub":"a","exp":1800000060,"iss":"https://evil.example","aud":"chat"}"#;
+        assert!(matches!(err(other, b"new"), Err(AuthError::WrongIssuer)));
+        let no_iss = r#"{"sub":"a","exp":1800000060,"aud":"chat"}"#;
+        assert!(matches!(err(no_iss, b"new"), Err(AuthError::WrongIssuer)));
+        let wrong = r#"{"sub":"a","exp":1800000060,"iss":"https://auth.example","aud":["x"]}"#;
+        assert!(matches!(err(wrong, b"new"), Err(AuthError::WrongAudience)));
+        let no_aud = r#"{"sub":"a","exp":1800000060,"iss":"https://auth.example"}"#;
+        assert!(matches!(err(no_aud, b"new"), Err(AuthError::WrongAudience)));
     }
 }

@@ -3,7 +3,7 @@
 
 mod jwt;
 
-pub use jwt::{sign_hs256, verify_hs256};
+pub use jwt::{sign_hs256, verify, verify_hs256, JwtPolicy};
 
 use crate::protocol::valid_user_id;
 
@@ -11,7 +11,7 @@ use crate::protocol::valid_user_id;
 #[derive(Debug, Clone)]
 pub enum Authenticator {
     /// HS256 JWT from `Authorization: Bearer <t>` or `?token=<t>`; `sub` is the user id.
-    Jwt { secret: Vec<u8> },
+    Jwt(JwtPolicy),
     /// Development only: the user id is taken from `?user_id=`, unauthenticated.
     Dev,
 }
@@ -43,6 +43,12 @@ pub enum AuthError {
     /// `exp` is required: tokens without expiry are refused.
     #[error("token has no exp claim")]
     MissingExp,
+    /// `--jwt-issuer` is set and `iss` is missing or another issuer.
+    #[error("token issuer is not the one configured")]
+    WrongIssuer,
+    /// `--jwt-audience` is set and `aud` is missing or does not name it.
+    #[error("token audience does not include this gateway")]
+    WrongAudience,
     /// `sub` carries the user id and is required.
     #[error("token has no sub claim")]
     MissingSub,
@@ -63,12 +69,12 @@ impl Authenticator {
     /// Returns the authenticated user id.
     pub fn authenticate(&self, c: &Credentials<'_>, now_secs: i64) -> Result<String, AuthError> {
         let user = match self {
-            Authenticator::Jwt { secret } => {
+            Authenticator::Jwt(policy) => {
                 let token = c
                     .bearer
                     .or(c.token_param.as_deref())
                     .ok_or(AuthError::Missing)?;
-                verify_hs256(token, secret, now_secs)?
+                verify(token, policy, now_secs)?
             }
             Authenticator::Dev => c.user_id_param.clone().ok_or(AuthError::MissingUserId)?,
         };

@@ -13,7 +13,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, JwtPolicy};
 use crate::backend::routes::home_shard;
 use crate::backend::store::{
     spawn_writer, EventSink, SqliteStore, StoreEvent, StoreHandle, StoreTuning,
@@ -249,9 +249,14 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
             .max_write_buffer_size(t.write_buffer_bytes.max(t.echo_max_message_bytes) * 2)
     });
     let auth = match config.auth_mode()? {
-        AuthMode::Jwt => Authenticator::Jwt {
-            secret: config.jwt_secret.clone().unwrap_or_default().into_bytes(),
-        },
+        AuthMode::Jwt => {
+            let current = config.jwt_secret.iter().chain(&config.jwt_previous_secrets);
+            Authenticator::Jwt(JwtPolicy {
+                secrets: current.map(|s| s.as_bytes().to_vec()).collect(),
+                issuer: config.jwt_issuer.clone(),
+                audience: config.jwt_audience.clone(),
+            })
+        }
         AuthMode::Dev => {
             tracing::warn!("dev auth: user ids are taken from ?user_id= without any check");
             Authenticator::Dev
