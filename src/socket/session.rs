@@ -112,8 +112,8 @@ async fn read_loop(
                     // resends it after reconnecting, with the same client_msg_id).
                     return Some((close::GOING_AWAY, "pod shutting down; reconnect"));
                 }
-                let now = crate::protocol::now_micros();
-                if limit.as_mut().is_some_and(|l| !l.take(now)) {
+                let rate = shard.settings().tuning.max_frames_per_sec;
+                if !limit.take(rate, crate::protocol::now_micros()) {
                     crate::flow::ingest::refuse_rate_limited(shard, from, text.as_str());
                     continue;
                 }
