@@ -261,7 +261,7 @@ impl Client {
 pub fn stored(dir: &Path, id: &str) -> Option<(String, Option<i64>, Option<i64>)> {
     let db = rusqlite::Connection::open(dir.join("distrisocks.db")).unwrap();
     db.query_row(
-        "SELECT status, sent_at, delivered_at FROM messages WHERE id = ?1",
+        "SELECT status, sent_at, delivered_at FROM messages_readable WHERE id = ?1",
         [id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )

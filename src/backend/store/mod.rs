@@ -116,7 +116,14 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Query(e.to_string())
+        use rusqlite::Error as E;
+        match e {
+            // A column that does not decode (an unknown status number, a malformed id).
+            E::FromSqlConversionFailure(..)
+            | E::InvalidColumnType(..)
+            | E::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Query(e.to_string()),
+        }
     }
 }
 

@@ -9,6 +9,9 @@ use super::{
     StuckAfter, UpdateResult,
 };
 use crate::protocol::Status;
+use row::{IdText, StoredId, StoredStatus};
+
+mod row;
 
 /// Versioned migrations, applied in order, each exactly once (recorded in `schema_migrations`).
 const MIGRATIONS: &[(u32, &str)] = &[
@@ -19,6 +22,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         2,
         include_str!("../../../migrations/sqlite/0002_redrive_claims.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/sqlite/0003_compact_rows.sql"),
     ),
 ];
 
@@ -91,10 +98,11 @@ impl SqliteStore {
 fn insert_one(tx: &Transaction<'_>, m: &NewMessage) -> Result<InsertResult, StoreError> {
     let mut ins = tx.prepare_cached(
         "INSERT INTO messages (id, sender_id, reciever_id, client_msg_id, payload, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (sender_id, client_msg_id) DO NOTHING",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
     )?;
     let n = ins.execute(params![
-        m.id,
+        StoredId::of(&m.id),
         m.sender_id,
         m.reciever_id,
         m.client_msg_id,
@@ -109,13 +117,13 @@ fn insert_one(tx: &Transaction<'_>, m: &NewMessage) -> Result<InsertResult, Stor
     let mut q = tx.prepare_cached(
         "SELECT id, status FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2",
     )?;
-    let (id, status): (String, String) = q
+    let (id, status): (IdText, StoredStatus) = q
         .query_row(params![m.sender_id, m.client_msg_id], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
     Ok(InsertResult::Duplicate {
-        id,
-        status: parse_status(&status)?,
+        id: id.0,
+        status: status.0,
     })
 }
 
@@ -124,20 +132,19 @@ fn update_one(tx: &Transaction<'_>, u: &StatusUpdate) -> Result<UpdateResult, St
     let sql = match u.status {
         Status::None => return Ok(UpdateResult::Unchanged),
         Status::Sent => {
-            "UPDATE messages SET status = 'SENT', sent_at = ?2
-             WHERE id = ?1 AND status = 'NONE' AND (?3 IS NULL OR reciever_id = ?3)
+            "UPDATE messages SET status = 1, sent_at = ?2
+             WHERE id = ?1 AND status = 0 AND (?3 IS NULL OR reciever_id = ?3)
              RETURNING sender_id, reciever_id"
         }
         Status::Delivered => {
-            "UPDATE messages SET status = 'DELIVERED', delivered_at = ?2,
-                    sent_at = COALESCE(sent_at, ?2)
-             WHERE id = ?1 AND status <> 'DELIVERED' AND (?3 IS NULL OR reciever_id = ?3)
+            "UPDATE messages SET status = 2, delivered_at = ?2, sent_at = COALESCE(sent_at, ?2)
+             WHERE id = ?1 AND status < 2 AND (?3 IS NULL OR reciever_id = ?3)
              RETURNING sender_id, reciever_id"
         }
     };
     let mut st = tx.prepare_cached(sql)?;
     let row: Option<(String, String)> = st
-        .query_row(params![u.id, u.at, u.recipient], |r| {
+        .query_row(params![StoredId::of(&u.id), u.at, u.recipient], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
@@ -154,7 +161,7 @@ fn update_one(tx: &Transaction<'_>, u: &StatusUpdate) -> Result<UpdateResult, St
         return Ok(UpdateResult::Unchanged);
     };
     let mut q = tx.prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND reciever_id = ?2")?;
-    let exists = q.exists(params![u.id, recipient])?;
+    let exists = q.exists(params![StoredId::of(&u.id), recipient])?;
     Ok(if exists {
         UpdateResult::Unchanged
     } else {
@@ -162,34 +169,16 @@ fn update_one(tx: &Transaction<'_>, u: &StatusUpdate) -> Result<UpdateResult, St
     })
 }
 
-/// A pending row with its status still as text.
-struct RawPending(PendingMessage, String);
-
-impl RawPending {
-    fn into_pending(self) -> Result<PendingMessage, StoreError> {
-        let RawPending(mut m, status) = self;
-        m.status = parse_status(&status)?;
-        Ok(m)
-    }
-}
-
-fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawPending> {
-    Ok(RawPending(
-        PendingMessage {
-            seq: r.get(0)?,
-            id: r.get(1)?,
-            sender_id: r.get(2)?,
-            reciever_id: r.get(3)?,
-            payload: r.get(4)?,
-            created_at: r.get(5)?,
-            status: Status::None,
-        },
-        r.get(6)?,
-    ))
-}
-
-fn parse_status(s: &str) -> Result<Status, StoreError> {
-    Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
+fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingMessage> {
+    Ok(PendingMessage {
+        seq: r.get(0)?,
+        id: r.get::<_, IdText>(1)?.0,
+        sender_id: r.get(2)?,
+        reciever_id: r.get(3)?,
+        payload: r.get(4)?,
+        created_at: r.get(5)?,
+        status: r.get::<_, StoredStatus>(6)?.0,
+    })
 }
 
 fn set_stuck_since<'a>(
@@ -199,7 +188,7 @@ fn set_stuck_since<'a>(
 ) -> Result<(), StoreError> {
     let mut q = tx.prepare_cached("UPDATE messages SET stuck_since = ?2 WHERE id = ?1")?;
     for id in ids {
-        q.execute(params![id, at])?;
+        q.execute(params![StoredId::of(id), at])?;
     }
     Ok(())
 }
@@ -231,11 +220,11 @@ impl MessageStore for SqliteStore {
     ) -> Result<Vec<PendingMessage>, StoreError> {
         let mut q = self.conn.prepare_cached(
             "SELECT seq, id, sender_id, reciever_id, payload, created_at, status FROM messages
-             WHERE reciever_id = ?1 AND status <> 'DELIVERED' AND seq > ?2
+             WHERE reciever_id = ?1 AND status < 2 AND seq > ?2
              ORDER BY seq LIMIT ?3",
         )?;
         let rows = q.query_map(params![recipient, after_seq, limit as i64], pending_row)?;
-        rows.map(|row| row?.into_pending()).collect()
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn claim_stuck(
@@ -250,12 +239,12 @@ impl MessageStore for SqliteStore {
                 "SELECT seq, id, sender_id, reciever_id, payload, created_at, status FROM (
                      SELECT * FROM (
                          SELECT *, COALESCE(stuck_since, created_at) AS since FROM messages
-                         WHERE status = 'NONE' AND COALESCE(stuck_since, created_at) < ?1
+                         WHERE status = 0 AND COALESCE(stuck_since, created_at) < ?1
                          ORDER BY since, seq LIMIT ?2)
                      UNION ALL
                      SELECT * FROM (
                          SELECT *, COALESCE(stuck_since, sent_at) AS since FROM messages
-                         WHERE status = 'SENT' AND COALESCE(stuck_since, sent_at) < ?3
+                         WHERE status = 1 AND COALESCE(stuck_since, sent_at) < ?3
                          ORDER BY since, seq LIMIT ?2))
                  ORDER BY since, seq",
             )?;
@@ -263,8 +252,7 @@ impl MessageStore for SqliteStore {
             let sent_before = now.saturating_sub(after.sent);
             let args = params![none_before, limit as i64, sent_before];
             let rows = q.query_map(args, pending_row)?;
-            rows.map(|row| row?.into_pending())
-                .collect::<Result<Vec<_>, _>>()?
+            rows.collect::<Result<Vec<_>, _>>()?
         };
         set_stuck_since(&tx, claimed.iter().map(|m| m.id.as_str()), now)?;
         tx.commit()?;
@@ -279,13 +267,15 @@ impl MessageStore for SqliteStore {
     }
 
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {
-        let s: Option<String> = self
+        let s: Option<StoredStatus> = self
             .conn
-            .query_row("SELECT status FROM messages WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT status FROM messages WHERE id = ?1",
+                [StoredId::of(id)],
+                |r| r.get(0),
+            )
             .optional()?;
-        s.map(|s| parse_status(&s)).transpose()
+        Ok(s.map(|s| s.0))
     }
 }
 

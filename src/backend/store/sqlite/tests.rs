@@ -1,5 +1,7 @@
 //! SQLite-only checks; the behaviour shared with Postgres runs from `store::conformance`.
 
+use std::path::Path;
+
 use super::*;
 
 #[test]
@@ -12,4 +14,155 @@ fn migrations_apply_once_across_reopens() {
         .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, MIGRATIONS.len() as i64);
+}
+
+/// A database as the pod left it before migration 0003 (text ids and statuses, AUTOINCREMENT).
+fn version_2_database(dir: &Path) {
+    let db = Connection::open(dir.join("distrisocks.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .unwrap();
+    for &(version, sql) in &MIGRATIONS[..2] {
+        db.execute_batch(sql).unwrap();
+        db.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version])
+            .unwrap();
+    }
+    let rows = [
+        ("01a220d3-e489-7599-9ae4-000000000001", "NONE", None),
+        ("01a220d3-e489-7599-9ae4-000000000002", "SENT", Some("c-2")),
+        ("01a220d3-e489-7599-9ae4-000000000003", "DELIVERED", None),
+        ("legacy-id", "NONE", Some("c-4")),
+    ];
+    for (id, status, cmid) in rows {
+        db.execute(
+            "INSERT INTO messages (id, sender_id, reciever_id, client_msg_id, payload, status, created_at)
+             VALUES (?1, 'alice', 'bob', ?3, 'p-' || ?1, ?2, 7)",
+            params![id, status, cmid],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_version_2_database_migrates_with_every_row_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    version_2_database(dir.path());
+    let mut s = SqliteStore::open(dir.path(), true).unwrap();
+
+    let pending = s.pending("bob", 0, 10).unwrap();
+    let seen: Vec<_> = pending
+        .iter()
+        .map(|m| (m.seq, m.id.as_str(), m.status))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "01a220d3-e489-7599-9ae4-000000000001", Status::None),
+            (2, "01a220d3-e489-7599-9ae4-000000000002", Status::Sent),
+            (4, "legacy-id", Status::None),
+        ]
+    );
+    assert_eq!(pending[2].payload, "p-legacy-id");
+    let delivered = "01a220d3-e489-7599-9ae4-000000000003";
+    assert_eq!(s.status_of(delivered).unwrap(), Some(Status::Delivered));
+    let kinds: Vec<String> = s
+        .conn
+        .prepare("SELECT typeof(id) FROM messages ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(kinds, ["blob", "blob", "blob", "text"]);
+
+    // Idempotency keys still answer with the original message, compact or not.
+    let again = |id: &str, cmid: &str| NewMessage {
+        id: id.into(),
+        sender_id: "alice".into(),
+        reciever_id: "bob".into(),
+        client_msg_id: Some(cmid.into()),
+        payload: "resent".into(),
+        created_at: 8,
+    };
+    let fresh = "01a220d3-e489-7599-9ae4-000000000009";
+    let (ins, _) = s
+        .commit(
+            &[
+                again(fresh, "c-2"),
+                again(fresh, "c-4"),
+                again(fresh, "c-5"),
+            ],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        ins,
+        [
+            InsertResult::Duplicate {
+                id: "01a220d3-e489-7599-9ae4-000000000002".into(),
+                status: Status::Sent
+            },
+            InsertResult::Duplicate {
+                id: "legacy-id".into(),
+                status: Status::None
+            },
+            // The counter continues after the migrated rows.
+            InsertResult::Inserted { seq: 5 },
+        ]
+    );
+    let sequences: i64 = s
+        .conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_sequence WHERE name = 'messages'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sequences, 0, "no AUTOINCREMENT counter is left to write");
+}
+
+#[test]
+fn the_readable_view_shows_ids_and_statuses_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path(), true).unwrap();
+    let id = "01a220d3-e489-7599-9ae4-00000000000a";
+    let m = NewMessage {
+        id: id.into(),
+        sender_id: "alice".into(),
+        reciever_id: "bob".into(),
+        client_msg_id: None,
+        payload: "p".into(),
+        created_at: 1,
+    };
+    let sent = StatusUpdate {
+        id: id.into(),
+        status: Status::Sent,
+        recipient: None,
+        at: 2,
+    };
+    s.commit(&[m], &[sent]).unwrap();
+    let (read_id, status): (String, String) = s
+        .conn
+        .query_row("SELECT id, status FROM messages_readable", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((read_id.as_str(), status.as_str()), (id, "SENT"));
+}
+
+#[test]
+fn an_undecodable_status_is_reported_as_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path(), true).unwrap();
+    // Written behind the store's back, bypassing the CHECK.
+    s.conn
+        .execute_batch(
+            "PRAGMA ignore_check_constraints = ON;
+             INSERT INTO messages (id, sender_id, reciever_id, payload, status, created_at)
+             VALUES ('x', 'alice', 'bob', 'p', 9, 1);",
+        )
+        .unwrap();
+    let err = s.status_of("x").unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
 }
