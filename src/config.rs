@@ -327,6 +327,19 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_MAX_FRAMES_PER_SEC", default_value_t = 0)]
     pub max_frames_per_sec: u32,
 
+    /// Sockets the pod keeps open at once (connections and handshakes in progress); an upgrade
+    /// beyond it is answered 503 with `Retry-After`, while `/healthz` and `/metrics` are still
+    /// served. 0 (the default): the open-file limit minus a reserve (an eighth of it, at most
+    /// 512), so a full pod answers instead of failing its accepts.
+    #[arg(long, env = "DISTRISOCKS_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// WebSocket connections one client address may hold on this pod; one more is answered
+    /// 429 with `Retry-After`. 0 (the default): no limit (clients behind one NAT share an
+    /// address).
+    #[arg(long, env = "DISTRISOCKS_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+
     /// Frames queued per connection before it is closed with 4008 (slow consumer).
     #[arg(long, env = "DISTRISOCKS_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,

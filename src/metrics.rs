@@ -232,3 +232,55 @@ impl Metrics {
         }
     }
 }
+
+/// A warning that can repeat thousands of times a second (every delivery of an outage, every
+/// accept while out of descriptors), written as one line per [`LOG_EVERY`] with the count.
+#[derive(Default)]
+pub struct LogEvery {
+    unlogged: AtomicU64,
+    /// When the last line was written, in ms since the Unix epoch (0: never).
+    logged_at_ms: AtomicU64,
+}
+
+/// See [`LogEvery`].
+pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl LogEvery {
+    /// [`count`](Self::count) at the current time.
+    pub fn count_now(&self) -> Option<u64> {
+        self.count(crate::protocol::now_micros().max(0) as u64 / 1000)
+    }
+
+    /// Counts one occurrence; returns how many to report now (this one included), if a line
+    /// is due.
+    pub fn count(&self, now_ms: u64) -> Option<u64> {
+        self.unlogged.fetch_add(1, Relaxed);
+        let last = self.logged_at_ms.load(Relaxed);
+        let due = last == 0 || now_ms.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
+        let won = due
+            && self
+                .logged_at_ms
+                .compare_exchange(last, now_ms.max(1), Relaxed, Relaxed)
+                .is_ok();
+        won.then(|| self.unlogged.swap(0, Relaxed).max(1))
+    }
+}
+
+#[cfg(test)]
+mod log_every_tests {
+    use super::LogEvery;
+
+    #[test]
+    fn a_repeated_warning_is_logged_once_per_window_with_its_count() {
+        let log = LogEvery::default();
+        assert_eq!(
+            log.count(1_000),
+            Some(1),
+            "the first occurrence is reported at once"
+        );
+        assert_eq!(log.count(1_001), None);
+        assert_eq!(log.count(5_000), None);
+        assert_eq!(log.count(11_000), Some(3), "two held back plus this one");
+        assert_eq!(log.count(11_500), None);
+    }
+}

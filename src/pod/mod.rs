@@ -123,6 +123,7 @@ impl Pod {
             cluster,
             metrics,
             lease_epoch,
+            sockets: socket_caps(&config.tuning),
         });
         let (drained_tx, drained) = crossbeam_channel::unbounded();
         let mut started = Pod {
@@ -223,6 +224,17 @@ impl Pod {
 
 /// The allowlist as compared: trimmed, lower-cased, without a trailing slash; `*` anywhere in
 /// it allows every origin (an empty list).
+/// `--max-connections` 0 means: derived from the open-file limit (see `SocketCaps`).
+fn socket_caps(t: &crate::config::Tuning) -> crate::shard::SocketCaps {
+    let max = match t.max_connections {
+        0 => crate::shard::open_file_limit()
+            .map_or(usize::MAX, crate::shard::default_max_connections),
+        n => n,
+    };
+    tracing::info!(max, per_ip = t.max_connections_per_ip, "connection caps");
+    crate::shard::SocketCaps::new(max, t.max_connections_per_ip)
+}
+
 fn allowed_origins(list: &[String]) -> Vec<String> {
     let list: Vec<String> = list
         .iter()

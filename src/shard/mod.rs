@@ -5,12 +5,14 @@
 //! `RefCell`/`Cell`s that only its own executor touches. Shards talk through bounded
 //! `async-channel` inboxes ([`ShardMsg`]); the store thread answers through the same inboxes.
 
+mod caps;
 mod cluster;
 mod conns;
 pub mod keepalive;
 mod local;
 pub mod outbox;
 
+pub use caps::{default_max_connections, open_file_limit, SocketCaps};
 pub use cluster::{ClusterShared, RedriveSettings};
 pub use conns::{ConnEntry, Conns};
 pub use local::{BroadcastRoutes, LocalBus, LocalRoutes};
@@ -88,6 +90,8 @@ pub struct PodShared {
     /// of every shard closes its connections when it sees a new value: unlike an inbox
     /// message, a counter cannot be dropped by a full inbox.
     pub lease_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Open sockets and per-address slots, for the connection caps.
+    pub sockets: SocketCaps,
 }
 
 /// One core's state. Owned by its executor through `Rc`; see the module doc.
@@ -97,6 +101,9 @@ pub struct Shard {
     /// Live connections on this shard. Dropped entries end nothing by themselves: each
     /// connection task removes its own entry when it ends.
     pub conns: RefCell<Conns>,
+    /// Per-address slots held by this shard's connections, by connection id (only with
+    /// `--max-connections-per-ip`; see `socket::session`).
+    pub ip_slots: RefCell<std::collections::HashMap<u64, std::net::IpAddr>>,
     /// This shard's slice of the embedded route table (users whose home shard this is).
     pub directory: Rc<RefCell<Directory>>,
     pub routes: Box<dyn RouteTable>,
@@ -121,6 +128,7 @@ impl Shard {
             id,
             pod,
             conns: RefCell::new(Conns::default()),
+            ip_slots: RefCell::default(),
             directory,
             routes,
             bus,

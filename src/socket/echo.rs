@@ -4,6 +4,7 @@
 //! the messaging socket too.
 
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -21,14 +22,22 @@ use crate::shard::Shard;
 const ECHO_QUEUE: usize = 64;
 
 /// Serves one echo connection.
-pub async fn run(shard: Rc<Shard>, stream: TcpStream, rest: Vec<u8>) {
+pub async fn run(shard: Rc<Shard>, stream: TcpStream, rest: Vec<u8>, ip: Option<IpAddr>) {
+    serve_echo(&shard, stream, rest).await;
+    if let Some(ip) = ip {
+        shard.pod.sockets.release_ip(ip);
+    }
+    shard.pod.sockets.closed();
+}
+
+async fn serve_echo(shard: &Rc<Shard>, stream: TcpStream, rest: Vec<u8>) {
     let Some(config) = shard.settings().echo_ws else {
         return;
     };
     let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
     let (sink, mut source) = ws.split();
     let outbox = Rc::new(RefCell::new(Outbox::new(ECHO_QUEUE)));
-    let writer = super::writer::spawn(&shard, sink, &outbox);
+    let writer = super::writer::spawn(shard, sink, &outbox);
     while let Some(item) = source.next().await {
         match item {
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => {

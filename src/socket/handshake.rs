@@ -1,6 +1,8 @@
 //! The upgrade: read the request head within the handshake timeout, answer plain HTTP or
 //! authenticate and switch protocols.
 
+use std::net::IpAddr;
+
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
@@ -9,10 +11,22 @@ use crate::auth::Credentials;
 use crate::shard::Shard;
 
 /// A completed upgrade. `rest` holds bytes read past the request head (an eager first frame).
+/// `ip` is set when the connection holds a per-address slot (`--max-connections-per-ip`),
+/// which the connection gives back when it ends.
 pub enum Upgraded {
-    Ws { user: String, rest: Vec<u8> },
-    Echo { rest: Vec<u8> },
+    Ws {
+        user: String,
+        rest: Vec<u8>,
+        ip: Option<IpAddr>,
+    },
+    Echo {
+        rest: Vec<u8>,
+        ip: Option<IpAddr>,
+    },
 }
+
+/// How long a refused client should wait before it tries again (429 and 503 answers).
+pub const RETRY_AFTER_SECS: u32 = 5;
 
 /// What to do with a parsed head.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,17 +61,48 @@ async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
             return None;
         }
     };
-    let upgraded = match decide(shard, &head) {
-        Decision::Respond(r) => {
-            answer_and_close(stream, &r).await;
+    let decision = decide(shard, &head);
+    if let Decision::Respond(r) = &decision {
+        answer_and_close(stream, r).await;
+        return None;
+    }
+    let ip = match take_ip_slot(shard, stream) {
+        Ok(ip) => ip,
+        Err(response) => {
+            answer_and_close(stream, &response).await;
             return None;
         }
-        Decision::Ws(user) => Upgraded::Ws { user, rest },
-        Decision::Echo => Upgraded::Echo { rest },
     };
     let accept = switching_protocols(head.ws_key.as_deref().unwrap_or_default(), shard.id);
-    stream.write_all(accept.as_bytes()).await.ok()?;
-    Some(upgraded)
+    if stream.write_all(accept.as_bytes()).await.is_err() {
+        if let Some(ip) = ip {
+            shard.pod.sockets.release_ip(ip);
+        }
+        return None;
+    }
+    match decision {
+        Decision::Ws(user) => Some(Upgraded::Ws { user, rest, ip }),
+        _ => Some(Upgraded::Echo { rest, ip }),
+    }
+}
+
+/// Takes a slot of the client's address when `--max-connections-per-ip` is set: `Ok(None)`
+/// without a limit, `Err` with the 429 to answer when the address has no slot left.
+fn take_ip_slot(shard: &Shard, stream: &TcpStream) -> Result<Option<IpAddr>, String> {
+    let caps = &shard.pod.sockets;
+    if !caps.limits_ips() {
+        return Ok(None);
+    }
+    let Ok(peer) = stream.peer_addr() else {
+        return Ok(None); // The peer is gone already; the upgrade's write will fail.
+    };
+    if caps.take_ip(peer.ip()) {
+        return Ok(Some(peer.ip()));
+    }
+    tracing::debug!(shard = shard.id, ip = %peer.ip(), "upgrade refused: per-address cap");
+    let retry = format!("Retry-After: {RETRY_AFTER_SECS}\r\n");
+    let body = "too many connections from this address\n";
+    Err(plain(429, "Too Many Requests", &retry, body))
 }
 
 /// Writes a final plain-HTTP answer, then closes gracefully: half-close, and discard what the
@@ -144,6 +189,15 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
     }
     if head.ws_key.is_none() {
         return respond(400, "Bad Request", "", "missing Sec-WebSocket-Key");
+    }
+    if shard.pod.sockets.full() {
+        tracing::debug!(
+            shard = shard.id,
+            "upgrade refused: pod at its connection cap"
+        );
+        let retry = format!("Retry-After: {RETRY_AFTER_SECS}\r\n");
+        let body = "pod at its connection limit; retry later or on another pod";
+        return respond(503, "Service Unavailable", &retry, body);
     }
     if head.target == Target::Echo {
         return Decision::Echo;

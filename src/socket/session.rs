@@ -25,7 +25,25 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Serves one authenticated WebSocket of `user`. Reader and writer are two futures of this
 /// one task (a second task per connection cost ~600 B while idle: its header, the join
 /// handle, a shared future to await it).
-pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>) {
+///
+/// Not an `async fn`: an async fn keeps every argument in its state for the connection's
+/// whole life, so the per-address slot (`ip`) is parked in the shard's map here, before the
+/// connection's future exists, and given back when that future ends.
+pub fn run(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    user: String,
+    rest: Vec<u8>,
+    ip: Option<std::net::IpAddr>,
+) -> impl std::future::Future<Output = ()> {
+    let conn = shard.next_conn_id();
+    if let Some(ip) = ip {
+        shard.ip_slots.borrow_mut().insert(conn, ip);
+    }
+    serve(shard, stream, user, rest, conn)
+}
+
+async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>, conn: u64) {
     let config = shard.settings().ws;
     let ws = Box::pin(WebSocketStream::from_partially_read(
         stream,
@@ -35,7 +53,6 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
     ))
     .await;
     let (sink, mut source) = ws.split();
-    let conn = shard.next_conn_id();
     let user: Rc<str> = user.into();
     let mut outbox = Outbox::new(shard.settings().tuning.outbound_queue);
     if shard.pod.cluster.is_some() {
@@ -88,6 +105,10 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8
         let _ = glommio::timer::timeout(CLOSE_GRACE, writing.map(Ok)).await;
     }
     shard.conns.borrow_mut().remove(conn);
+    if let Some(ip) = shard.ip_slots.borrow_mut().remove(&conn) {
+        shard.pod.sockets.release_ip(ip);
+    }
+    shard.pod.sockets.closed();
     shard.metrics().connections.fetch_sub(1, Relaxed);
     if let Err(e) = shard.routes.unregister(&user, shard.location()).await {
         tracing::warn!(shard = shard.id, conn, error = %e, "route removal failed");

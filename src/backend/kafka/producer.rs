@@ -2,7 +2,7 @@
 //! [`KafkaBus`] handles. Delivery reports, served by the producer's poll thread, resolve each
 //! publish: SENT is recorded only for records the broker acknowledged.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,36 +25,12 @@ type Reply = Option<oneshot::Sender<Result<(), BusError>>>;
 /// Routes delivery reports back to the publishing task.
 #[derive(Default)]
 pub struct Reports {
-    failures: FailureLog,
+    /// Failed deliveries: an outage fails every record in flight, and one line per record
+    /// would bury everything else.
+    failures: crate::metrics::LogEvery,
 }
 
 impl ClientContext for Reports {}
-
-/// Failed deliveries, logged as one line per [`FAILURE_LOG_EVERY`] with their count: an outage
-/// fails every record in flight, and one line per record would bury everything else.
-#[derive(Default)]
-struct FailureLog {
-    unlogged: AtomicU64,
-    /// When the last line was written, in ms since the Unix epoch (0: never).
-    logged_at_ms: AtomicU64,
-}
-
-const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
-
-impl FailureLog {
-    /// Counts a failure; returns how many to report now (this one included), if a line is due.
-    fn count(&self, now_ms: u64) -> Option<u64> {
-        self.unlogged.fetch_add(1, Ordering::Relaxed);
-        let last = self.logged_at_ms.load(Ordering::Relaxed);
-        let due = last == 0 || now_ms.saturating_sub(last) >= FAILURE_LOG_EVERY.as_millis() as u64;
-        let won = due
-            && self
-                .logged_at_ms
-                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok();
-        won.then(|| self.unlogged.swap(0, Ordering::Relaxed).max(1))
-    }
-}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = Box<Reply>;
@@ -65,8 +41,7 @@ impl ProducerContext for Reports {
             .map(|_| ())
             .map_err(|(e, _)| BusError::Produce(e.to_string()));
         if let Err(e) = &outcome {
-            let now_ms = crate::protocol::now_micros().max(0) as u64 / 1000;
-            if let Some(n) = self.failures.count(now_ms) {
+            if let Some(n) = self.failures.count_now() {
                 tracing::warn!(error = %e, failed = n, "kafka deliveries failed (latest error shown)");
             }
         }
@@ -237,23 +212,4 @@ fn record<'a>(
         .key(env.user.as_str())
         .payload(env.frame.as_str())
         .headers(headers)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::FailureLog;
-
-    #[test]
-    fn delivery_failures_are_logged_once_per_window_with_their_count() {
-        let log = FailureLog::default();
-        assert_eq!(
-            log.count(1_000),
-            Some(1),
-            "the first failure is reported at once"
-        );
-        assert_eq!(log.count(1_001), None);
-        assert_eq!(log.count(5_000), None);
-        assert_eq!(log.count(11_000), Some(3), "two held back plus this one");
-        assert_eq!(log.count(11_500), None);
-    }
 }

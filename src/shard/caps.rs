@@ -1,0 +1,135 @@
+//! Pod-wide socket accounting for the connection caps (`--max-connections`,
+//! `--max-connections-per-ip`). Touched when a socket opens, upgrades and closes, never per
+//! frame, so one atomic and one mutex-guarded map shared by the shards cost nothing on the
+//! message path.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// See the module doc.
+pub struct SocketCaps {
+    /// Accepted sockets not yet closed: upgraded connections and handshakes in progress.
+    open: AtomicUsize,
+    max: usize,
+    per_ip: u32,
+    by_ip: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl SocketCaps {
+    /// `max` open sockets per pod; `per_ip` upgraded connections per client address (0: no
+    /// limit).
+    pub fn new(max: usize, per_ip: u32) -> SocketCaps {
+        SocketCaps {
+            open: AtomicUsize::new(0),
+            max,
+            per_ip,
+            by_ip: Mutex::default(),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    pub fn opened(&self) {
+        self.open.fetch_add(1, Relaxed);
+    }
+
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Relaxed);
+    }
+
+    /// More sockets are open than the cap allows: upgrades are refused (plain HTTP, such as
+    /// `/healthz`, is still answered from the descriptors kept below the open-file limit).
+    pub fn full(&self) -> bool {
+        self.open.load(Relaxed) > self.max
+    }
+
+    pub fn limits_ips(&self) -> bool {
+        self.per_ip > 0
+    }
+
+    /// Takes one of `ip`'s connection slots; false when it has none left.
+    pub fn take_ip(&self, ip: IpAddr) -> bool {
+        let mut map = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.per_ip {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives back a slot [`take_ip`](Self::take_ip) handed out.
+    pub fn release_ip(&self, ip: IpAddr) {
+        let mut map = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+}
+
+/// The default `--max-connections`: the open-file limit minus a reserve for the pod's own
+/// files (store, WAL, io_uring rings, broker and Redis sockets) and for answering plain HTTP
+/// while full: an eighth of the limit, at most 512 (19,488 under a 20,000 limit).
+pub fn default_max_connections(open_file_limit: u64) -> usize {
+    let reserve = (open_file_limit / 8).min(512);
+    open_file_limit.saturating_sub(reserve) as usize
+}
+
+/// The process's soft open-file limit, if it can be read.
+pub fn open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_slots_are_counted_and_given_back() {
+        let caps = SocketCaps::new(10, 2);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        assert!(caps.take_ip(a) && caps.take_ip(a));
+        assert!(!caps.take_ip(a), "a third connection from one address");
+        assert!(caps.take_ip(b), "other addresses are not affected");
+        caps.release_ip(a);
+        assert!(caps.take_ip(a));
+        caps.release_ip(a);
+        caps.release_ip(a);
+        assert!(
+            caps.by_ip.lock().unwrap().get(&a).is_none(),
+            "no entry left"
+        );
+    }
+
+    #[test]
+    fn full_means_above_the_cap() {
+        let caps = SocketCaps::new(1, 0);
+        caps.opened();
+        assert!(!caps.full());
+        caps.opened();
+        assert!(caps.full());
+        caps.closed();
+        assert!(!caps.full());
+    }
+
+    #[test]
+    fn the_default_cap_keeps_a_reserve_below_the_file_limit() {
+        assert_eq!(default_max_connections(20_000), 19_488);
+        assert_eq!(default_max_connections(256), 224);
+        assert_eq!(default_max_connections(1_048_576), 1_048_064);
+    }
+}
