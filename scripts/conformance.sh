@@ -48,6 +48,9 @@ for tool in cargo curl python3 timeout; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
 
+# The checker's own tests first: a checker that lets changes through proves nothing.
+python3 "$ROOT/scripts/test_conformance_compare.py" -q 2>&1 | tail -1 || die "conformance_compare.py's tests failed"
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/distrisocks-conformance.XXXXXX")
 POD_PID=
 stop_pod() {

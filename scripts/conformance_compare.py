@@ -11,15 +11,15 @@ kosoku writes each like Autobahn does:
 duration, reportfile}, and `reportfile` (in the same directory) holds the case's details.
 
 EXPECTED_JSON maps case id -> {"behavior", "behaviorClose", "remoteCloseCode"} (a bare
-string is accepted as shorthand for {"behavior": ...}); a field left out is not checked.
-It lists passing cases only; `--update` records every passing case of the report, drops
-failing ones, and keeps out the fields the current file leaves out.
+string is accepted as shorthand for {"behavior": ...}); a field left out is not checked
+(conformance/README.md says which and why). `--update` records every case of the report,
+failing ones included, and keeps out the fields the current file leaves out.
 
-A case fails the check when it is missing from the report, when its behavior or close
-behavior ranks worse than expected (OK > NON-STRICT > INFORMATIONAL > UNIMPLEMENTED >
-FAILED > ERROR), or, for a case whose close kosoku does not judge (expected close
-INFORMATIONAL), when the close code the server sent changed. Better than expected is
-reported and passes; so does a case the expected file does not list (reported).
+The check is strict: the run fails when a case is missing from the report, when the report
+has a case the expected file does not list, when any recorded field differs (worse *or
+better*: an intended change goes through `--update` and a reviewed diff), or when a case
+does not pass (behavior OK, NON-STRICT or INFORMATIONAL; close OK or INFORMATIONAL), even
+one recorded as failing. So `--update` cannot turn a regression into a passing run.
 """
 
 from __future__ import annotations
@@ -29,24 +29,6 @@ import json
 import os
 import sys
 
-# Lower is better. Anything else (unknown label) ranks worst.
-BEHAVIOR_RANK = {
-    "OK": 0,
-    "NON-STRICT": 1,
-    "INFORMATIONAL": 2,
-    "UNIMPLEMENTED": 3,
-    "FAILED": 4,
-    "ERROR": 5,
-}
-CLOSE_RANK = {
-    "OK": 0,
-    "INFORMATIONAL": 1,
-    "WRONG CODE": 2,
-    "UNCLEAN": 3,
-    "FAILED BY CLIENT": 3,
-    "NO_CLOSE": 4,
-    "FAILED": 4,
-}
 PASSING_BEHAVIOR = {"OK", "NON-STRICT", "INFORMATIONAL"}
 PASSING_CLOSE = {"OK", "INFORMATIONAL"}
 WORST = 99
@@ -117,9 +99,10 @@ def write_expected(path: str, report: dict[str, dict]) -> None:
     # A field the current file leaves out of a case stays out: it is unchecked on purpose
     # (a timing-dependent close code; see conformance/README.md).
     old = load_expected(path) if os.path.exists(path) else {}
-    passing = sorted((k for k, v in report.items() if passes(v)), key=case_key)
+    every = sorted(report, key=case_key)
+    passing = [k for k in every if passes(report[k])]
     lines = []
-    for case_id in passing:
+    for case_id in every:
         v = report[case_id]
         entry = {
             "behavior": v["behavior"],
@@ -131,10 +114,13 @@ def write_expected(path: str, report: dict[str, dict]) -> None:
         lines.append(f"  {json.dumps(case_id)}: {json.dumps(entry)}")
     with open(path, "w") as f:
         f.write("{\n" + ",\n".join(lines) + "\n}\n")
-    failing = sorted((k for k in report if k not in passing), key=case_key)
-    print(f"conformance: wrote {len(passing)} passing cases to {path}")
+    failing = [k for k in every if k not in passing]
+    print(f"conformance: wrote {len(every)} cases ({len(passing)} passing) to {path}")
     if failing:
-        print(f"conformance: left out {len(failing)} failing cases: {', '.join(failing)}")
+        print(
+            f"conformance: recorded {len(failing)} FAILING cases, which fail every check: "
+            f"{', '.join(failing)}"
+        )
 
 
 def section_summary(report: dict[str, dict]) -> str:
@@ -146,6 +132,32 @@ def section_summary(report: dict[str, dict]) -> str:
         f"{sec}.*: {ok}/{ok + bad}"
         for sec, (ok, bad) in sorted(sections.items(), key=lambda kv: case_key(kv[0]))
     )
+
+
+FIELDS = ("behavior", "behaviorClose", "remoteCloseCode")
+
+
+def compare(report: dict[str, dict], expected: dict[str, dict]) -> list[str]:
+    """Every way the report differs from the expected results, one line per case."""
+    problems: list[str] = []
+    for case_id in sorted(set(expected) | set(report), key=case_key):
+        want, got = expected.get(case_id), report.get(case_id)
+        if got is None:
+            problems.append(f"{case_id}: missing from kosoku's report (expected {describe(want)})")
+            continue
+        if want is None:
+            problems.append(f"{case_id}: not in the expected results ({describe(got)})")
+            continue
+        reasons = [
+            f"{field} {want[field]} -> {got.get(field)}"
+            for field in FIELDS
+            if field in want and got.get(field) != want[field]
+        ]
+        if not passes(got):
+            reasons.append("does not pass")
+        if reasons:
+            problems.append(f"{case_id}: {', '.join(reasons)}\n      {failure_text(got)}")
+    return problems
 
 
 def main(argv: list[str]) -> int:
@@ -164,61 +176,14 @@ def main(argv: list[str]) -> int:
         return 0
     expected = load_expected(expected_path)
 
-    regressions: list[str] = []
-    better: list[str] = []
-    notes: list[str] = []
-    for case_id in sorted(expected, key=case_key):
-        want = expected[case_id]
-        got = report.get(case_id)
-        if got is None:
-            regressions.append(f"{case_id}: missing from kosoku's report (expected {describe(want)})")
-            continue
-        reasons = []
-        b_want = BEHAVIOR_RANK.get(want["behavior"], WORST)
-        b_got = BEHAVIOR_RANK.get(got["behavior"], WORST)
-        c_want = CLOSE_RANK.get(want.get("behaviorClose"), WORST) if "behaviorClose" in want else None
-        c_got = CLOSE_RANK.get(got["behaviorClose"], WORST)
-        if b_got > b_want:
-            reasons.append(f"behavior {want['behavior']} -> {got['behavior']}")
-        if c_want is not None and c_got > c_want:
-            reasons.append(f"close {want['behaviorClose']} -> {got['behaviorClose']}")
-        code_changed = (
-            "remoteCloseCode" in want and got.get("remoteCloseCode") != want["remoteCloseCode"]
-        )
-        if code_changed:
-            change = f"close code {want['remoteCloseCode']} -> {got.get('remoteCloseCode')}"
-            if want.get("behaviorClose") == "INFORMATIONAL" or reasons:
-                # INFORMATIONAL: kosoku does not judge this close; the code is the only signal.
-                reasons.append(change)
-            else:
-                notes.append(f"{case_id}: {change} (kosoku's close verdict: {got['behaviorClose']})")
-        if reasons:
-            regressions.append(
-                f"{case_id}: {', '.join(reasons)}\n      {failure_text(got)}"
-            )
-        elif b_got < b_want or (c_want is not None and c_got < c_want):
-            better.append(f"{case_id}: expected {describe(want)}, got {describe(got)}")
-    for case_id in sorted(set(report) - set(expected), key=case_key):
-        got = report[case_id]
-        if passes(got):
-            better.append(f"{case_id}: not in expected, now passes ({describe(got)})")
-        else:
-            notes.append(
-                f"{case_id}: known failure, not in expected ({describe(got)})\n"
-                f"      {failure_text(got)}"
-            )
-
+    regressions = compare(report, expected)
     total = len(report)
     n_pass = sum(1 for v in report.values() if passes(v))
     print(f"conformance: {n_pass}/{total} cases pass; by section: {section_summary(report)}")
-    for title, items in (("notes", notes), ("better than expected (update " + expected_path + ")", better)):
-        if items:
-            print(f"conformance: {title}:")
-            for line in items:
-                print(f"  {line}")
     if regressions:
         print(
-            f"conformance: FAILED: {len(regressions)} case(s) worse than expected or missing:",
+            f"conformance: FAILED: {len(regressions)} case(s) changed, failing, missing or "
+            f"unlisted (an intended change: --update, then review the diff of {expected_path}):",
             file=sys.stderr,
         )
         for line in regressions:
