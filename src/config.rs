@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long, env = "DISTRISOCKS_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
+    /// Seconds a token stays valid past its `exp` (and before its `nbf`), for clock skew
+    /// between the auth service and the pods.
+    #[arg(long, env = "DISTRISOCKS_JWT_LEEWAY_SECS", default_value_t = 0)]
+    pub jwt_leeway_secs: u32,
+
     /// Web origins allowed to open sockets, comma-separated (`https://app.example.com`), or
     /// `*`. A browser sends its page's origin on every upgrade; one not listed is refused with
     /// 403, so a page on another site cannot use a visitor's credentials (cross-site WebSocket

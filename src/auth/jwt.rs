@@ -53,6 +53,9 @@ pub struct JwtPolicy {
     pub issuer: Option<String>,
     /// When set, `aud` must be or contain it.
     pub audience: Option<String>,
+    /// Seconds a token is still accepted after `exp` and already before `nbf`: the auth
+    /// service's clock and the pod's are never exactly in step.
+    pub leeway_secs: u32,
 }
 
 /// Verifies `token` with `secret` at `now` (seconds since the epoch) and returns its `sub`.
@@ -99,10 +102,11 @@ pub fn verify(token: &str, policy: &JwtPolicy, now: i64) -> Result<String, AuthE
         }
     }
     let exp = claims.exp.ok_or(AuthError::MissingExp)?;
-    if (now as f64) >= exp {
+    let leeway = f64::from(policy.leeway_secs);
+    if (now as f64) >= exp + leeway {
         return Err(AuthError::Expired);
     }
-    if claims.nbf.is_some_and(|nbf| (now as f64) < nbf) {
+    if claims.nbf.is_some_and(|nbf| (now as f64) + leeway < nbf) {
         return Err(AuthError::NotYetValid);
     }
     claims.sub.ok_or(AuthError::MissingSub)
@@ -183,6 +187,7 @@ mod tests {
             secrets: vec![b"new".to_vec(), b"old".to_vec()],
             issuer: Some("https://auth.example".into()),
             audience: Some("chat".into()),
+            leeway_secs: 0,
         };
         let claims =
             r#"{"sub":"alice","exp":1800000060,"iss":"https://auth.example","aud":"chat"}"#;
@@ -208,5 +213,21 @@ mod tests {
         assert!(matches!(err(wrong, b"new"), Err(AuthError::WrongAudience)));
         let no_aud = r#"{"sub":"a","exp":1800000060,"iss":"https://auth.example"}"#;
         assert!(matches!(err(no_aud, b"new"), Err(AuthError::WrongAudience)));
+    }
+
+    #[test]
+    fn leeway_extends_exp_and_nbf_by_that_many_seconds() {
+        let t = sign_hs256(r#"{"sub":"a","exp":1800000000,"nbf":1800000000}"#, b"k");
+        let policy = |leeway_secs| JwtPolicy {
+            secrets: vec![b"k".to_vec()],
+            leeway_secs,
+            ..JwtPolicy::default()
+        };
+        let at = |now, leeway| verify(&t, &policy(leeway), now);
+        assert!(matches!(at(1_800_000_000, 0), Err(AuthError::Expired)));
+        assert_eq!(at(1_800_000_009, 10).unwrap(), "a");
+        assert!(matches!(at(1_800_000_010, 10), Err(AuthError::Expired)));
+        assert_eq!(at(1_799_999_990, 10).unwrap(), "a", "nbf 10 s ahead");
+        assert!(matches!(at(1_799_999_989, 10), Err(AuthError::NotYetValid)));
     }
 }

@@ -267,6 +267,7 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
                 secrets: current.map(|s| s.as_bytes().to_vec()).collect(),
                 issuer: config.jwt_issuer.clone(),
                 audience: config.jwt_audience.clone(),
+                leeway_secs: config.jwt_leeway_secs,
             })
         }
         AuthMode::Dev => {
