@@ -3,11 +3,10 @@
 
 mod common;
 
+use common::process::ProcPod;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 fn upgrade_request(user: &str) -> String {
@@ -79,58 +78,6 @@ fn one_address_gets_429_beyond_its_cap_and_its_slots_come_back() {
     pod.shutdown();
 }
 
-/// How often a repeated warning may be written (`metrics::LOG_EVERY`).
-fn distrisocks_log_window() -> std::time::Duration {
-    distrisocks::metrics::LOG_EVERY
-}
-
-/// A pod process whose open-file limit is `nofile`, with its stderr collected.
-struct SmallPod {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl SmallPod {
-    fn start(dir: &std::path::Path, nofile: u32, shards: u32, extra: &str) -> SmallPod {
-        let bin = env!("CARGO_BIN_EXE_distrisocks");
-        let data = dir.display();
-        let script = format!(
-            "ulimit -n {nofile} && exec {bin} --listen 127.0.0.1:0 --shards {shards} \
-             --data-dir {data} --store-full-sync false {extra}"
-        );
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let addr = loop {
-            let line = lines.next().expect("pod exited before starting").unwrap();
-            if line.contains("pod started") {
-                let at = line.split("addr=").nth(1).unwrap();
-                break at.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(l);
-            }
-        });
-        SmallPod { child, addr, log }
-    }
-}
-
-impl Drop for SmallPod {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Connects and upgrades; `None` when the pod closed the socket without upgrading it.
 fn upgrade_or_closed(addr: SocketAddr, n: usize) -> Option<TcpStream> {
     let mut s = TcpStream::connect(addr).ok()?;
@@ -161,7 +108,11 @@ fn upgrade_or_closed(addr: SocketAddr, n: usize) -> Option<TcpStream> {
 #[test]
 fn out_of_descriptors_the_pod_sheds_connections_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let pod = SmallPod::start(dir.path(), 96, 1, "--max-connections 10000");
+    let pod = ProcPod::start(
+        dir.path(),
+        Some(96),
+        &["--shards", "1", "--max-connections", "10000"],
+    );
     let started = Instant::now();
     let mut open = Vec::new();
     let mut shed = 0;
@@ -186,10 +137,10 @@ fn out_of_descriptors_the_pod_sheds_connections_and_recovers() {
         eventually(|| upgrade_or_closed(pod.addr, 1000).is_some()),
         "the pod serves again once sockets closed"
     );
-    let log = pod.log.lock().unwrap();
+    let log = pod.log();
     let lines = log.iter().filter(|l| l.contains("accepts failed")).count();
     assert!(
-        lines == 1 || (lines == 2 && started.elapsed() > distrisocks_log_window()),
+        lines == 1 || (lines == 2 && started.elapsed() > distrisocks::metrics::LOG_EVERY),
         "{lines} lines about failed accepts for {shed} shed connections"
     );
     assert!(

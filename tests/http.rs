@@ -265,3 +265,56 @@ fn upgrades_from_origins_not_allowed_are_refused() {
     assert_eq!(acc["type"], "accepted");
     pod.shutdown();
 }
+
+/// Tokens and the secret never reach the log, at the most verbose level, whether a token is
+/// accepted or refused, sent as `?token=` or as a bearer header.
+#[test]
+fn tokens_and_secrets_are_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-never-logged-4f1c";
+    let pod = common::process::ProcPod::start(
+        dir.path(),
+        None,
+        &["--shards", "2", "--jwt-secret", secret],
+    );
+    let addr = pod.addr;
+    let good = sign_hs256(
+        &format!(r#"{{"sub":"tok-user","exp":{}}}"#, now() + 600),
+        secret.as_bytes(),
+    );
+    let expired = sign_hs256(r#"{"sub":"tok-user","exp":1}"#, secret.as_bytes());
+    let forged = sign_hs256(
+        &format!(r#"{{"sub":"tok-user","exp":{}}}"#, now() + 600),
+        b"another-secret",
+    );
+    let mut alice = try_connect(addr, &format!("token={good}"), None).expect("query token");
+    let mut bob = try_connect(addr, "", Some(&good)).expect("bearer token");
+    alice.send(serde_json::json!({"reciever_id": "tok-user", "payload": "hi"}));
+    assert_eq!(bob.recv_type("message")["message"], "hi");
+    for bad in [&expired, &forged] {
+        assert!(matches!(
+            try_connect(addr, &format!("token={bad}"), None),
+            Err(ConnectError::Http(401, _))
+        ));
+        assert!(matches!(
+            try_connect(addr, "", Some(bad)),
+            Err(ConnectError::Http(401, _))
+        ));
+    }
+    drop((alice, bob));
+    assert!(
+        eventually(|| pod.log().iter().any(|l| l.contains("upgrade refused"))),
+        "the refusals are logged (so the log was read)"
+    );
+    let signature = |t: &str| t.rsplit('.').next().unwrap().to_owned();
+    let log = pod.log();
+    for needle in [
+        secret.to_owned(),
+        signature(&good),
+        signature(&expired),
+        signature(&forged),
+    ] {
+        let hit = log.iter().find(|l| l.contains(&needle));
+        assert!(hit.is_none(), "logged: {hit:?}");
+    }
+}

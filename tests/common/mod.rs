@@ -1,6 +1,8 @@
 //! Test harness: real pods on port 0, real WebSocket clients (tungstenite) over real sockets.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};

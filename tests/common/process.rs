@@ -1,0 +1,68 @@
+//! A pod as its own process (the real binary), for what an in-process pod cannot show: its
+//! log output, and behaviour under a lowered open-file limit.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// An embedded-mode pod process with its stderr collected line by line.
+pub struct ProcPod {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ProcPod {
+    /// Starts the pod on 127.0.0.1:0 storing under `dir`, under `ulimit -n nofile` when given,
+    /// with `DISTRISOCKS_LOG` at `trace` (every log line the pod can write); `args` come last.
+    pub fn start(dir: &Path, nofile: Option<u32>, args: &[&str]) -> ProcPod {
+        let bin = env!("CARGO_BIN_EXE_distrisocks");
+        let limit = nofile
+            .map(|n| format!("ulimit -n {n} && "))
+            .unwrap_or_default();
+        let script = format!("{limit}exec \"$0\" \"$@\"");
+        let mut child = Command::new("sh")
+            .args(["-c", &script, bin, "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--store-full-sync", "false"])
+            .args(args)
+            .env("DISTRISOCKS_LOG", "trace")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let addr = loop {
+            let line = lines.next().expect("pod exited before starting").unwrap();
+            let started = line
+                .contains("pod started")
+                .then(|| line.split("addr=").nth(1));
+            if let Some(Some(at)) = started {
+                break at.split_whitespace().next().unwrap().parse().unwrap();
+            }
+            log.lock().unwrap().push(line);
+        };
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for l in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        ProcPod { child, addr, log }
+    }
+
+    /// Every line logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ProcPod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
