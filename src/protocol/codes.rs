@@ -76,4 +76,7 @@ pub mod close {
     /// The connection's outbound queue overflowed (the client reads too slowly). Undelivered
     /// messages stay stored and are replayed on reconnect.
     pub const SLOW_CONSUMER: u16 = 4008;
+    /// The connection kept sending while its frames were refused with `rate_limited`, until a
+    /// second's worth of `--max-frames-per-sec` was refused.
+    pub const RATE_LIMITED: u16 = 4029;
 }

@@ -276,6 +276,16 @@ impl Outbox {
         Poll::Pending
     }
 
+    /// Ready once every send of this connection handed to the store has been answered (the
+    /// `accepted` or error frames are queued by then).
+    pub fn poll_all_answered(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.unanswered == 0 || self.finished {
+            return Poll::Ready(());
+        }
+        self.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
     pub fn send_started(&mut self) {
         self.unanswered += 1;
     }

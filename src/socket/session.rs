@@ -14,6 +14,7 @@ use glommio::net::TcpStream;
 use tungstenite::protocol::Role;
 use tungstenite::Message;
 
+use super::limit::Take;
 use crate::flow::ingest::Origin;
 use crate::protocol::codes::close;
 use crate::shard::outbox::Outbox;
@@ -72,6 +73,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
         &shard, &user, &outbox,
     ));
     let mut writer_done = false;
+    let mut close_queued = false;
     match select(setup, writing.as_mut()).await {
         Either::Left((Ok(()), _)) => {
             let from = Origin {
@@ -81,6 +83,11 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
             };
             let reading = pin!(read_loop(&shard, &from, &mut source));
             match select(reading, writing.as_mut()).await {
+                Either::Left((Some((code, reason)), _)) if code == close::RATE_LIMITED => {
+                    // Queued, not abort: the answers to the sends the store took go first.
+                    outbox.borrow_mut().close(code, reason);
+                    close_queued = true;
+                }
                 Either::Left((Some((code, reason)), _)) => outbox.borrow_mut().abort(code, reason),
                 Either::Left((None, _)) => {}
                 Either::Right(((), reading)) => {
@@ -100,7 +107,9 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
         Either::Right(((), _)) => writer_done = true, // The socket broke during setup.
     }
     if !writer_done {
-        outbox.borrow_mut().abort(1000, "");
+        if !close_queued {
+            outbox.borrow_mut().abort(1000, "");
+        }
         // Lets the writer send the close. Timed out: drop it.
         let _ = glommio::timer::timeout(CLOSE_GRACE, writing.map(Ok)).await;
     }
@@ -135,9 +144,22 @@ async fn read_loop(
                 }
                 // With no limit (the default) the clock is not read for every frame.
                 let rate = shard.settings().tuning.max_frames_per_sec;
-                if rate > 0 && !limit.take(rate, crate::protocol::now_micros()) {
-                    crate::flow::ingest::refuse_rate_limited(shard, from, text.as_str());
-                    continue;
+                if rate > 0 {
+                    match limit.take(rate, crate::protocol::now_micros()) {
+                        Take::Process => {}
+                        Take::Refuse => {
+                            crate::flow::ingest::refuse_rate_limited(shard, from, text.as_str());
+                            continue;
+                        }
+                        Take::Close => {
+                            // Read no more; the sends already in the store are answered first.
+                            let answered = |cx: &mut std::task::Context<'_>| {
+                                from.outbox.borrow_mut().poll_all_answered(cx)
+                            };
+                            futures::future::poll_fn(answered).await;
+                            return Some((close::RATE_LIMITED, "frame rate limit exceeded"));
+                        }
+                    }
                 }
                 // Boxed: its state (a store command in flight, a retry timer) lives only while
                 // a frame is handled, not in every idle connection's task.
