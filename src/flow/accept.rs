@@ -33,7 +33,16 @@ pub fn on_inserted(shard: &Rc<Shard>, conn: u64, msg: NewMessage, result: Insert
 pub fn on_insert_failed(shard: &Rc<Shard>, conn: u64, msg: NewMessage, error: &str) {
     shard.end_work();
     shard.conns.borrow().send_answered(conn);
-    tracing::warn!(shard = shard.id, conn, error, "insert failed");
+    if let Some(failed) = shard.store_failures.count_now() {
+        let id = shard.id;
+        tracing::warn!(
+            shard = id,
+            conn,
+            error,
+            failed,
+            "store commands refused or failed"
+        );
+    }
     let text = "the store failed; message not stored, resend it with the same client_msg_id";
     shard.metrics().error(ErrorCode::StoreUnavailable);
     let frame = encode_error(

@@ -89,12 +89,16 @@ async fn store_send(shard: &Rc<Shard>, from: &Origin<'_>, send: SendFrame<'_>) {
         StoreCmd::Insert { msg, .. } => msg.client_msg_id.clone(),
         _ => None,
     };
-    tracing::warn!(
-        shard = shard.id,
-        conn,
-        ?code,
-        "insert refused before storing"
-    );
+    if let Some(failed) = shard.store_failures.count_now() {
+        let id = shard.id;
+        tracing::warn!(
+            shard = id,
+            conn,
+            ?code,
+            failed,
+            "store commands refused or failed"
+        );
+    }
     shard.metrics().error(code);
     let text = "message not stored; resend it later with the same client_msg_id";
     let frame = encode_error(code, text, cmid.as_deref(), None);
@@ -121,10 +125,14 @@ async fn ack(shard: &Rc<Shard>, conn: u64, user: &str, id: &str) {
     .is_err()
     {
         // The message stays below DELIVERED and is replayed on the next connect.
-        tracing::warn!(
-            shard = shard.id,
-            conn,
-            "ack not recorded: store queue full or stopped"
-        );
+        if let Some(failed) = shard.store_failures.count_now() {
+            let id = shard.id;
+            tracing::warn!(
+                shard = id,
+                conn,
+                failed,
+                "store commands refused or failed (an ack)"
+            );
+        }
     }
 }

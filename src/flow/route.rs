@@ -120,7 +120,10 @@ pub async fn produce(shard: &Shard, user: &str, env: Arc<Envelope>) -> Produced 
         Ok(l) if l.is_empty() => return Produced::Offline,
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(shard = shard.id, error = %e, "route lookup failed; left for replay");
+            if let Some(failed) = shard.route_failures.count_now() {
+                let id = shard.id;
+                tracing::warn!(shard = id, error = %e, failed, "route lookups or publishes failed; left for replay");
+            }
             return Produced::Failed;
         }
     };
@@ -129,7 +132,10 @@ pub async fn produce(shard: &Shard, user: &str, env: Arc<Envelope>) -> Produced 
         match shard.bus.publish(at, env.clone()).await {
             Ok(()) => reached += 1,
             Err(e) => {
-                tracing::warn!(shard = shard.id, error = %e, "publish failed; left for replay")
+                if let Some(failed) = shard.route_failures.count_now() {
+                    let id = shard.id;
+                    tracing::warn!(shard = id, error = %e, failed, "route lookups or publishes failed; left for replay");
+                }
             }
         }
     }

@@ -31,7 +31,15 @@ pub async fn advance(shard: &Shard, id: &str, status: Status) {
     .await
     {
         // Not lost: the message stays at its lower status and is replayed.
-        tracing::warn!(shard = shard.id, ?e, "status update not queued");
+        if let Some(failed) = shard.store_failures.count_now() {
+            let id = shard.id;
+            tracing::warn!(
+                shard = id,
+                ?e,
+                failed,
+                "store commands refused or failed (a status)"
+            );
+        }
     }
 }
 

@@ -104,6 +104,10 @@ pub struct Shard {
     /// Per-address slots held by this shard's connections, by connection id (only with
     /// `--max-connections-per-ip`; see `socket::session`).
     pub ip_slots: RefCell<std::collections::HashMap<u64, std::net::IpAddr>>,
+    /// Warnings an outage repeats for every message (a route or publish failed, the store
+    /// refused or failed a command), written once per 10 s with their count.
+    pub route_failures: crate::metrics::LogEvery,
+    pub store_failures: crate::metrics::LogEvery,
     /// This shard's slice of the embedded route table (users whose home shard this is).
     pub directory: Rc<RefCell<Directory>>,
     pub routes: Box<dyn RouteTable>,
@@ -129,6 +133,8 @@ impl Shard {
             pod,
             conns: RefCell::new(Conns::default()),
             ip_slots: RefCell::default(),
+            route_failures: Default::default(),
+            store_failures: Default::default(),
             directory,
             routes,
             bus,
