@@ -17,16 +17,6 @@ fn upgrade_request(user: &str) -> String {
     )
 }
 
-/// Sends `request` and returns everything the pod answers before it closes.
-fn answer(addr: SocketAddr, request: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn a_full_pod_answers_503_with_retry_after_and_still_serves_healthz() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,11 +24,11 @@ fn a_full_pod_answers_503_with_retry_after_and_still_serves_healthz() {
     let addr = pod.local_addr();
     let mut held: Vec<Client> = (0..3).map(|_| Client::connect(addr, &user("u"))).collect();
 
-    let refused = answer(addr, &upgrade_request(&user("late")));
+    let refused = raw(addr, &upgrade_request(&user("late")));
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("Retry-After: 5\r\n"), "{refused}");
     assert!(refused.contains("connection limit"), "{refused}");
-    let health = answer(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let health = raw(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 
     // The connections held are not disturbed, and a slot frees up when one leaves.
@@ -65,10 +55,10 @@ fn one_address_gets_429_beyond_its_cap_and_its_slots_come_back() {
         Err(e) => panic!("expected 429, got {e:?}"),
         Ok(_) => panic!("a third connection from one address was upgraded"),
     }
-    let refused = answer(addr, &upgrade_request(&user("d")));
+    let refused = raw(addr, &upgrade_request(&user("d")));
     assert!(refused.contains("Retry-After: 5\r\n"), "{refused}");
     // Plain HTTP is not capped.
-    let health = answer(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let health = raw(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     drop(first);
     assert!(

@@ -281,6 +281,17 @@ pub fn count_from(dir: &Path, sender: &str) -> i64 {
     .unwrap()
 }
 
+/// Sends `request` as is and returns everything the pod answers before closing.
+pub fn raw(addr: SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// Polls `f` until it holds or `WAIT` passes.
 pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + WAIT;
