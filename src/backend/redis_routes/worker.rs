@@ -193,8 +193,14 @@ impl Worker {
     }
 
     /// Renews every held route; declares the leases lost after a whole lease without success.
+    ///
+    /// A renewal counts from when it *started*: the expiries it writes (and the pod id's key)
+    /// are computed then. Counting from its end let a pod paused just past its lease wake up,
+    /// find less than a lease elapsed, re-take its expired id and carry on with connections
+    /// whose routes other pods had seen expire (the SIGSTOP test caught it under load).
     fn heartbeat(&mut self) {
-        if self.last_renewed.elapsed() > self.cfg.lease {
+        let started = Instant::now();
+        if self.last_renewed.elapsed() >= self.cfg.lease {
             tracing::error!("route leases not renewed for a whole lease; closing connections");
             (self.on_lease_lost)();
             self.last_renewed = Instant::now();
@@ -220,6 +226,6 @@ impl Worker {
                 return;
             }
         }
-        self.last_renewed = Instant::now();
+        self.last_renewed = started;
     }
 }
