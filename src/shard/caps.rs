@@ -29,10 +29,6 @@ impl SocketCaps {
         }
     }
 
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     pub fn opened(&self) {
         self.open.fetch_add(1, Relaxed);
     }

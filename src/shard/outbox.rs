@@ -433,6 +433,32 @@ mod tests {
     }
 
     #[test]
+    fn all_answered_waits_for_every_send_in_the_store_and_wakes_the_reader() {
+        let mut o = Outbox::new(4);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(o.poll_all_answered(&mut cx).is_ready(), "nothing in flight");
+        o.send_started();
+        o.send_started();
+        assert!(o.poll_all_answered(&mut cx).is_pending());
+        assert!(o.reader.is_some(), "the reader's waker is kept");
+        o.send_answered();
+        assert!(o.reader.is_none(), "an answer wakes the reader");
+        assert!(
+            o.poll_all_answered(&mut cx).is_pending(),
+            "one still in flight"
+        );
+        o.send_answered();
+        assert!(o.poll_all_answered(&mut cx).is_ready());
+        o.send_started();
+        o.finish();
+        assert!(
+            o.poll_all_answered(&mut cx).is_ready(),
+            "a finished writer waits for nothing"
+        );
+    }
+
+    #[test]
     fn replay_holds_live_messages_and_flags_overflow() {
         let mut o = Outbox::new(1);
         o.start_replay();

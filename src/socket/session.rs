@@ -143,7 +143,6 @@ async fn read_loop(
                     return Some((close::GOING_AWAY, "pod shutting down; reconnect"));
                 }
                 // With no limit (the default) the clock is not read for every frame.
-                let rate = shard.settings().tuning.max_frames_per_sec;
                 if rate > 0 {
                     match limit.take(rate, crate::protocol::now_micros()) {
                         Take::Process => {}
