@@ -25,6 +25,8 @@ fn codec(c: &mut Criterion) {
         reciever_id: "bob",
         message: "hello bob, this is a hundred-byte message body used by the codec benchmark....!",
         created_at_micros: 1_795_846_207_000_001,
+        cseq: 41,
+        pos: 1_207,
     };
     g.bench_function("encode_message", |b| {
         b.iter(|| encode_message(black_box(view)))

@@ -94,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "DISTRISOCKS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Seconds a DELIVERED message is kept (for device sync and history); older ones are
+    /// deleted. Undelivered messages are kept until delivered. 0 (the default) keeps every
+    /// message. A device syncing from a deleted range is told so (`history_truncated`).
+    #[arg(long, env = "DISTRISOCKS_RETENTION_SECS", default_value_t = 0)]
+    pub retention_secs: u64,
+
     /// When a message counts as DELIVERED.
     #[arg(
         long,

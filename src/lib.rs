@@ -26,7 +26,8 @@
 //! - [`shard`]: per-core state: the connection map with each connection's outbox, the embedded
 //!   route table's slice, the inbox mesh between cores.
 //! - [`backend`]: the store, route table and bus traits and their implementations.
-//! - [`protocol`]: wire protocol v1, sans I/O; every client-visible code in `protocol::codes`.
+//! - [`protocol`]: the wire protocol (v1, and v2's positions and device sync), sans I/O; every
+//!   client-visible code in `protocol::codes`.
 //! - [`auth`]: JWT HS256 and the dev mode. [`config`]: flags. [`metrics`]: per-shard counters
 //!   behind `GET /metrics`.
 //!

@@ -220,5 +220,72 @@ fn broadcast_routing_delivers_to_every_device_once_without_routes() {
     }
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
     assert!(ids.iter().all(|id| seen.contains_key(id)));
+    // Carbons too come back through the topic to the sending pod: the sending connection
+    // must still not get its own message, the user's other v2 device must.
+    // Both sync from after alice's sends above: ten, and copies_per_id's sentinel.
+    let mut desk = Client::connect_since(pa.addr, &a, 11);
+    let mut tablet = Client::connect_since(pb.addr, &a, 11);
+    let sent = desk.send_msg_any(&b, "carbon");
+    let is_sent = |v: &serde_json::Value| v["type"] == "message" && v["id"] == sent["id"];
+    tablet.ws.get_mut().set_read_timeout(Some(SLOW)).unwrap();
+    let got = tablet.recv_until(is_sent);
+    assert_eq!(got.last().unwrap()["pos"], sent["pos"], "{got:?}");
+    laptop.recv_until(is_sent); // bob's own copy, first.
+    let reply = laptop.send_msg_any(&a, "marker");
+    let is_reply = |v: &serde_json::Value| v["type"] == "message" && v["id"] == reply["id"];
+    desk.ws.get_mut().set_read_timeout(Some(SLOW)).unwrap();
+    let frames = desk.recv_until(is_reply);
+    assert!(
+        !frames.iter().any(is_sent),
+        "the sender saw its own carbon: {frames:?}"
+    );
+    drop((pa, pb));
+}
+
+/// Protocol v2 across pods: positions are gapless per stream with two pods writing, a device
+/// syncing on one pod catches up on what a device on the other acknowledged, and a carbon
+/// crosses the broker to the sender's device on the other pod.
+#[test]
+fn devices_sync_across_pods_and_carbons_cross_the_broker() {
+    let space = Space::new();
+    let (pa, pb) = (PodProc::start(&space, "a"), PodProc::start(&space, "b"));
+    let (a, b) = (user("alice"), user("bob"));
+    let mut desk = Client::connect_since(pa.addr, &a, 0);
+    let mut phone = Client::connect_since(pb.addr, &a, 0);
+    let mut laptop = Client::connect(pb.addr, &b);
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let id = send_and_confirm(&mut desk, &mut laptop, &format!("m{i}"));
+        // Statuses of alice's messages reach the phone too, before or after the carbon.
+        let frames = phone.recv_until(|v| v["type"] == "message");
+        assert!(frames[..frames.len() - 1]
+            .iter()
+            .all(|v| v["type"] == "status"));
+        let carbon = frames.last().unwrap();
+        assert_eq!(carbon["id"], id.as_str(), "{carbon}");
+        assert_eq!(carbon["pos"], i + 1);
+        sent.push(id);
+    }
+    // Two pods write bob's stream: laptop (pod b) answers, alice's desk (pod a) sends more.
+    let reply = laptop.send_msg_any(&a, "reply");
+    let more = desk.send_msg_any(&b, "more");
+    let mut tablet = Client::connect_since(pa.addr, &b, 0);
+    tablet.ws.get_mut().set_read_timeout(Some(SLOW)).unwrap();
+    let mut stream = Vec::new();
+    while stream.len() < 7 {
+        let m = tablet.recv_type("message");
+        stream.push((
+            m["id"].as_str().unwrap().to_owned(),
+            m["pos"].as_i64().unwrap(),
+        ));
+    }
+    let positions: Vec<i64> = stream.iter().map(|(_, p)| *p).collect();
+    assert_eq!(positions, [1, 2, 3, 4, 5, 6, 7], "{stream:?}");
+    let mut ids: Vec<String> = stream.into_iter().map(|(id, _)| id).collect();
+    let mut expected = sent.clone();
+    expected.extend([&reply, &more].map(|v| v["id"].as_str().unwrap().to_owned()));
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected, "each once, both directions");
     drop((pa, pb));
 }

@@ -18,9 +18,42 @@ pub struct Envelope {
     pub frame: tungstenite::Utf8Bytes,
     /// Set for `message` frames: the id whose status a delivery advances.
     pub message_id: Option<String>,
-    /// The message's position in the store's insertion order (0 for other frames): lets a
-    /// connection drop a live copy of a message its replay already sent.
+    /// The message's position in `user`'s stream (0 for other frames): lets a connection
+    /// drop a live copy of a message its replay already sent.
     pub seq: i64,
+    /// A copy of a message `user` sent, for the user's other devices (protocol v2 carbons):
+    /// only connections that sync (`?since=`) take it, and it never moves a status.
+    pub carbon: bool,
+    /// The connection that must not get it: a carbon skips the connection that sent the
+    /// message, which has its `accepted`. Carried by Kafka too (`--routing broadcast` brings
+    /// a pod's own records back to it).
+    pub except: Option<Except>,
+}
+
+/// One connection, named pod-wide: connection ids count per shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Except {
+    pub pod: Arc<str>,
+    pub shard: usize,
+    pub conn: u64,
+}
+
+impl Except {
+    /// `pod/shard/conn`, the Kafka header's value; the pod id is the part before the last
+    /// two slashes, so a pod id may contain `/`.
+    pub fn to_header(&self) -> String {
+        format!("{}/{}/{}", self.pod, self.shard, self.conn)
+    }
+
+    pub fn from_header(s: &str) -> Option<Except> {
+        let (rest, conn) = s.rsplit_once('/')?;
+        let (pod, shard) = rest.rsplit_once('/')?;
+        Some(Except {
+            pod: pod.into(),
+            shard: shard.parse().ok()?,
+            conn: conn.parse().ok()?,
+        })
+    }
 }
 
 /// A record consumed from a shard's partition, on its way to the owning shard. The shard
@@ -75,6 +108,25 @@ impl Bus for PodFirstBus {
             self.local.publish(to, env)
         } else {
             self.remote.publish(to, env)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Except;
+
+    #[test]
+    fn an_except_survives_its_kafka_header_even_with_slashes_in_the_pod_id() {
+        let e = Except {
+            pod: "eu/west/pod-7".into(),
+            shard: 3,
+            conn: 42,
+        };
+        assert_eq!(e.to_header(), "eu/west/pod-7/3/42");
+        assert_eq!(Except::from_header(&e.to_header()), Some(e));
+        for bad in ["", "pod", "pod/3", "pod/x/1", "pod/1/-2"] {
+            assert_eq!(Except::from_header(bad), None, "{bad}");
         }
     }
 }

@@ -3,7 +3,9 @@
 use std::rc::Rc;
 
 use crate::backend::store::{InsertResult, NewMessage};
-use crate::protocol::{encode_accepted, encode_error, ErrorCode, Status};
+use crate::protocol::{
+    direct_conversation_id, encode_accepted, encode_error, Accepted, ErrorCode, Status,
+};
 use crate::shard::outbox::Out;
 use crate::shard::Shard;
 
@@ -12,10 +14,25 @@ use crate::shard::Shard;
 pub fn on_inserted(shard: &Rc<Shard>, conn: u64, msg: NewMessage, result: InsertResult) {
     shard.end_work();
     shard.conns.borrow().send_answered(conn);
-    let cmid = msg.client_msg_id.as_deref();
+    let client_msg_id = msg.client_msg_id.as_deref();
     let frame = match &result {
-        InsertResult::Inserted { .. } => encode_accepted(&msg.id, cmid, Status::None),
-        InsertResult::Duplicate { id, status } => encode_accepted(id, cmid, *status),
+        InsertResult::Inserted { at } => {
+            let conversation = direct_conversation_id(&msg.sender_id, &msg.reciever_id);
+            encode_accepted(Accepted {
+                id: &msg.id,
+                client_msg_id,
+                status: Status::None,
+                conversation_id: Some(&conversation),
+                at: Some((at.cseq, at.spos)),
+            })
+        }
+        InsertResult::Duplicate { id, status } => encode_accepted(Accepted {
+            id,
+            client_msg_id,
+            status: *status,
+            conversation_id: None,
+            at: None,
+        }),
     };
     // The sender may have disconnected; the message is stored and routed all the same.
     shard.conns.borrow().push_to(conn, Out::Text(frame.into()));
@@ -24,8 +41,8 @@ pub fn on_inserted(shard: &Rc<Shard>, conn: u64, msg: NewMessage, result: Insert
         InsertResult::Inserted { .. } => crate::metrics::ShardMetrics::inc(&m.accepted),
         InsertResult::Duplicate { .. } => crate::metrics::ShardMetrics::inc(&m.duplicates),
     }
-    if let InsertResult::Inserted { seq } = result {
-        super::route::spawn_route(shard, msg, seq);
+    if let InsertResult::Inserted { at } = result {
+        super::route::spawn_route(shard, msg, at, conn);
     }
 }
 

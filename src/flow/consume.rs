@@ -7,12 +7,18 @@ use crate::backend::bus::Envelope;
 use crate::config::Routing;
 use crate::shard::{Shard, ShardMsg};
 
-/// Queues `env` on every connection of `env.user` on this shard. A user who disconnected
-/// meanwhile simply has no outbox here: the message stays stored below DELIVERED.
+/// Queues `env` on every connection of `env.user` on this shard (but the one it excepts). A
+/// user who disconnected meanwhile simply has no outbox here: the message stays stored below
+/// DELIVERED.
 pub fn deliver_local(shard: &Shard, env: Arc<Envelope>) {
+    let skip = (env.except.as_ref())
+        .filter(|e| e.shard == shard.id && e.pod == shard.settings().pod_id)
+        .map(|e| e.conn);
     let conns = shard.conns.borrow();
-    conns.each_outbox_of(&env.user, |outbox| {
-        outbox.borrow_mut().push_live(env.clone());
+    conns.each_outbox_of(&env.user, |id, outbox| {
+        if Some(id) != skip {
+            outbox.borrow_mut().push_live(env.clone());
+        }
     });
 }
 

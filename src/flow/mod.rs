@@ -11,7 +11,7 @@
 //! [`dispatch`] is each shard's inbox loop, which hands what arrives to the step it belongs to.
 //! [`replay`] is the offline path: a connecting recipient first receives what is stored for
 //! them. [`redrive`] re-routes messages stuck by a broker outage or a dead pod (distributed
-//! mode). [`submit`] is the non-blocking hand-off to the store thread that every step uses.
+//! mode). [`retention`] deletes delivered messages past `--retention-secs`. [`submit`] is the non-blocking hand-off to the store thread that every step uses.
 
 pub mod accept;
 pub mod consume;
@@ -19,6 +19,7 @@ pub mod dispatch;
 pub mod ingest;
 pub mod redrive;
 pub mod replay;
+pub mod retention;
 pub mod route;
 pub mod status;
 pub mod submit;

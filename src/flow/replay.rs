@@ -1,25 +1,29 @@
-//! The offline path: a connecting recipient receives everything stored for them below
-//! DELIVERED, oldest first, before live messages (which are held meanwhile and merged
-//! without duplicates). The route is registered *before* the first read, so a message is
-//! either in a page read or routed live to this connection: there is no gap. The store's
-//! insertion order (`seq`) follows commit order, so a live copy with `seq` at or below the
-//! last replayed one was replayed already (or was DELIVERED to another device) and is
-//! skipped.
+//! The offline path: a connecting device first receives what is stored for it, oldest first,
+//! before live messages (which are held meanwhile and merged without duplicates).
+//!
+//! - **v1** (no cursor): every message to the user below DELIVERED.
+//! - **v2 sync** (`?since=N`): everything in the user's stream after position N, received or
+//!   sent (carbons), whatever its status: a second device catches up on what the first one
+//!   already acknowledged. Retention that deleted part of that range is announced first.
+//!
+//! The route is registered *before* the first read, so a message is either in a page read or
+//! routed live to this connection: there is no gap. Positions in a user's stream follow
+//! commit order, so a live copy at or below the last replayed position was replayed already
+//! (or, in v1, was DELIVERED to another device) and is skipped.
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
 
-use crate::backend::bus::Envelope;
 use crate::backend::routes::RouteError;
-use crate::backend::store::{PendingMessage, StoreCmd};
-use crate::protocol::{encode_message, MessageView, Status};
+use crate::backend::store::{HistoryPage, PendingMessage, StoreCmd};
+use crate::protocol::{encode_truncated, MessageView, Status};
 use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
 
+use super::route::envelope;
 use super::submit::{submit, STATUS_PATIENCE};
 
 /// Messages read from the store per page.
@@ -36,21 +40,29 @@ pub enum ReplayError {
     Closed,
 }
 
-/// Registers `user` here, then replays their stored messages into `outbox`.
+/// Registers `user` here, then replays their stored messages into `outbox`: v1 without a
+/// cursor, the v2 sync after position `since` with one.
 pub async fn register_and_replay(
     shard: &Rc<Shard>,
     user: &str,
     outbox: &Rc<RefCell<Outbox>>,
+    since: Option<i64>,
 ) -> Result<(), ReplayError> {
     outbox.borrow_mut().start_replay();
     shard.routes.register(user, shard.location()).await?;
-    let mut after = 0;
+    let mut after = since.unwrap_or(0);
+    let mut announced = false;
     loop {
-        let page = fetch_page(shard, user, after).await?;
-        let full = page.len() == PAGE;
-        for m in page {
+        let page = fetch_page(shard, user, after, since.is_some()).await?;
+        if page.pruned_through > after && !announced {
+            announced = true;
+            let frame = encode_truncated(page.pruned_through);
+            outbox.borrow_mut().push(Out::Text(frame.into()));
+        }
+        let full = page.messages.len() == PAGE;
+        for m in page.messages {
             after = m.seq;
-            push_replayed(shard, outbox, m).await?;
+            push_replayed(shard, user, outbox, m).await?;
             outbox.borrow_mut().replayed_through(after);
         }
         if full {
@@ -70,18 +82,43 @@ pub async fn register_and_replay(
     }
 }
 
+/// One page: of the v1 replay (below DELIVERED) or of the user's whole stream (`sync`).
 async fn fetch_page(
     shard: &Shard,
     user: &str,
-    after_seq: i64,
-) -> Result<Vec<PendingMessage>, ReplayError> {
+    after: i64,
+    sync: bool,
+) -> Result<HistoryPage, ReplayError> {
+    let user = user.to_owned();
+    if sync {
+        let (reply, wait) = oneshot::channel();
+        let cmd = StoreCmd::History {
+            user,
+            after_pos: after,
+            limit: PAGE,
+            reply,
+        };
+        return ask(shard, cmd, wait).await;
+    }
     let (reply, wait) = oneshot::channel();
     let cmd = StoreCmd::Pending {
-        recipient: user.to_owned(),
-        after_seq,
+        recipient: user,
+        after_seq: after,
         limit: PAGE,
         reply,
     };
+    let messages = ask(shard, cmd, wait).await?;
+    Ok(HistoryPage {
+        messages,
+        pruned_through: 0,
+    })
+}
+
+async fn ask<T>(
+    shard: &Shard,
+    cmd: StoreCmd,
+    wait: oneshot::Receiver<Result<T, String>>,
+) -> Result<T, ReplayError> {
     submit(&shard.pod.store, cmd, STATUS_PATIENCE)
         .await
         .map_err(|e| ReplayError::Store(format!("{e:?}")))?;
@@ -90,25 +127,25 @@ async fn fetch_page(
         .map_err(ReplayError::Store)
 }
 
+/// Queues one stored message; `user` is the connection's, so a message from them is a carbon.
 async fn push_replayed(
     shard: &Shard,
+    user: &str,
     outbox: &Rc<RefCell<Outbox>>,
     m: PendingMessage,
 ) -> Result<(), ReplayError> {
     wait_for_room(outbox).await?;
-    let frame = encode_message(MessageView {
+    let carbon = m.reciever_id != user;
+    let view = MessageView {
         id: &m.id,
         sender_id: &m.sender_id,
         reciever_id: &m.reciever_id,
         message: &m.payload,
         created_at_micros: m.created_at,
-    });
-    let env = Arc::new(Envelope {
-        user: m.reciever_id,
-        frame: frame.into(),
-        message_id: Some(m.id.clone()),
-        seq: m.seq,
-    });
+        cseq: m.cseq,
+        pos: m.seq,
+    };
+    let env = envelope(view, carbon);
     let pushed = {
         let mut ob = outbox.borrow_mut();
         ob.seen_before(&m.id); // Replay may repeat an id; a later live copy of it may not.
@@ -117,7 +154,7 @@ async fn push_replayed(
     if !pushed {
         return Err(ReplayError::Closed);
     }
-    if m.status == Status::None {
+    if m.status == Status::None && !carbon {
         super::status::advance(shard, &m.id, Status::Sent).await;
     }
     Ok(())

@@ -3,15 +3,16 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::backend::bus::Envelope;
-use crate::backend::store::NewMessage;
+use crate::backend::bus::{Envelope, Except};
+use crate::backend::store::{NewMessage, Positions};
 use crate::protocol::{encode_message, MessageView, Status};
 use crate::shard::{Shard, ShardMsg};
 
-/// Routes a freshly stored message in its own task (the inbox loop must not wait).
-pub fn spawn_route(shard: &Rc<Shard>, msg: NewMessage, seq: i64) {
+/// Routes a freshly stored message in its own task (the inbox loop must not wait), and its
+/// carbon to the sender's other devices. `conn` is the sending connection on this shard.
+pub fn spawn_route(shard: &Rc<Shard>, msg: NewMessage, at: Positions, conn: u64) {
     spawn_counted(shard, move |shard| async move {
-        route_message(&shard, msg, seq).await
+        route_message(&shard, msg, at, conn).await
     });
 }
 
@@ -37,44 +38,62 @@ where
     .detach();
 }
 
-/// The `message` frame of a stored message, encoded once for every device and shard.
-pub fn envelope(
-    id: &str,
-    sender_id: &str,
-    reciever_id: String,
-    payload: &str,
-    created_at: i64,
-    seq: i64,
-) -> Arc<Envelope> {
-    let frame = encode_message(MessageView {
-        id,
-        sender_id,
-        reciever_id: &reciever_id,
-        message: payload,
-        created_at_micros: created_at,
-    });
+/// The `message` frame of a stored message for the devices of its recipient, or of its sender
+/// (`carbon`), encoded once for every device and shard. `view.pos` is that user's position.
+pub fn envelope(view: MessageView<'_>, carbon: bool) -> Arc<Envelope> {
+    let user = if carbon {
+        view.sender_id
+    } else {
+        view.reciever_id
+    };
     Arc::new(Envelope {
-        user: reciever_id,
-        frame: frame.into(),
-        message_id: Some(id.to_owned()),
-        seq,
+        user: user.to_owned(),
+        frame: encode_message(view).into(),
+        message_id: Some(view.id.to_owned()),
+        seq: view.pos,
+        carbon,
+        except: None,
     })
 }
 
-async fn route_message(shard: &Rc<Shard>, msg: NewMessage, seq: i64) {
-    let NewMessage {
-        id,
-        sender_id,
-        reciever_id,
-        payload,
-        created_at,
-        ..
-    } = msg;
-    let env = envelope(&id, &sender_id, reciever_id, &payload, created_at, seq);
+async fn route_message(shard: &Rc<Shard>, msg: NewMessage, at: Positions, conn: u64) {
+    let view = MessageView {
+        id: &msg.id,
+        sender_id: &msg.sender_id,
+        reciever_id: &msg.reciever_id,
+        message: &msg.payload,
+        created_at_micros: msg.created_at,
+        cseq: at.cseq,
+        pos: at.rpos,
+    };
+    if msg.sender_id != msg.reciever_id {
+        send_carbon(shard, view, at.spos, conn);
+    }
+    let env = envelope(view, false);
     match shard.routes.home_of(&env.user) {
         Some(home) if home != shard.id => forward(shard, home, env).await,
         _ => route_envelope(shard, env).await,
     }
+}
+
+/// The sender's other devices learn of the message, at its place in the sender's stream.
+/// Best effort, like a status frame: a device that misses it sees a hole in `pos` and gets
+/// the message from its next sync.
+fn send_carbon(shard: &Rc<Shard>, view: MessageView<'_>, spos: i64, conn: u64) {
+    let mut carbon = envelope(MessageView { pos: spos, ..view }, true);
+    if let Some(env) = Arc::get_mut(&mut carbon) {
+        env.except = Some(Except {
+            pod: shard.settings().pod_id.clone(),
+            shard: shard.id,
+            conn,
+        });
+    }
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let user = carbon.user.clone();
+        produce(&shard, &user, carbon).await;
+    })
+    .detach();
 }
 
 /// Hands the whole step to the recipient's home shard. If that fails (the pod is stopping),

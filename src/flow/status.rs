@@ -56,6 +56,8 @@ pub fn on_status_changed(shard: &Rc<Shard>, change: StatusChange) {
         frame: encode_status(&change.id, change.status).into(),
         message_id: None,
         seq: 0,
+        carbon: false,
+        except: None,
     });
     let shard = shard.clone();
     glommio::spawn_local(async move {

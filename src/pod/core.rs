@@ -51,6 +51,9 @@ pub async fn core_main(start: CoreStart) {
     if let (0, Some(c)) = (start.id, &start.pod.cluster) {
         glommio::spawn_local(crate::flow::redrive::run(shard.clone(), c.redrive)).detach();
     }
+    if let (0, Some(keep)) = (start.id, start.pod.settings.retention) {
+        glommio::spawn_local(crate::flow::retention::run(shard.clone(), keep)).detach();
+    }
     tracing::info!(shard = start.id, %addr, "shard serving");
     let _ = shutdown_rx.await; // Err: inbox closed without Shutdown; drain all the same.
     drop(accept); // Stops accepting and closes this shard's listener.

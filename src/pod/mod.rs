@@ -286,6 +286,8 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
         delivery: config.delivery_confirm,
         tuning: t.clone(),
         allowed_origins: allowed_origins(&config.allowed_origins),
+        retention: (config.retention_secs > 0)
+            .then(|| std::time::Duration::from_secs(config.retention_secs)),
     })
 }
 

@@ -12,6 +12,21 @@ pub struct MessageView<'a> {
     pub reciever_id: &'a str,
     pub message: &'a str,
     pub created_at_micros: i64,
+    /// Position in the conversation (`seq` on the wire).
+    pub cseq: i64,
+    /// Position in the stream of the user whose devices get this frame (`pos`).
+    pub pos: i64,
+}
+
+/// The fields of an `accepted` frame. `at` is `(conversation seq, sender's position)` of a
+/// message stored now; an idempotent repeat has none (the original's were sent before).
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted<'a> {
+    pub id: &'a str,
+    pub client_msg_id: Option<&'a str>,
+    pub status: Status,
+    pub conversation_id: Option<&'a str>,
+    pub at: Option<(i64, i64)>,
 }
 
 #[derive(Serialize)]
@@ -22,6 +37,12 @@ enum Frame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<&'a str>,
         status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pos: Option<i64>,
     },
     Status {
         id: &'a str,
@@ -33,6 +54,12 @@ enum Frame<'a> {
         reciever_id: &'a str,
         message: &'a str,
         created_at: &'a str,
+        conversation_id: &'a str,
+        seq: i64,
+        pos: i64,
+    },
+    HistoryTruncated {
+        through_pos: i64,
     },
     Error {
         code: ErrorCode,
@@ -50,12 +77,21 @@ fn to_text(frame: &Frame<'_>) -> String {
 }
 
 /// `{"type":"accepted",...}`: the message is durably stored.
-pub fn encode_accepted(id: &str, client_msg_id: Option<&str>, status: Status) -> String {
+pub fn encode_accepted(a: Accepted<'_>) -> String {
     to_text(&Frame::Accepted {
-        id,
-        client_msg_id,
-        status: status.as_str(),
+        id: a.id,
+        client_msg_id: a.client_msg_id,
+        status: a.status.as_str(),
+        conversation_id: a.conversation_id,
+        seq: a.at.map(|(seq, _)| seq),
+        pos: a.at.map(|(_, pos)| pos),
     })
+}
+
+/// `{"type":"history_truncated",...}`: retention deleted part of the stream a device asked
+/// for; positions up to `through_pos` may be missing.
+pub fn encode_truncated(through_pos: i64) -> String {
+    to_text(&Frame::HistoryTruncated { through_pos })
 }
 
 /// `{"type":"status",...}`: a stored status change, sent to the sender's devices.
@@ -69,12 +105,16 @@ pub fn encode_status(id: &str, status: Status) -> String {
 /// `{"type":"message",...}`: a message for the recipient's devices.
 pub fn encode_message(m: MessageView<'_>) -> String {
     let created_at = super::rfc3339_micros(m.created_at_micros);
+    let conversation_id = super::direct_conversation_id(m.sender_id, m.reciever_id);
     to_text(&Frame::Message {
         id: m.id,
         sender_id: m.sender_id,
         reciever_id: m.reciever_id,
         message: m.message,
         created_at: &created_at,
+        conversation_id: &conversation_id,
+        seq: m.cseq,
+        pos: m.pos,
     })
 }
 
@@ -99,9 +139,30 @@ mod tests {
 
     #[test]
     fn frames_match_the_protocol_document() {
+        let repeat = Accepted {
+            id: "m1",
+            client_msg_id: Some("c-1"),
+            status: Status::Sent,
+            conversation_id: None,
+            at: None,
+        };
         assert_eq!(
-            encode_accepted("m1", Some("c-1"), Status::None),
-            r#"{"type":"accepted","id":"m1","client_msg_id":"c-1","status":"NONE"}"#
+            encode_accepted(repeat),
+            r#"{"type":"accepted","id":"m1","client_msg_id":"c-1","status":"SENT"}"#
+        );
+        let fresh = Accepted {
+            status: Status::None,
+            conversation_id: Some("dm:5:alice:bob"),
+            at: Some((4, 9)),
+            ..repeat
+        };
+        assert_eq!(
+            encode_accepted(fresh),
+            r#"{"type":"accepted","id":"m1","client_msg_id":"c-1","status":"NONE","conversation_id":"dm:5:alice:bob","seq":4,"pos":9}"#
+        );
+        assert_eq!(
+            encode_truncated(12),
+            r#"{"type":"history_truncated","through_pos":12}"#
         );
         assert_eq!(
             encode_status("m1", Status::Delivered),
@@ -113,10 +174,12 @@ mod tests {
             reciever_id: "bob",
             message: "hi \"there\"",
             created_at_micros: 0,
+            cseq: 3,
+            pos: 7,
         };
         assert_eq!(
             encode_message(m),
-            r#"{"type":"message","id":"m1","sender_id":"alice","reciever_id":"bob","message":"hi \"there\"","created_at":"1970-01-01T00:00:00.000000Z"}"#
+            r#"{"type":"message","id":"m1","sender_id":"alice","reciever_id":"bob","message":"hi \"there\"","created_at":"1970-01-01T00:00:00.000000Z","conversation_id":"dm:5:alice:bob","seq":3,"pos":7}"#
         );
         assert_eq!(
             encode_error(ErrorCode::PayloadTooLarge, "too big", Some("c"), None),

@@ -1,4 +1,5 @@
-//! Wire protocol v1, sans I/O: bytes in, frames out. Documented in `docs/PROTOCOL.md`.
+//! The wire protocol (v1, and v2's conversations, positions and device sync), sans I/O: bytes
+//! in, frames out. Documented in `docs/PROTOCOL.md`.
 //!
 //! Decoding borrows from the input text wherever JSON escapes allow, so a send frame costs no
 //! allocation until the store needs owned strings.
@@ -10,7 +11,10 @@ mod time;
 
 pub use codes::ErrorCode;
 pub use decode::{decode_client_frame, ClientFrame, DecodeError, Limits, SendFrame};
-pub use encode::{encode_accepted, encode_error, encode_message, encode_status, MessageView};
+pub use encode::{
+    encode_accepted, encode_error, encode_message, encode_status, encode_truncated, Accepted,
+    MessageView,
+};
 pub use time::{now_micros, rfc3339_micros};
 
 /// Delivery state of a stored message. Ordered: a status never moves backwards.
@@ -45,6 +49,19 @@ impl Status {
     }
 }
 
+/// The id of the one-to-one conversation between `a` and `b`, the same from either side:
+/// `dm:<bytes of the smaller id>:<smaller>:<larger>`, ids compared bytewise. The length makes
+/// it unambiguous whatever the ids contain (they may contain `:`); clients treat it as opaque.
+/// The stores compute the same key in SQL for migrations (`migrations/*/0004_*.sql`).
+pub fn direct_conversation_id(a: &str, b: &str) -> String {
+    let (lo, hi) = if a.as_bytes() <= b.as_bytes() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    format!("dm:{}:{lo}:{hi}", lo.len())
+}
+
 /// Longest user id, recipient id or `client_msg_id` accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 
@@ -52,4 +69,20 @@ pub const MAX_ID_BYTES: usize = 128;
 /// characters (they would corrupt logs and route keys).
 pub fn valid_user_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::direct_conversation_id as dm;
+
+    #[test]
+    fn a_direct_conversation_has_one_id_from_both_sides_and_ids_cannot_collide() {
+        assert_eq!(dm("alice", "bob"), "dm:5:alice:bob");
+        assert_eq!(dm("bob", "alice"), "dm:5:alice:bob");
+        assert_eq!(dm("al", "al"), "dm:2:al:al");
+        // Without the length these two pairs would both read "dm:a:b:c".
+        assert_ne!(dm("a", "b:c"), dm("a:b", "c"));
+        // Bytewise order, not a locale's: "Z" (0x5a) sorts before "a" (0x61).
+        assert_eq!(dm("a", "Z"), "dm:1:Z:a");
+    }
 }

@@ -44,14 +44,14 @@ impl Conns {
         }
     }
 
-    /// Calls `f` with the outbox of every connection of `user` on this shard. A visitor, not
-    /// a returned `Vec`: this runs once per delivered frame and must not allocate.
-    pub fn each_outbox_of(&self, user: &str, mut f: impl FnMut(&RefCell<Outbox>)) {
+    /// Calls `f` with the id and outbox of every connection of `user` on this shard. A
+    /// visitor, not a returned `Vec`: this runs once per delivered frame and must not allocate.
+    pub fn each_outbox_of(&self, user: &str, mut f: impl FnMut(u64, &RefCell<Outbox>)) {
         let Some(ids) = self.by_user.get(user) else {
             return;
         };
-        for entry in ids.iter().filter_map(|id| self.by_id.get(id)) {
-            f(&entry.outbox);
+        for (&id, entry) in ids.iter().filter_map(|id| Some(id).zip(self.by_id.get(id))) {
+            f(id, &entry.outbox);
         }
     }
 

@@ -76,6 +76,8 @@ pub struct Settings {
     pub tuning: Tuning,
     /// Lower-cased allowed origins; empty allows every origin (`--allowed-origins`).
     pub allowed_origins: Vec<String>,
+    /// How long delivered messages are kept (`--retention-secs`); `None`: forever.
+    pub retention: Option<std::time::Duration>,
 }
 
 /// What every shard can reach: settings, the mesh and the store thread.
@@ -104,6 +106,8 @@ pub struct Shard {
     /// Per-address slots held by this shard's connections, by connection id (only with
     /// `--max-connections-per-ip`; see `socket::session`).
     pub ip_slots: RefCell<std::collections::HashMap<u64, std::net::IpAddr>>,
+    /// v2 sync cursors (`?since=`) of connections being set up, by connection id.
+    pub sync_cursors: RefCell<std::collections::HashMap<u64, i64>>,
     /// Warnings an outage repeats for every message (a route or publish failed, the store
     /// refused or failed a command), written once per 10 s with their count.
     pub route_failures: crate::metrics::LogEvery,
@@ -133,6 +137,7 @@ impl Shard {
             pod,
             conns: RefCell::new(Conns::default()),
             ip_slots: RefCell::default(),
+            sync_cursors: RefCell::default(),
             route_failures: Default::default(),
             store_failures: Default::default(),
             directory,

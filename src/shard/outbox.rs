@@ -59,6 +59,8 @@ pub struct Outbox {
     /// twice, so its connections neither hash ids nor hold the 512 bytes.
     recent: Option<Box<Recent>>,
     remember_ids: bool,
+    /// A v2 device (`?since=`): takes carbons of what its user sent from elsewhere.
+    sync: bool,
     finished: bool,
     /// Sends handed to the store and not answered yet.
     unanswered: usize,
@@ -124,6 +126,7 @@ impl Outbox {
             replayed_through: 0,
             recent: None,
             remember_ids: false,
+            sync: false,
             finished: false,
             unanswered: 0,
             reader: None,
@@ -177,6 +180,9 @@ impl Outbox {
     /// Queues a live message, or holds it while a replay is running. A message the replay
     /// already sent is skipped.
     pub fn push_live(&mut self, env: Arc<Envelope>) -> bool {
+        if env.carbon && !self.sync {
+            return true; // A v1 device knows nothing of carbons.
+        }
         if env.message_id.is_some() && env.seq <= self.replayed_through {
             return true;
         }
@@ -200,6 +206,12 @@ impl Outbox {
             }
             None => self.push(Out::Message(env)),
         }
+    }
+
+    /// Marks a v2 device, which takes carbons (see `sync`).
+    pub fn syncing(mut self) -> Self {
+        self.sync = true;
+        self
     }
 
     /// Turns on the window of recent ids (see `recent`).
@@ -349,6 +361,8 @@ mod tests {
             frame: Utf8Bytes::from_static("{}"),
             message_id: Some("m".into()),
             seq: 1,
+            carbon: false,
+            except: None,
         })
     }
 
@@ -359,6 +373,8 @@ mod tests {
                 frame: self.frame.clone(),
                 message_id: self.message_id.clone(),
                 seq: self.seq,
+                carbon: self.carbon,
+                except: self.except.clone(),
             }
         }
     }

@@ -18,6 +18,7 @@ pub enum Upgraded {
         user: String,
         rest: Vec<u8>,
         ip: Option<IpAddr>,
+        since: Option<i64>,
     },
     Echo {
         rest: Vec<u8>,
@@ -33,8 +34,8 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 pub enum Decision {
     /// Answer with this complete response and close.
     Respond(String),
-    /// Upgrade to the messaging socket as this user.
-    Ws(String),
+    /// Upgrade to the messaging socket as `user`; `since` is a v2 device's sync cursor.
+    Ws { user: String, since: Option<i64> },
     /// Upgrade to the echo socket.
     Echo,
 }
@@ -81,7 +82,12 @@ async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
         return None;
     }
     match decision {
-        Decision::Ws(user) => Some(Upgraded::Ws { user, rest, ip }),
+        Decision::Ws { user, since } => Some(Upgraded::Ws {
+            user,
+            rest,
+            ip,
+            since,
+        }),
         _ => Some(Upgraded::Echo { rest, ip }),
     }
 }
@@ -202,6 +208,14 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
     if head.target == Target::Echo {
         return Decision::Echo;
     }
+    let since = match head.since_param.as_deref().map(parse_since) {
+        None => None,
+        Some(Some(n)) => Some(n),
+        Some(None) => {
+            let body = "since must be a stream position: an integer from 0";
+            return respond(400, "Bad Request", "", body);
+        }
+    };
     if !origin_allowed(&settings.allowed_origins, head.origin.as_deref()) {
         tracing::debug!(shard = shard.id, origin = ?head.origin, "upgrade refused: origin");
         return respond(403, "Forbidden", "", "origin not allowed");
@@ -213,13 +227,18 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
     };
     let now = crate::protocol::now_micros() / 1_000_000;
     match settings.auth.authenticate(&creds, now) {
-        Ok(user) => Decision::Ws(user),
+        Ok(user) => Decision::Ws { user, since },
         Err(e) => {
             tracing::debug!(shard = shard.id, error = %e, "upgrade refused");
             let challenge = "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n";
             respond(401, "Unauthorized", challenge, &e.to_string())
         }
     }
+}
+
+/// A sync cursor: a position in the user's stream, 0 for "from the beginning".
+fn parse_since(s: &str) -> Option<i64> {
+    s.parse::<i64>().ok().filter(|n| *n >= 0)
 }
 
 /// Whether a request from `origin` may upgrade. Only browsers send `Origin`, and they always

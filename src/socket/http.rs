@@ -32,6 +32,8 @@ pub struct Head {
     pub bearer: Option<String>,
     pub token_param: Option<String>,
     pub user_id_param: Option<String>,
+    /// `?since=`: the device syncs (protocol v2) from after this stream position.
+    pub since_param: Option<String>,
     /// `Sec-WebSocket-Key`, when the request is a well-formed version-13 upgrade.
     pub ws_key: Option<String>,
     /// `Upgrade: websocket` and `Connection: upgrade` were present.
@@ -78,6 +80,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         bearer: None,
         token_param: query_param(query, "token"),
         user_id_param: query_param(query, "user_id"),
+        since_param: query_param(query, "since"),
         ws_key: None,
         wants_upgrade: false,
         version_13: false,

@@ -71,9 +71,12 @@ pub(super) async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     // Matched in a block without an await inside, so the handshake's answer does not keep
     // its room in this task while the connection lives.
     let next = match Box::pin(handshake(&shard, &mut stream)).await {
-        Some(Upgraded::Ws { user, rest, ip }) => {
-            Either::Left(super::session::run(shard, stream, user, rest, ip))
-        }
+        Some(Upgraded::Ws {
+            user,
+            rest,
+            ip,
+            since,
+        }) => Either::Left(super::session::run(shard, stream, user, rest, ip, since)),
         Some(Upgraded::Echo { rest, ip }) => {
             Either::Right(Box::pin(super::echo::run(shard, stream, rest, ip)))
         }

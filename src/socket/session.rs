@@ -29,17 +29,22 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 ///
 /// Not an `async fn`: an async fn keeps every argument in its state for the connection's
 /// whole life, so the per-address slot (`ip`) is parked in the shard's map here, before the
-/// connection's future exists, and given back when that future ends.
+/// connection's future exists, and given back when that future ends; a v2 device's sync
+/// cursor (`since`) waits in the shard's map until the replay takes it.
 pub fn run(
     shard: Rc<Shard>,
     stream: TcpStream,
     user: String,
     rest: Vec<u8>,
     ip: Option<std::net::IpAddr>,
+    since: Option<i64>,
 ) -> impl std::future::Future<Output = ()> {
     let conn = shard.next_conn_id();
     if let Some(ip) = ip {
         shard.ip_slots.borrow_mut().insert(conn, ip);
+    }
+    if let Some(since) = since {
+        shard.sync_cursors.borrow_mut().insert(conn, since);
     }
     serve(shard, stream, user, rest, conn)
 }
@@ -59,6 +64,10 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
     if shard.pod.cluster.is_some() {
         outbox = outbox.remembering_ids(); // Redrives may repeat an id (see Outbox::recent).
     }
+    let since = shard.sync_cursors.borrow_mut().remove(&conn);
+    if since.is_some() {
+        outbox = outbox.syncing();
+    }
     let outbox = Rc::new(RefCell::new(outbox));
     shard
         .conns
@@ -70,7 +79,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
 
     // Boxed, as the handshake: replay state is needed once, not for the connection's lifetime.
     let setup = Box::pin(crate::flow::replay::register_and_replay(
-        &shard, &user, &outbox,
+        &shard, &user, &outbox, since,
     ));
     let mut writer_done = false;
     let mut close_queued = false;

@@ -87,7 +87,9 @@ impl Writer {
                 Out::Ping => self.sink.feed(Message::Ping(Default::default())).await?,
                 Out::Message(env) => {
                     self.sink.feed(Message::Text(env.frame.clone())).await?;
-                    delivered.extend(env.message_id.clone());
+                    if !env.carbon {
+                        delivered.extend(env.message_id.clone()); // A carbon moves no status.
+                    }
                 }
             }
             count += 1;

@@ -126,6 +126,27 @@ impl Client {
         c
     }
 
+    /// Connects as a protocol v2 device of `user` that syncs from after position `since`.
+    pub fn connect_since(addr: SocketAddr, user: &str, since: i64) -> Client {
+        let query = format!("user_id={user}&since={since}");
+        let mut c = try_connect(addr, &query, None).expect("connects");
+        c.user = user.to_owned();
+        c
+    }
+
+    /// Frames up to and including the first one for which `last` holds.
+    pub fn recv_until(&mut self, mut last: impl FnMut(&Value) -> bool) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let v = self.recv();
+            let done = last(&v);
+            seen.push(v);
+            if done {
+                return seen;
+            }
+        }
+    }
+
     /// Connects as `user` until SO_REUSEPORT places the connection on `shard`.
     pub fn connect_on(addr: SocketAddr, user: &str, shard: usize) -> Client {
         for _ in 0..200 {

@@ -15,8 +15,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{HEADER_ID, HEADER_SEQ};
-use crate::backend::bus::{Consumed, Envelope};
+use super::{HEADER_CARBON, HEADER_EXCEPT, HEADER_ID, HEADER_SEQ};
+use crate::backend::bus::{Consumed, Envelope, Except};
 
 /// Hands a consumed record to the owning shard, blocking while its inbox is full; `false`
 /// once the shard stopped.
@@ -234,12 +234,14 @@ fn envelope(m: &BorrowedMessage<'_>) -> Arc<Envelope> {
         b.and_then(|b| std::str::from_utf8(b).ok())
             .map(str::to_owned)
     };
-    let (mut id, mut seq) = (None, 0);
+    let (mut id, mut seq, mut carbon, mut except) = (None, 0, false, None);
     if let Some(headers) = m.headers() {
         for h in headers.iter() {
             match h.key {
                 HEADER_ID => id = text(h.value),
                 HEADER_SEQ => seq = text(h.value).and_then(|s| s.parse().ok()).unwrap_or(0),
+                HEADER_CARBON => carbon = true,
+                HEADER_EXCEPT => except = text(h.value).as_deref().and_then(Except::from_header),
                 _ => {}
             }
         }
@@ -249,6 +251,8 @@ fn envelope(m: &BorrowedMessage<'_>) -> Arc<Envelope> {
         frame: text(m.payload()).unwrap_or_default().into(),
         message_id: id,
         seq,
+        carbon,
+        except,
     })
 }
 

@@ -16,6 +16,10 @@ pub use producer::{KafkaBus, KafkaProducer, ProducerSettings};
 pub const HEADER_ID: &str = "ds-id";
 /// Header carrying the store insertion seq of a `message` frame.
 pub const HEADER_SEQ: &str = "ds-seq";
+/// Present on a carbon: a copy of a message for its sender's other devices.
+pub const HEADER_CARBON: &str = "ds-carbon";
+/// The connection a carbon skips (`Except::to_header`).
+pub const HEADER_EXCEPT: &str = "ds-except";
 
 /// The topic a pod consumes (`--routing pod-topic`).
 pub fn pod_topic(prefix: &str, pod: &str) -> String {

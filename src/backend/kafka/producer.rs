@@ -16,7 +16,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use super::{topic_of, HEADER_ID, HEADER_SEQ};
+use super::{topic_of, HEADER_CARBON, HEADER_EXCEPT, HEADER_ID, HEADER_SEQ};
 use crate::backend::bus::{Bus, BusError, Envelope};
 use crate::backend::Location;
 
@@ -206,6 +206,18 @@ fn record<'a>(
                 key: HEADER_SEQ,
                 value: Some(seq.as_str()),
             });
+    }
+    if env.carbon {
+        headers = headers.insert(Header {
+            key: HEADER_CARBON,
+            value: Some("1"),
+        });
+    }
+    if let Some(except) = &env.except {
+        headers = headers.insert(Header {
+            key: HEADER_EXCEPT,
+            value: Some(except.to_header().as_str()),
+        });
     }
     BaseRecord::with_opaque_to(topic, opaque)
         .partition(i32::from(shard))

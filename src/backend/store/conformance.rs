@@ -185,14 +185,12 @@ pub(crate) fn large_batches_commit_in_one_call(s: &mut impl MessageStore) {
     let seqs: Vec<i64> = ins
         .iter()
         .map(|r| match r {
-            InsertResult::Inserted { seq } => *seq,
+            InsertResult::Inserted { at } => at.rpos,
             other => panic!("not inserted: {other:?}"),
         })
         .collect();
-    assert!(
-        seqs.windows(2).all(|w| w[0] < w[1]),
-        "seq follows batch order"
-    );
+    let expected: Vec<i64> = (1..=N as i64).collect();
+    assert_eq!(seqs, expected, "positions follow batch order, gapless");
     let pending = s.pending("bob", 0, 5000).unwrap();
     assert_eq!(
         ids(pending),
@@ -253,6 +251,119 @@ pub(crate) fn one_batch_mixes_inserts_and_updates_in_order(s: &mut impl MessageS
     assert_eq!(ins[0], delivered);
 }
 
+fn from(sender: &str, id: &str, to: &str, cmid: Option<&str>) -> NewMessage {
+    NewMessage {
+        sender_id: sender.into(),
+        ..msg(id, to, cmid)
+    }
+}
+
+fn at(rpos: i64, spos: i64, cseq: i64) -> InsertResult {
+    InsertResult::Inserted {
+        at: super::Positions { rpos, spos, cseq },
+    }
+}
+
+/// Protocol v2's positions: one gapless stream per user over what they receive and send,
+/// one gapless sequence per conversation; repeats take no position, inside a batch or across.
+pub(crate) fn streams_and_conversations_are_numbered_without_holes(s: &mut impl MessageStore) {
+    let batch = [
+        from("alice", "a1", "bob", Some("k")),
+        from("bob", "b1", "alice", None),
+        from("alice", "again", "bob", Some("k")),
+        from("alice", "self", "alice", None),
+        from("carol", "c1", "bob", None),
+    ];
+    let (ins, _) = s.commit(&batch, &[]).unwrap();
+    let dup = InsertResult::Duplicate {
+        id: "a1".into(),
+        status: Status::None,
+    };
+    assert_eq!(
+        ins,
+        [at(1, 1, 1), at(2, 2, 2), dup, at(3, 3, 1), at(3, 1, 1)]
+    );
+    let (ins, _) = s
+        .commit(
+            &[
+                from("alice", "x", "bob", Some("k")),
+                from("bob", "b2", "alice", None),
+            ],
+            &[],
+        )
+        .unwrap();
+    assert!(matches!(&ins[0], InsertResult::Duplicate { id, .. } if id == "a1"));
+    assert_eq!(ins[1], at(4, 4, 3), "the repeat took no position");
+
+    let whole = positions(s, "alice", 0);
+    let expect = [(1, 1, "a1"), (2, 2, "b1"), (3, 1, "self"), (4, 3, "b2")];
+    assert_eq!(whole, expect.map(|(p, c, id)| (p, c, id.to_string())));
+    assert_eq!(
+        positions(s, "alice", 2),
+        whole[2..].to_vec(),
+        "after a cursor"
+    );
+    let bob = positions(s, "bob", 0);
+    let ids: Vec<&str> = bob.iter().map(|(_, _, id)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["a1", "b1", "c1", "b2"],
+        "received and sent, in bob's order"
+    );
+    let page = s.history("bob", 0, 2).unwrap();
+    assert_eq!(page.messages.len(), 2, "limit holds across both sides");
+    assert_eq!(page.pruned_through, 0);
+}
+
+/// Retention walks the table window by window, deletes only DELIVERED messages older than the
+/// cutoff, and each stream remembers how far it was pruned.
+pub(crate) fn retention_deletes_old_delivered_messages_and_marks_the_streams(
+    s: &mut impl MessageStore,
+) {
+    let aged = |sender: &str, id: &str, to: &str, t: i64| NewMessage {
+        created_at: t,
+        ..from(sender, id, to, None)
+    };
+    let batch = [
+        aged("alice", "old1", "bob", 1),
+        aged("alice", "old2", "bob", 2),
+        aged("alice", "undelivered", "bob", 3),
+        aged("carol", "old4", "alice", 4),
+        aged("alice", "young", "bob", 100),
+    ];
+    let acks = ["old1", "old2", "old4"].map(|id| update(id, Status::Delivered, None));
+    s.commit(&batch, &acks).unwrap();
+    let first = s.prune(50, 0, 2).unwrap();
+    assert_eq!((first.deleted, first.reached_recent), (2, false));
+    let second = s.prune(50, first.scanned_through.unwrap(), 2).unwrap();
+    assert_eq!((second.deleted, second.reached_recent), (1, false));
+    let third = s.prune(50, second.scanned_through.unwrap(), 2).unwrap();
+    assert_eq!((third.deleted, third.reached_recent), (0, true));
+    let end = s.prune(50, third.scanned_through.unwrap(), 2).unwrap();
+    assert_eq!(end, super::PruneRound::default(), "past the last row");
+
+    let bob = s.history("bob", 0, 10).unwrap();
+    assert_eq!(bob.pruned_through, 2);
+    let kept: Vec<&str> = bob.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(kept, ["undelivered", "young"]);
+    let alice = s.history("alice", 0, 10).unwrap();
+    assert_eq!(alice.pruned_through, 4, "old4 was alice's fourth");
+    assert_eq!(positions(s, "alice", 0).len(), 2);
+    assert_eq!(s.history("carol", 0, 10).unwrap().pruned_through, 1);
+    assert_eq!(
+        ids(s.pending("bob", 0, 10).unwrap()),
+        ["undelivered", "young"]
+    );
+}
+
+fn positions(s: &mut impl MessageStore, user: &str, after: i64) -> Vec<(i64, i64, String)> {
+    let page = s.history(user, after, 100).unwrap();
+    page.messages
+        .into_iter()
+        .map(|m| (m.seq, m.cseq, m.id))
+        .collect()
+}
+
 /// A failing statement rolls the whole batch back, and the store stays usable.
 pub(crate) fn a_failed_batch_commits_nothing(s: &mut impl MessageStore) {
     s.commit(&[msg("x", "bob", None)], &[]).unwrap();
@@ -281,6 +392,8 @@ mod on_sqlite {
         run(super::large_batches_commit_in_one_call);
         run(super::one_batch_mixes_inserts_and_updates_in_order);
         run(super::a_failed_batch_commits_nothing);
+        run(super::streams_and_conversations_are_numbered_without_holes);
+        run(super::retention_deletes_old_delivered_messages_and_marks_the_streams);
         let dir = tempfile::tempdir().unwrap();
         super::reopening_keeps_data(|| SqliteStore::open(dir.path(), true).unwrap());
     }

@@ -32,14 +32,29 @@ pub struct NewMessage {
     pub created_at: i64,
 }
 
+/// Where a committed message sits in the three orders protocol v2 exposes. Each comes from a
+/// gapless counter (the `counters` table) bumped only for rows that are really inserted, in
+/// the same transaction, so a hole never appears that a client could take for a loss.
+///
+/// A user's *stream* numbers everything the user receives or sends, in commit order: for one
+/// user, a larger position never commits before a smaller one (SQLite: one writer; Postgres:
+/// the counter's row lock is held until COMMIT). That is what lets a replay's cursor skip live
+/// copies it already sent, and what makes one number a device's whole sync cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Positions {
+    /// Position in the recipient's stream.
+    pub rpos: i64,
+    /// Position in the sender's stream (equal to `rpos` for a message to oneself).
+    pub spos: i64,
+    /// Position in the conversation (`protocol::conversation_id`), from 1, gapless.
+    pub cseq: i64,
+}
+
 /// What happened to one inserted message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertResult {
-    /// Stored now, at status NONE, at position `seq` of its recipient's order: for one
-    /// recipient, a message with a larger `seq` never commits before one with a smaller
-    /// `seq`, which is what lets replay's cursor skip live copies it already sent. (SQLite:
-    /// the global insertion order of its one writer; Postgres: a per-recipient counter.)
-    Inserted { seq: i64 },
+    /// Stored now, at status NONE, at these positions.
+    Inserted { at: Positions },
     /// The sender already stored this `client_msg_id`: nothing new was stored.
     Duplicate { id: String, status: Status },
 }
@@ -82,11 +97,16 @@ pub struct StuckAfter {
     pub sent: i64,
 }
 
-/// A stored message below DELIVERED, for replay to a connecting recipient.
+/// A stored message read back: below DELIVERED for a v1 replay or the redrive, or any
+/// message of a user's stream for a v2 sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingMessage {
-    /// The recipient's commit order (see [`InsertResult::Inserted`]): replay is in this order.
+    /// Position in the stream of the user it was read for ([`Positions`]): the recipient's
+    /// (`rpos`) for replay and redrive; for a sync, the reader's, which is `spos` when the
+    /// reader sent it. Replay and sync are in this order.
     pub seq: i64,
+    /// Position in its conversation.
+    pub cseq: i64,
     pub id: String,
     pub sender_id: String,
     pub reciever_id: String,
@@ -94,6 +114,29 @@ pub struct PendingMessage {
     pub created_at: i64,
     pub status: Status,
 }
+
+/// One page of a user's stream for a device's sync.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryPage {
+    pub messages: Vec<PendingMessage>,
+    /// Every position of this stream up to here may have been deleted by retention (0: none
+    /// was). A cursor below it is told so instead of seeing a silent gap.
+    pub pruned_through: i64,
+}
+
+/// What one [`MessageStore::prune`] round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PruneRound {
+    pub deleted: usize,
+    /// The last insertion position the window covered; `None`: no rows after `after_seq`.
+    pub scanned_through: Option<i64>,
+    /// The window reached rows created at or after `before`: the rest is too young.
+    pub reached_recent: bool,
+}
+
+/// Counter kinds in the `counters` table.
+pub(crate) const COUNTER_STREAM: i16 = 1;
+pub(crate) const COUNTER_CONVERSATION: i16 = 2;
 
 /// Failures of a store backend. The writer reports them to the clients concerned as
 /// `store_unavailable`; nothing is acknowledged that was not committed.
@@ -144,6 +187,26 @@ pub trait MessageStore: Send + 'static {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError>;
+
+    /// Every message of `user`'s stream (received or sent) with position `> after_pos`, in
+    /// position order, and how far retention has deleted that stream.
+    fn history(
+        &mut self,
+        user: &str,
+        after_pos: i64,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError>;
+
+    /// One round of retention: among the `window` rows inserted after `after_seq` (the
+    /// table's insertion order), deletes those DELIVERED and created before `before`, and
+    /// records in each affected stream how far it was pruned. Bounded work per call: the
+    /// caller walks the table window by window (see `flow::retention`).
+    fn prune(
+        &mut self,
+        before: i64,
+        after_seq: i64,
+        window: usize,
+    ) -> Result<PruneRound, StoreError>;
 
     /// Claims messages the redrive must route again: at NONE and stuck for `after.none`
     /// (since creation, or since the last claim), or at SENT and stuck for `after.sent`

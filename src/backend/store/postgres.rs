@@ -12,6 +12,7 @@
 mod batch;
 mod migrate;
 mod outbox;
+mod prune;
 
 pub use outbox::{StatusEvent, StatusOutbox};
 
@@ -22,8 +23,11 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
+use super::{
+    HistoryPage, MessageStore, NewMessage, PendingMessage, PruneRound, StatusUpdate, StoreError,
+    StuckAfter,
+};
 use super::{InsertResult, UpdateResult};
-use super::{MessageStore, NewMessage, PendingMessage, StatusUpdate, StoreError, StuckAfter};
 use crate::protocol::Status;
 
 /// Used when the URL sets no `connect_timeout`: a blackholed host must not hang startup.
@@ -37,9 +41,21 @@ const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
 const SESSION_LIMITS: &str = "SET statement_timeout = '10s'; SET lock_timeout = '5s';
      SET idle_in_transaction_session_timeout = '30s'";
 
-const PENDING_SQL: &str = "SELECT rseq, id, sender_id, reciever_id, payload, created_at, status
-     FROM messages WHERE reciever_id = $1 AND status <> 'DELIVERED' AND rseq > $2
-     ORDER BY rseq LIMIT $3";
+const PENDING_SQL: &str = "SELECT rpos, cseq, id, sender_id, reciever_id, payload, created_at,
+            status
+     FROM messages WHERE reciever_id = $1 AND status <> 'DELIVERED' AND rpos > $2
+     ORDER BY rpos LIMIT $3";
+/// A user's stream: two index range scans (received, sent) merged by position; a message to
+/// oneself is read once, from the received side. Then how far retention deleted it.
+const HISTORY_SQL: &str = "SELECT * FROM (
+         (SELECT rpos AS pos, cseq, id, sender_id, reciever_id, payload, created_at, status
+          FROM messages WHERE reciever_id = $1 AND rpos > $2 ORDER BY rpos LIMIT $3)
+         UNION ALL
+         (SELECT spos, cseq, id, sender_id, reciever_id, payload, created_at, status
+          FROM messages WHERE sender_id = $1 AND spos > $2 AND reciever_id <> $1
+          ORDER BY spos LIMIT $3)) s
+     ORDER BY pos LIMIT $3";
+const PRUNED_SQL: &str = "SELECT pruned FROM counters WHERE kind = 1 AND id = $1";
 /// `SKIP LOCKED`: two pods sweeping at once claim disjoint rows; the claim commits with the
 /// statement, and the restarted stuck clock keeps every other pod off those rows.
 const CLAIM_SQL: &str = "WITH none_due AS (
@@ -54,9 +70,9 @@ const CLAIM_SQL: &str = "WITH none_due AS (
      claimed AS (
          UPDATE messages m SET stuck_since = $1 FROM due
          WHERE m.seq = due.seq
-         RETURNING due.since, m.seq, m.rseq, m.id, m.sender_id, m.reciever_id, m.payload,
-                   m.created_at, m.status)
-     SELECT rseq, id, sender_id, reciever_id, payload, created_at, status
+         RETURNING due.since, m.seq, m.rpos, m.cseq, m.id, m.sender_id, m.reciever_id,
+                   m.payload, m.created_at, m.status)
+     SELECT rpos, cseq, id, sender_id, reciever_id, payload, created_at, status
      FROM claimed ORDER BY since, seq";
 const PARK_SQL: &str = "UPDATE messages SET stuck_since = 'infinity' WHERE id = ANY($1)";
 const STATUS_SQL: &str = "SELECT status FROM messages WHERE id = $1";
@@ -84,6 +100,8 @@ struct Session {
 /// Prepared once per connection: every call then costs a single round trip per statement.
 struct Statements {
     pending: Statement,
+    history: Statement,
+    pruned: Statement,
     claim: Statement,
     park: Statement,
     status_of: Statement,
@@ -184,8 +202,10 @@ async fn start(config: &Config, schema: &str) -> Result<(Client, JoinHandle<()>)
 impl Session {
     async fn prepare((client, conn): (Client, JoinHandle<()>)) -> Result<Session, String> {
         let st = async {
-            let (pending, claim, park, status_of, batch) = futures::try_join!(
+            let (pending, history, pruned, claim, park, status_of, batch) = futures::try_join!(
                 client.prepare(PENDING_SQL),
+                client.prepare(HISTORY_SQL),
+                client.prepare(PRUNED_SQL),
                 client.prepare(CLAIM_SQL),
                 client.prepare(PARK_SQL),
                 client.prepare(STATUS_SQL),
@@ -193,6 +213,8 @@ impl Session {
             )?;
             Ok::<_, tokio_postgres::Error>(Statements {
                 pending,
+                history,
+                pruned,
                 claim,
                 park,
                 status_of,
@@ -252,6 +274,36 @@ impl MessageStore for PostgresStore {
         rows.iter().map(pending_row).collect()
     }
 
+    fn history(
+        &mut self,
+        user: &str,
+        after_pos: i64,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(|st| &st.history, &[&user, &after_pos, &limit])?;
+        let messages = rows.iter().map(pending_row).collect::<Result<_, _>>()?;
+        let pruned = self.query(|st| &st.pruned, &[&user])?;
+        let pruned_through = match pruned.first() {
+            Some(r) => r.try_get(0)?,
+            None => 0,
+        };
+        Ok(HistoryPage {
+            messages,
+            pruned_through,
+        })
+    }
+
+    fn prune(
+        &mut self,
+        before: i64,
+        after_seq: i64,
+        window: usize,
+    ) -> Result<PruneRound, StoreError> {
+        let (rt, s) = self.session()?;
+        rt.block_on(prune::prune(&mut s.client, before, after_seq, window))
+    }
+
     fn claim_stuck(
         &mut self,
         now: i64,
@@ -285,12 +337,13 @@ impl MessageStore for PostgresStore {
 fn pending_row(r: &Row) -> Result<PendingMessage, StoreError> {
     Ok(PendingMessage {
         seq: r.try_get(0)?,
-        id: r.try_get(1)?,
-        sender_id: r.try_get(2)?,
-        reciever_id: r.try_get(3)?,
-        payload: r.try_get(4)?,
-        created_at: to_micros(r.try_get(5)?)?,
-        status: parse_status(r.try_get(6)?)?,
+        cseq: r.try_get(1)?,
+        id: r.try_get(2)?,
+        sender_id: r.try_get(3)?,
+        reciever_id: r.try_get(4)?,
+        payload: r.try_get(5)?,
+        created_at: to_micros(r.try_get(6)?)?,
+        status: parse_status(r.try_get(7)?)?,
     })
 }
 
@@ -301,7 +354,7 @@ fn parse_status(s: &str) -> Result<Status, StoreError> {
 /// Microseconds since the Unix epoch as a `timestamptz` parameter. `SystemTime` travels in
 /// Postgres' binary format, integer microseconds, so no float rounding can creep in. Instants
 /// before Postgres' range are clamped to its start: only thresholds can be that old.
-fn to_time(micros: i64) -> SystemTime {
+pub(super) fn to_time(micros: i64) -> SystemTime {
     let micros = micros.max(PG_MIN_MICROS);
     let d = Duration::from_micros(micros.unsigned_abs());
     if micros >= 0 {
@@ -312,7 +365,7 @@ fn to_time(micros: i64) -> SystemTime {
 }
 
 /// The inverse of [`to_time`]; exact for every instant Postgres can store in an `i64`.
-fn to_micros(t: SystemTime) -> Result<i64, StoreError> {
+pub(super) fn to_micros(t: SystemTime) -> Result<i64, StoreError> {
     let corrupt = |_| StoreError::Corrupt(format!("timestamp {t:?} out of range"));
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_micros()).map_err(corrupt),

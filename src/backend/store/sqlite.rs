@@ -5,12 +5,15 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{
-    InsertResult, MessageStore, NewMessage, PendingMessage, StatusChange, StatusUpdate, StoreError,
-    StuckAfter, UpdateResult,
+    HistoryPage, InsertResult, MessageStore, NewMessage, PendingMessage, PruneRound, StatusChange,
+    StatusUpdate, StoreError, StuckAfter, UpdateResult,
 };
 use crate::protocol::Status;
+use counters::{Counters, Keys};
 use row::{IdText, StoredId, StoredStatus};
 
+mod counters;
+mod prune;
 mod row;
 
 /// Versioned migrations, applied in order, each exactly once (recorded in `schema_migrations`).
@@ -26,6 +29,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         3,
         include_str!("../../../migrations/sqlite/0003_compact_rows.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_streams.sql"),
     ),
 ];
 
@@ -95,10 +102,19 @@ impl SqliteStore {
     }
 }
 
-fn insert_one(tx: &Transaction<'_>, m: &NewMessage) -> Result<InsertResult, StoreError> {
+/// Inserts `m` at the next positions of its streams and conversation; a repeated
+/// `client_msg_id` inserts nothing and takes no position.
+fn insert_one(
+    tx: &Transaction<'_>,
+    counters: &mut Counters,
+    m: &NewMessage,
+) -> Result<InsertResult, StoreError> {
+    let keys = Keys::of(m);
+    let at = counters.next(tx, &keys)?;
     let mut ins = tx.prepare_cached(
-        "INSERT INTO messages (id, sender_id, reciever_id, client_msg_id, payload, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO messages
+             (id, sender_id, reciever_id, client_msg_id, payload, created_at, rpos, spos, cseq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
     )?;
     let n = ins.execute(params![
@@ -107,12 +123,14 @@ fn insert_one(tx: &Transaction<'_>, m: &NewMessage) -> Result<InsertResult, Stor
         m.reciever_id,
         m.client_msg_id,
         m.payload,
-        m.created_at
+        m.created_at,
+        at.rpos,
+        at.spos,
+        at.cseq
     ])?;
     if n == 1 {
-        return Ok(InsertResult::Inserted {
-            seq: tx.last_insert_rowid(),
-        });
+        counters.take(keys, at);
+        return Ok(InsertResult::Inserted { at });
     }
     let mut q = tx.prepare_cached(
         "SELECT id, status FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2",
@@ -169,15 +187,19 @@ fn update_one(tx: &Transaction<'_>, u: &StatusUpdate) -> Result<UpdateResult, St
     })
 }
 
+/// The columns every read selects, in [`pending_row`]'s order, after the position.
+const READ_COLUMNS: &str = "cseq, id, sender_id, reciever_id, payload, created_at, status";
+
 fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingMessage> {
     Ok(PendingMessage {
         seq: r.get(0)?,
-        id: r.get::<_, IdText>(1)?.0,
-        sender_id: r.get(2)?,
-        reciever_id: r.get(3)?,
-        payload: r.get(4)?,
-        created_at: r.get(5)?,
-        status: r.get::<_, StoredStatus>(6)?.0,
+        cseq: r.get(1)?,
+        id: r.get::<_, IdText>(2)?.0,
+        sender_id: r.get(3)?,
+        reciever_id: r.get(4)?,
+        payload: r.get(5)?,
+        created_at: r.get(6)?,
+        status: r.get::<_, StoredStatus>(7)?.0,
     })
 }
 
@@ -200,10 +222,12 @@ impl MessageStore for SqliteStore {
         updates: &[StatusUpdate],
     ) -> Result<(Vec<InsertResult>, Vec<UpdateResult>), StoreError> {
         let tx = self.conn.transaction()?;
+        let mut counters = Counters::default();
         let ins = inserts
             .iter()
-            .map(|m| insert_one(&tx, m))
+            .map(|m| insert_one(&tx, &mut counters, m))
             .collect::<Result<Vec<_>, _>>()?;
+        counters.save(&tx)?;
         let ups = updates
             .iter()
             .map(|u| update_one(&tx, u))
@@ -218,13 +242,49 @@ impl MessageStore for SqliteStore {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError> {
-        let mut q = self.conn.prepare_cached(
-            "SELECT seq, id, sender_id, reciever_id, payload, created_at, status FROM messages
-             WHERE reciever_id = ?1 AND status < 2 AND seq > ?2
-             ORDER BY seq LIMIT ?3",
-        )?;
+        let mut q = self.conn.prepare_cached(&format!(
+            "SELECT rpos, {READ_COLUMNS} FROM messages
+             WHERE reciever_id = ?1 AND status < 2 AND rpos > ?2
+             ORDER BY rpos LIMIT ?3"
+        ))?;
         let rows = q.query_map(params![recipient, after_seq, limit as i64], pending_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn history(
+        &mut self,
+        user: &str,
+        after_pos: i64,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        // Two index range scans (received, sent) merged by position; a message to oneself
+        // is read once, from the received side.
+        let mut q = self.conn.prepare_cached(&format!(
+            "SELECT * FROM (
+                 SELECT * FROM (SELECT rpos, {READ_COLUMNS} FROM messages
+                     WHERE reciever_id = ?1 AND rpos > ?2 ORDER BY rpos LIMIT ?3)
+                 UNION ALL
+                 SELECT * FROM (SELECT spos, {READ_COLUMNS} FROM messages
+                     WHERE sender_id = ?1 AND spos > ?2 AND reciever_id <> ?1
+                     ORDER BY spos LIMIT ?3))
+             ORDER BY 1 LIMIT ?3"
+        ))?;
+        let rows = q.query_map(params![user, after_pos, limit as i64], pending_row)?;
+        let messages = rows.collect::<Result<Vec<_>, _>>()?;
+        let pruned_through = counters::pruned_through(&self.conn, user)?;
+        Ok(HistoryPage {
+            messages,
+            pruned_through,
+        })
+    }
+
+    fn prune(
+        &mut self,
+        before: i64,
+        after_seq: i64,
+        window: usize,
+    ) -> Result<PruneRound, StoreError> {
+        prune::prune(&mut self.conn, before, after_seq, window)
     }
 
     fn claim_stuck(
@@ -236,7 +296,7 @@ impl MessageStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let claimed = {
             let mut q = tx.prepare_cached(
-                "SELECT seq, id, sender_id, reciever_id, payload, created_at, status FROM (
+                "SELECT rpos, cseq, id, sender_id, reciever_id, payload, created_at, status FROM (
                      SELECT * FROM (
                          SELECT *, COALESCE(stuck_since, created_at) AS since FROM messages
                          WHERE status = 0 AND COALESCE(stuck_since, created_at) < ?1

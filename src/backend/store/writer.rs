@@ -38,6 +38,21 @@ pub enum StoreCmd {
         limit: usize,
         reply: oneshot::Sender<Result<Vec<PendingMessage>, String>>,
     },
+    /// A page of a user's stream for a device's sync, read after everything queued before
+    /// (see [`MessageStore::history`]).
+    History {
+        user: String,
+        after_pos: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<super::HistoryPage, String>>,
+    },
+    /// One retention round (see [`MessageStore::prune`]).
+    Prune {
+        before: i64,
+        after_seq: i64,
+        window: usize,
+        reply: oneshot::Sender<Result<super::PruneRound, String>>,
+    },
     /// Claims messages for the redrive (see [`MessageStore::claim_stuck`]).
     Claim {
         now: i64,
@@ -116,6 +131,8 @@ impl std::fmt::Debug for StoreCmd {
             StoreCmd::Insert { .. } => "Insert",
             StoreCmd::Status { .. } => "Status",
             StoreCmd::Pending { .. } => "Pending",
+            StoreCmd::History { .. } => "History",
+            StoreCmd::Prune { .. } => "Prune",
             StoreCmd::Claim { .. } => "Claim",
             StoreCmd::Park { .. } => "Park",
             StoreCmd::Sync(_) => "Sync",
@@ -381,6 +398,24 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 let r = self.store.pending(&recipient, after_seq, limit);
                 // The connection may be gone already; then nobody waits for the answer.
                 let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
+            StoreCmd::History {
+                user,
+                after_pos,
+                limit,
+                reply,
+            } => {
+                let r = self.store.history(&user, after_pos, limit);
+                let _ = reply.send(r.map_err(|e| e.to_string())); // As for Pending.
+            }
+            StoreCmd::Prune {
+                before,
+                after_seq,
+                window,
+                reply,
+            } => {
+                let r = self.store.prune(before, after_seq, window);
+                let _ = reply.send(r.map_err(|e| e.to_string())); // The pruner may be gone.
             }
             StoreCmd::Claim {
                 now,

@@ -6,46 +6,42 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row, Statement, Transaction};
+use tokio_postgres::{Client, GenericClient, Row, Statement, Transaction};
 
 use super::{parse_status, to_time, Session};
 use crate::backend::store::{
-    InsertResult, NewMessage, StatusChange, StatusUpdate, StoreError, UpdateResult,
+    InsertResult, NewMessage, Positions, StatusChange, StatusUpdate, StoreError, UpdateResult,
 };
+
+mod positions;
 use crate::protocol::Status;
 
-/// Inserts a batch and hands out each row's `rseq` from its recipient's counter. The counter
-/// rows are locked in recipient order (so two pods with overlapping recipients wait for each
-/// other instead of deadlocking) and stay locked until COMMIT: for one recipient, a larger
-/// `rseq` can therefore never become visible before a smaller one, which is all replay needs
-/// (see migrations/postgres/0002). Different recipients never wait for each other.
-///
-/// `ON CONFLICT DO NOTHING` covers both unique keys: a resent `client_msg_id` (a duplicate)
-/// and an `id` already stored, which is this very batch committed by an earlier attempt whose
-/// COMMIT reply was lost; [`commit`] tells them apart afterwards. A skipped row leaves a gap
-/// in its recipient's counter, which replay does not mind.
-pub(super) const INSERT_SQL: &str = "WITH u AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                              $6::timestamptz[])
-              WITH ORDINALITY AS u(id, sender_id, reciever_id, client_msg_id, payload,
-                                   created_at, ord)),
-     counts AS (SELECT reciever_id, count(*) AS n FROM u GROUP BY reciever_id),
-     bumped AS (
-         INSERT INTO recipients AS r (user_id, last_seq)
-         SELECT reciever_id, n FROM counts ORDER BY reciever_id
-         ON CONFLICT (user_id) DO UPDATE SET last_seq = r.last_seq + EXCLUDED.last_seq
-         RETURNING user_id, last_seq)
-     INSERT INTO messages
-         (id, sender_id, reciever_id, client_msg_id, payload, created_at, rseq)
-     SELECT u.id, u.sender_id, u.reciever_id, u.client_msg_id, u.payload, u.created_at,
-            b.last_seq - c.n + row_number() OVER (PARTITION BY u.reciever_id ORDER BY u.ord)
-     FROM u JOIN counts c USING (reciever_id) JOIN bumped b ON b.user_id = u.reciever_id
-     ORDER BY u.ord
-     ON CONFLICT DO NOTHING
-     RETURNING id, rseq";
+/// Locks (creating if needed) the counters a batch takes positions from, in (kind, id) order,
+/// and reads their last values. Every inserting transaction locks its counters in this one
+/// statement and in this one order, so two pods with overlapping users wait for each other
+/// instead of deadlocking; the locks are held until COMMIT, so for one stream a larger
+/// position can never become visible before a smaller one (migrations/postgres/0004).
+/// Transactions that share no user or conversation never wait for each other.
+const LOCK_SQL: &str = "INSERT INTO counters AS c (kind, id, last)
+     SELECT kind, id, 0 FROM unnest($1::int2[], $2::text[]) AS u(kind, id) ORDER BY kind, id
+     ON CONFLICT (kind, id) DO UPDATE SET last = c.last
+     RETURNING kind, id, last";
+
+/// The new rows, at the positions the batch computed under the counters' locks. No
+/// `ON CONFLICT`: duplicates were sorted out before, so a conflict here is a bug, and it fails
+/// the batch rather than leave a hole in a stream.
+pub(super) const INSERT_SQL: &str = "INSERT INTO messages
+         (id, sender_id, reciever_id, client_msg_id, payload, created_at, rpos, spos, cseq)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                          $6::timestamptz[], $7::int8[], $8::int8[], $9::int8[])";
+
+/// The counters after the batch: only the ones it bumped.
+const BUMP_SQL: &str = "UPDATE counters c SET last = u.last
+     FROM unnest($1::int2[], $2::text[], $3::int8[]) AS u(kind, id, last)
+     WHERE c.kind = u.kind AND c.id = u.id";
 
 /// Rows of the batch already stored under their own id: an earlier attempt committed them.
-const STORED_SQL: &str = "SELECT u.ord, m.rseq
+const STORED_SQL: &str = "SELECT u.ord, m.rpos, m.spos, m.cseq
      FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord) JOIN messages m USING (id)";
 
 /// The first message of each duplicate's `(sender_id, client_msg_id)`.
@@ -72,7 +68,10 @@ const ADDRESSED_SQL: &str = "SELECT u.ord
      WHERE EXISTS (SELECT 1 FROM messages m WHERE m.id = u.id AND m.reciever_id = u.recipient)";
 
 pub(super) struct Statements {
+    // Prepared on the session's connection; used by `insert_all` with a client or a transaction.
+    lock: Statement,
     insert: Statement,
+    bump: Statement,
     stored: Statement,
     originals: Statement,
     update: Statement,
@@ -81,15 +80,19 @@ pub(super) struct Statements {
 
 impl Statements {
     pub(super) async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
-        let (insert, stored, originals, update, addressed) = futures::try_join!(
+        let (lock, insert, bump, stored, originals, update, addressed) = futures::try_join!(
+            c.prepare(LOCK_SQL),
             c.prepare(INSERT_SQL),
+            c.prepare(BUMP_SQL),
             c.prepare(STORED_SQL),
             c.prepare(ORIGINALS_SQL),
             c.prepare(UPDATE_SQL),
             c.prepare(ADDRESSED_SQL),
         )?;
         Ok(Statements {
+            lock,
             insert,
+            bump,
             stored,
             originals,
             update,
@@ -126,31 +129,37 @@ pub(super) async fn commit(
     Ok((ins, ups))
 }
 
-async fn insert_all(
-    tx: &Transaction<'_>,
+/// Locks the batch's counters, sorts out what is already stored, then inserts the rest at
+/// the next positions and bumps the counters: two pipelined round trips.
+pub(super) async fn insert_all(
+    tx: &impl GenericClient,
     st: &Statements,
     ms: &[NewMessage],
 ) -> Result<Vec<InsertResult>, StoreError> {
-    let text = |f: fn(&NewMessage) -> &str| ms.iter().map(f).collect::<Vec<_>>();
-    let (ids, senders) = (text(|m| &m.id), text(|m| &m.sender_id));
-    let (recipients, payloads) = (text(|m| &m.reciever_id), text(|m| &m.payload));
-    let cmids: Vec<Option<&str>> = ms.iter().map(|m| m.client_msg_id.as_deref()).collect();
-    let created: Vec<SystemTime> = ms.iter().map(|m| to_time(m.created_at)).collect();
-    let columns: [&(dyn ToSql + Sync); 6] =
-        [&ids, &senders, &recipients, &cmids, &payloads, &created];
-    let rows = tx.query(&st.insert, &columns).await?;
-    let mut seqs = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        seqs.insert(row.try_get::<_, &str>(0)?, row.try_get::<_, i64>(1)?);
+    let mut counters = positions::Counters::of(ms);
+    let (kinds, ids) = counters.lock_keys();
+    // Polled in this order, so the lock statement is sent (and runs) first.
+    let (locked, stored, originals) = futures::try_join!(
+        async { Ok(tx.query(&st.lock, &[&kinds, &ids]).await?) },
+        find_stored(tx, st, ms),
+        find_originals(tx, st, ms),
+    )?;
+    counters.read(&locked)?;
+    let mut results: Vec<Option<InsertResult>> = vec![None; ms.len()];
+    for (i, r) in stored.into_iter().chain(originals) {
+        results[i].get_or_insert(r);
     }
-    // The first occurrence of an id is the row inserted; any other one is a duplicate.
-    let mut results: Vec<Option<InsertResult>> = ms
-        .iter()
-        .map(|m| seqs.remove(m.id.as_str()))
-        .map(|seq| seq.map(|seq| InsertResult::Inserted { seq }))
-        .collect();
-    find_stored(tx, st, ms, &mut results).await?;
-    find_originals(tx, st, ms, &mut results).await?;
+    let fresh = positions::assign(ms, &mut results, &mut counters);
+    let rows = positions::Columns::of(ms, &fresh);
+    let (k, i, l) = counters.bumped();
+    let bump: [&(dyn ToSql + Sync); 3] = [&k, &i, &l];
+    let insert = rows.params();
+    futures::try_join!(tx.execute(&st.insert, &insert), async {
+        match k.is_empty() {
+            true => Ok(0),
+            false => tx.execute(&st.bump, &bump).await,
+        }
+    })?;
     let lost = |(m, r): (&NewMessage, Option<InsertResult>)| {
         r.ok_or_else(|| StoreError::Corrupt(format!("{} neither stored nor a duplicate", m.id)))
     };
@@ -158,49 +167,56 @@ async fn insert_all(
 }
 
 /// Fills in the rows an earlier attempt of this batch stored (an ambiguous commit): they are
-/// answered as inserted, with the `rseq` they got then, so the sender hears `accepted` once
-/// for a message stored once.
+/// answered as inserted, at the positions they got then, so the sender hears `accepted` once
+/// for a message stored once. Runs after the lock statement in the same pipeline, so it sees
+/// every commit of the users' earlier holders.
 async fn find_stored(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     st: &Statements,
     ms: &[NewMessage],
-    results: &mut [Option<InsertResult>],
-) -> Result<(), StoreError> {
-    let missing: Vec<usize> = (0..ms.len()).filter(|&i| results[i].is_none()).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = missing.iter().map(|&i| ms[i].id.as_str()).collect();
-    for row in tx.query(&st.stored, &[&ids]).await? {
-        let seq = row.try_get(1)?;
-        results[missing[ord(&row, missing.len())?]] = Some(InsertResult::Inserted { seq });
-    }
-    Ok(())
+) -> Result<Vec<(usize, InsertResult)>, StoreError> {
+    let ids: Vec<&str> = ms.iter().map(|m| m.id.as_str()).collect();
+    let rows = tx.query(&st.stored, &[&ids]).await?;
+    let found = |row: &Row| {
+        let at = Positions {
+            rpos: row.try_get(1)?,
+            spos: row.try_get(2)?,
+            cseq: row.try_get(3)?,
+        };
+        Ok((ord(row, ms.len())?, InsertResult::Inserted { at }))
+    };
+    rows.iter().map(found).collect()
 }
 
-/// Fills in each duplicate (a `None` in `results`) with what its first message is now.
+/// Fills in each message whose `(sender_id, client_msg_id)` is already stored with what its
+/// first message is now (unless `find_stored` found the message itself).
 async fn find_originals(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     st: &Statements,
     ms: &[NewMessage],
-    results: &mut [Option<InsertResult>],
-) -> Result<(), StoreError> {
-    let dups: Vec<usize> = (0..ms.len()).filter(|&i| results[i].is_none()).collect();
-    if dups.is_empty() {
-        return Ok(());
+) -> Result<Vec<(usize, InsertResult)>, StoreError> {
+    let keyed: Vec<usize> = (0..ms.len())
+        .filter(|&i| ms[i].client_msg_id.is_some())
+        .collect();
+    let mut found = Vec::new();
+    if keyed.is_empty() {
+        return Ok(found);
     }
-    let senders: Vec<&str> = dups.iter().map(|&i| ms[i].sender_id.as_str()).collect();
-    let cmids: Vec<Option<&str>> = dups
+    let senders: Vec<&str> = keyed.iter().map(|&i| ms[i].sender_id.as_str()).collect();
+    let cmids: Vec<Option<&str>> = keyed
         .iter()
         .map(|&i| ms[i].client_msg_id.as_deref())
         .collect();
-    for row in tx.query(&st.originals, &[&senders, &cmids]).await? {
-        results[dups[ord(&row, dups.len())?]] = Some(InsertResult::Duplicate {
-            id: row.try_get(1)?,
-            status: parse_status(row.try_get(2)?)?,
-        });
+    let rows = tx.query(&st.originals, &[&senders, &cmids]).await?;
+    for row in rows {
+        let i = keyed[ord(&row, keyed.len())?];
+        let id: String = row.try_get(1)?;
+        if id != ms[i].id {
+            let status = parse_status(row.try_get(2)?)?;
+            found.push((i, InsertResult::Duplicate { id, status }));
+        }
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Splits the updates into rounds in which each id appears at most once (Postgres updates a

@@ -19,6 +19,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../../../../migrations/postgres/0003_status_outbox.sql"),
     ),
+    (
+        4,
+        include_str!("../../../../migrations/postgres/0004_streams.sql"),
+    ),
 ];
 
 /// Advisory lock class (first key) serializing migrations; the second key is the schema's.

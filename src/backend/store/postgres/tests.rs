@@ -105,6 +105,16 @@ fn one_batch_mixes_inserts_and_updates_in_order() {
     run(c::one_batch_mixes_inserts_and_updates_in_order);
 }
 
+#[test]
+fn streams_and_conversations_are_numbered_without_holes() {
+    run(c::streams_and_conversations_are_numbered_without_holes);
+}
+
+#[test]
+fn retention_deletes_old_delivered_messages_and_marks_the_streams() {
+    run(c::retention_deletes_old_delivered_messages_and_marks_the_streams);
+}
+
 /// A failing statement rolls the whole batch back, and the store stays usable. (The shared
 /// scenario fails a batch by repeating an id; here that is a retry, answered as inserted.)
 #[test]
@@ -153,7 +163,7 @@ fn reconnecting_keeps_data_and_migrations_are_idempotent() {
     let mut s = schema.open();
     let versions = rows(&mut s, "SELECT version FROM schema_migrations");
     let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
 }
 
 #[test]
@@ -251,18 +261,14 @@ fn claims_and_replay_read_their_partial_indexes() {
 fn begin_insert(s: &mut PostgresStore, m: &NewMessage) {
     exec(s, "BEGIN");
     let (rt, session) = s.session().unwrap();
-    let created = vec![to_time(m.created_at)];
-    let (id, sender, to) = (vec![&m.id], vec![&m.sender_id], vec![&m.reciever_id]);
-    let (cmid, body) = (vec![&m.client_msg_id], vec![&m.payload]);
-    let params: [&(dyn ToSql + Sync); 6] = [&id, &sender, &to, &cmid, &body, &created];
-    rt.block_on(session.client.query(batch::INSERT_SQL, &params))
-        .unwrap();
+    let insert = batch::insert_all(&session.client, &session.st.batch, std::slice::from_ref(m));
+    rt.block_on(insert).unwrap();
 }
 
 /// Whether some session of this schema's test waits for a row lock.
 fn someone_waits_for_a_lock(s: &mut PostgresStore) -> bool {
     let q = "SELECT count(*) FROM pg_stat_activity
-             WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO recipients%'
+             WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO counters%'
                AND datname = current_database()";
     rows(s, q)[0].get::<_, i64>(0) > 0
 }
@@ -300,10 +306,11 @@ fn replay_around_two_pods_interleaved_commits_has_no_gap_and_no_duplicate() {
     let cursor = replayed.iter().map(|m| m.seq).max().unwrap_or(0);
     exec(&mut pod_a, "COMMIT");
     let (ins, _) = b.join().unwrap();
-    let InsertResult::Inserted { seq: seq2 } = ins[0] else {
+    let InsertResult::Inserted { at } = ins[0] else {
         panic!("{ins:?}")
     };
-    let seq1: i64 = rows(&mut probe, "SELECT rseq FROM messages WHERE id = 'm1'")[0].get(0);
+    let seq2 = at.rpos;
+    let seq1: i64 = rows(&mut probe, "SELECT rpos FROM messages WHERE id = 'm1'")[0].get(0);
     // Both pods route live copies to bob's new connection.
     let mut shown: Vec<&str> = replayed.iter().map(|m| m.id.as_str()).collect();
     for (id, seq) in [("m1", seq1), ("m2", seq2)] {
@@ -320,17 +327,23 @@ fn replay_around_two_pods_interleaved_commits_has_no_gap_and_no_duplicate() {
     assert!(seq1 < seq2, "commit order is the recipient's order");
 }
 
-/// Per-recipient order is not a serial point: while pod A's transaction for bob is open, pod
-/// B commits for carol without waiting.
+/// Per-user order is not a serial point: while pod A's transaction for alice → bob is open,
+/// pod B commits dave → carol without waiting. (A message locks the streams of its two users
+/// and their conversation, so alice's own next message would wait: per user, not per
+/// cluster.)
 #[test]
-fn inserts_for_other_recipients_do_not_wait() {
+fn inserts_between_other_users_do_not_wait() {
     let schema = TestSchema::new();
     let mut pod_a = schema.open();
     begin_insert(&mut pod_a, &msg("m1", "bob", None));
     let mut pod_b = schema.open();
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let r = pod_b.commit(&[msg("m2", "carol", None)], &[]).map(|_| ());
+        let m2 = NewMessage {
+            sender_id: "dave".into(),
+            ..msg("m2", "carol", None)
+        };
+        let r = pod_b.commit(&[m2], &[]).map(|_| ());
         let _ = done.send(r.is_ok());
     });
     let b = finished.recv_timeout(Duration::from_secs(10));
@@ -481,13 +494,20 @@ fn version_1_data_migrates_to_per_recipient_order() {
     let pending = s.pending("bob", 0, 10).unwrap();
     let order: Vec<&str> = pending.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(order, ["old1", "old3", "new1"]);
+    let seqs: Vec<i64> = pending.iter().map(|m| m.seq).collect();
     assert_eq!(
-        ins[0],
-        InsertResult::Inserted {
-            seq: pending[2].seq
-        }
+        seqs,
+        [1, 2, 3],
+        "renumbered from 1 by 0004, the new one after them"
     );
-    assert!(pending[1].seq < pending[2].seq);
+    let InsertResult::Inserted { at } = ins[0] else {
+        panic!("{ins:?}")
+    };
+    assert_eq!(
+        (at.rpos, at.spos, at.cseq),
+        (3, 4, 3),
+        "alice sent old1..3 before"
+    );
 }
 
 /// `cargo test --release --lib time_small_commits -- --ignored --nocapture`
@@ -544,13 +564,21 @@ fn a_lost_commit_reply_is_retried_and_answered_accepted_once() {
     handle.stop();
     thread.join().unwrap();
     let mut check = schema.open();
-    let seq: i64 = rows(&mut check, "SELECT rseq FROM messages WHERE id = 'm1'")[0].get(0);
+    let row = &rows(
+        &mut check,
+        "SELECT rpos, spos, cseq FROM messages WHERE id = 'm1'",
+    )[0];
+    let at = crate::backend::store::Positions {
+        rpos: row.get(0),
+        spos: row.get(1),
+        cseq: row.get(2),
+    };
     let events = events.0.lock().unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     match &events[0] {
         StoreEvent::Inserted { msg, result, .. } => {
             assert_eq!(msg.id, "m1");
-            assert_eq!(*result, InsertResult::Inserted { seq });
+            assert_eq!(*result, InsertResult::Inserted { at });
         }
         other => panic!("{other:?}"),
     }

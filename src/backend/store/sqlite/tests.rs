@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::backend::store::Positions;
 
 #[test]
 fn migrations_apply_once_across_reopens() {
@@ -42,6 +43,12 @@ fn version_2_database(dir: &Path) {
         )
         .unwrap();
     }
+    db.execute(
+        "INSERT INTO messages (id, sender_id, reciever_id, payload, status, created_at)
+         VALUES ('from-carol', 'carol', 'bob', 'p', 'NONE', 7)",
+        [],
+    )
+    .unwrap();
 }
 
 #[test]
@@ -61,14 +68,27 @@ fn a_version_2_database_migrates_with_every_row_intact() {
             (1, "01a220d3-e489-7599-9ae4-000000000001", Status::None),
             (2, "01a220d3-e489-7599-9ae4-000000000002", Status::Sent),
             (4, "legacy-id", Status::None),
+            (5, "from-carol", Status::None),
         ]
     );
+    // Migration 0004 numbered the streams and conversations in insertion order.
+    let stream = |s: &mut SqliteStore, user| {
+        let page = s.history(user, 0, 10).unwrap();
+        let v: Vec<(i64, i64)> = page.messages.iter().map(|m| (m.seq, m.cseq)).collect();
+        v
+    };
+    assert_eq!(
+        stream(&mut s, "bob"),
+        [(1, 1), (2, 2), (3, 3), (4, 4), (5, 1)]
+    );
+    assert_eq!(stream(&mut s, "alice"), [(1, 1), (2, 2), (3, 3), (4, 4)]);
+    assert_eq!(stream(&mut s, "carol"), [(1, 1)]);
     assert_eq!(pending[2].payload, "p-legacy-id");
     let delivered = "01a220d3-e489-7599-9ae4-000000000003";
     assert_eq!(s.status_of(delivered).unwrap(), Some(Status::Delivered));
     let kinds: Vec<String> = s
         .conn
-        .prepare("SELECT typeof(id) FROM messages ORDER BY seq")
+        .prepare("SELECT typeof(id) FROM messages WHERE sender_id = 'alice' ORDER BY seq")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -107,8 +127,14 @@ fn a_version_2_database_migrates_with_every_row_intact() {
                 id: "legacy-id".into(),
                 status: Status::None
             },
-            // The counter continues after the migrated rows.
-            InsertResult::Inserted { seq: 5 },
+            // The counters continue after the migrated rows.
+            InsertResult::Inserted {
+                at: Positions {
+                    rpos: 6,
+                    spos: 5,
+                    cseq: 5
+                }
+            },
         ]
     );
     let sequences: i64 = s

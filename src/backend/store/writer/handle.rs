@@ -46,6 +46,7 @@ impl StoreHandle {
             StoreCmd::Insert { msg, .. } => &msg.reciever_id,
             StoreCmd::Status { update, .. } => &update.id,
             StoreCmd::Pending { recipient, .. } => recipient,
+            StoreCmd::History { user, .. } => user,
             _ => return 0,
         };
         lane_hash(key) % n

@@ -25,6 +25,22 @@ impl MessageStore for BrokenStore {
     fn pending(&mut self, _: &str, _: i64, _: usize) -> Result<Vec<PendingMessage>, StoreError> {
         Err(StoreError::Query("disk I/O error".into()))
     }
+    fn history(
+        &mut self,
+        _: &str,
+        _: i64,
+        _: usize,
+    ) -> Result<crate::backend::store::HistoryPage, StoreError> {
+        Err(StoreError::Query("disk I/O error".into()))
+    }
+    fn prune(
+        &mut self,
+        _: i64,
+        _: i64,
+        _: usize,
+    ) -> Result<crate::backend::store::PruneRound, StoreError> {
+        Err(StoreError::Query("disk I/O error".into()))
+    }
     fn claim_stuck(
         &mut self,
         _: i64,
@@ -241,6 +257,22 @@ impl MessageStore for FailingFrom {
         n: usize,
     ) -> Result<Vec<PendingMessage>, StoreError> {
         self.inner.pending(r, after, n)
+    }
+    fn history(
+        &mut self,
+        u: &str,
+        after: i64,
+        n: usize,
+    ) -> Result<crate::backend::store::HistoryPage, StoreError> {
+        self.inner.history(u, after, n)
+    }
+    fn prune(
+        &mut self,
+        before: i64,
+        after: i64,
+        n: usize,
+    ) -> Result<crate::backend::store::PruneRound, StoreError> {
+        self.inner.prune(before, after, n)
     }
     fn claim_stuck(
         &mut self,

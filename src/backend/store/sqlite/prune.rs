@@ -1,0 +1,53 @@
+//! Retention on SQLite: one window of the table per call, in one transaction. The newest row
+//! is never deleted, so the rowid (`seq`, without AUTOINCREMENT) is never handed out twice
+//! (migration 0003's condition).
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection};
+
+use super::counters;
+use crate::backend::store::{PruneRound, StoreError};
+
+pub(super) fn prune(
+    conn: &mut Connection,
+    before: i64,
+    after_seq: i64,
+    window: usize,
+) -> Result<PruneRound, StoreError> {
+    let tx = conn.transaction()?;
+    let (through, newest): (Option<i64>, Option<i64>) = tx.query_row(
+        "SELECT max(seq), max(created_at) FROM
+             (SELECT seq, created_at FROM messages WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
+        params![after_seq, window as i64],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let Some(through) = through else {
+        return Ok(PruneRound::default());
+    };
+    let mut deleted: HashMap<String, i64> = HashMap::new();
+    let mut n = 0;
+    {
+        let mut del = tx.prepare_cached(
+            "DELETE FROM messages
+             WHERE seq > ?1 AND seq <= ?2 AND status = 2 AND created_at < ?3
+               AND seq < (SELECT max(seq) FROM messages)
+             RETURNING sender_id, reciever_id, spos, rpos",
+        )?;
+        let mut rows = del.query(params![after_seq, through, before])?;
+        while let Some(r) = rows.next()? {
+            n += 1;
+            for (user, pos) in [(r.get(0)?, r.get(2)?), (r.get(1)?, r.get(3)?)] {
+                let slot = deleted.entry(user).or_insert(0);
+                *slot = (*slot).max(pos);
+            }
+        }
+    }
+    counters::mark_pruned(&tx, &deleted)?;
+    tx.commit()?;
+    Ok(PruneRound {
+        deleted: n,
+        scanned_through: Some(through),
+        reached_recent: newest.is_some_and(|t| t >= before),
+    })
+}
