@@ -66,7 +66,7 @@ async fn route_message(shard: &Rc<Shard>, msg: NewMessage, at: Positions, conn: 
         cseq: at.cseq,
         pos: at.rpos,
     };
-    if msg.sender_id != msg.reciever_id {
+    if msg.sender_id != msg.reciever_id && shard.pod.carbons_wanted() {
         send_carbon(shard, view, at.spos, conn);
     }
     let env = envelope(view, false);

@@ -124,6 +124,7 @@ impl Pod {
             metrics,
             lease_epoch,
             sockets: socket_caps(&config.tuning),
+            syncing: Default::default(),
         });
         let (drained_tx, drained) = crossbeam_channel::unbounded();
         let mut started = Pod {

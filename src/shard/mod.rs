@@ -94,6 +94,18 @@ pub struct PodShared {
     pub lease_epoch: Arc<std::sync::atomic::AtomicU64>,
     /// Open sockets and per-address slots, for the connection caps.
     pub sockets: SocketCaps,
+    /// v2 (syncing) connections open on this pod. The embedded pod sends no carbons while it
+    /// is 0: nobody could take one, and a carbon costs a route lookup and a frame encoding
+    /// per message (perf/RESULTS.md §12). Written at connect and close only.
+    pub syncing: std::sync::atomic::AtomicUsize,
+}
+
+impl PodShared {
+    /// Whether a message's carbon could reach anyone: always with other pods (their
+    /// devices are unknown here), else only with a v2 connection on this pod.
+    pub fn carbons_wanted(&self) -> bool {
+        self.cluster.is_some() || self.syncing.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
 }
 
 /// One core's state. Owned by its executor through `Rc`; see the module doc.

@@ -214,6 +214,10 @@ impl Outbox {
         self
     }
 
+    pub fn is_syncing(&self) -> bool {
+        self.sync
+    }
+
     /// Turns on the window of recent ids (see `recent`).
     pub fn remembering_ids(mut self) -> Self {
         self.remember_ids = true;

@@ -67,6 +67,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
     let since = shard.sync_cursors.borrow_mut().remove(&conn);
     if since.is_some() {
         outbox = outbox.syncing();
+        shard.pod.syncing.fetch_add(1, Relaxed);
     }
     let outbox = Rc::new(RefCell::new(outbox));
     shard
@@ -121,6 +122,9 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
         }
         // Lets the writer send the close. Timed out: drop it.
         let _ = glommio::timer::timeout(CLOSE_GRACE, writing.map(Ok)).await;
+    }
+    if outbox.borrow().is_syncing() {
+        shard.pod.syncing.fetch_sub(1, Relaxed);
     }
     shard.conns.borrow_mut().remove(conn);
     if let Some(ip) = shard.ip_slots.borrow_mut().remove(&conn) {
