@@ -4,10 +4,12 @@
 --   stream numbers everything they receive or send, 1, 2, 3, ... in commit order; a device's
 --   whole sync cursor is one such number. A message to oneself has one place (spos = rpos).
 -- * cseq: its place in its conversation (a 1:1 conversation is the pair of its users).
--- * counters: the last position handed out per stream (kind 1, id = user) and per
---   conversation (kind 2, id = the conversation id), and how far retention deleted a stream
---   (`pruned`). Bumped in the inserting transaction and only for rows really inserted (an
---   idempotent repeat takes no position), so positions have no holes.
+-- * counters: the last position handed out per conversation (kind 2, id = the conversation
+--   id), bumped in the inserting transaction and only for rows really inserted (an idempotent
+--   repeat takes no position), so positions have no holes; and how far retention deleted a
+--   stream (kind 1, id = user, `pruned`). A stream's last position is not a row here: it is
+--   the highest of its two indexes and `pruned` (fewer pages written per insert), so kind 1
+--   rows exist only once retention deleted something and their `last` is unused.
 -- Existing rows are numbered in their insertion order (seq), which was commit order.
 -- v1 replay now follows rpos instead of the global seq: the same order for one recipient.
 CREATE TABLE counters (
@@ -47,12 +49,6 @@ INSERT INTO counters (kind, id, last)
 SELECT 2, conversation, max(cseq) FROM conversation_backfill GROUP BY conversation;
 DROP TABLE conversation_backfill;
 
-INSERT INTO counters (kind, id, last)
-SELECT 1, user_id, max(pos) FROM (
-    SELECT reciever_id AS user_id, rpos AS pos FROM messages
-    UNION ALL
-    SELECT sender_id, spos FROM messages)
-GROUP BY user_id;
 
 DROP INDEX messages_pending;
 CREATE INDEX messages_pending ON messages (reciever_id, rpos) WHERE status < 2;

@@ -42,6 +42,8 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// SQLite-backed [`MessageStore`].
 pub struct SqliteStore {
     conn: Connection,
+    /// Counter values of recent keys, as committed (see `counters`).
+    committed: counters::Committed,
 }
 
 impl SqliteStore {
@@ -65,7 +67,10 @@ impl SqliteStore {
              PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES};"
         ))
         .map_err(open_err)?;
-        let mut store = SqliteStore { conn };
+        let mut store = SqliteStore {
+            conn,
+            committed: Default::default(),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -222,17 +227,19 @@ impl MessageStore for SqliteStore {
         updates: &[StatusUpdate],
     ) -> Result<(Vec<InsertResult>, Vec<UpdateResult>), StoreError> {
         let tx = self.conn.transaction()?;
-        let mut counters = Counters::default();
+        let mut counters = Counters::new(&self.committed);
         let ins = inserts
             .iter()
             .map(|m| insert_one(&tx, &mut counters, m))
             .collect::<Result<Vec<_>, _>>()?;
         counters.save(&tx)?;
+        let bumped = counters.bumped();
         let ups = updates
             .iter()
             .map(|u| update_one(&tx, u))
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
+        self.committed.absorb(bumped);
         Ok((ins, ups))
     }
 

@@ -2,6 +2,16 @@
 //! stream and per conversation. Read on first use, bumped in memory only for rows that were
 //! really inserted, and written back once per key before the batch commits, so a batch of 64
 //! messages between the same two users writes three counter rows, not 192.
+//!
+//! Streams are not written here: a stream's last position is the highest of its two indexes
+//! (`messages_received`, `messages_sent`) and what retention deleted (`pruned`), read once
+//! per key. That saves two random b-tree pages per message (perf/RESULTS.md §12); only the
+//! conversations' counters, which no index could give back, are rows that every insert
+//! updates. (Postgres keeps both kinds as rows: they are its locks.)
+//!
+//! The store is the database's only writer, so it also keeps the committed values of recent
+//! keys ([`Committed`]) and a key seen before costs no read: three point reads per message
+//! otherwise.
 
 use std::collections::HashMap;
 
@@ -10,9 +20,28 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use crate::backend::store::{NewMessage, Positions, StoreError};
 use crate::backend::store::{COUNTER_CONVERSATION, COUNTER_STREAM};
 
+/// Counter values known to be committed, for keys used recently.
 #[derive(Default)]
-pub(super) struct Counters {
+pub(super) struct Committed {
+    last: HashMap<(i16, String), i64>,
+}
+
+/// Keys remembered; beyond that the memory is dropped and refilled from the table.
+const COMMITTED_KEYS: usize = 100_000;
+
+impl Committed {
+    /// Takes the values of a batch that committed ([`Counters::bumped`]).
+    pub(super) fn absorb(&mut self, dirty: Vec<((i16, String), i64)>) {
+        if self.last.len() + dirty.len() > COMMITTED_KEYS {
+            self.last.clear();
+        }
+        self.last.extend(dirty);
+    }
+}
+
+pub(super) struct Counters<'c> {
     last: HashMap<(i16, String), (i64, bool)>,
+    committed: &'c Committed,
 }
 
 /// The keys one message's positions come from.
@@ -33,7 +62,14 @@ impl Keys {
     }
 }
 
-impl Counters {
+impl<'c> Counters<'c> {
+    pub(super) fn new(committed: &'c Committed) -> Self {
+        Counters {
+            last: HashMap::new(),
+            committed,
+        }
+    }
+
     /// The positions `m` gets if it is inserted now; nothing is taken yet.
     pub(super) fn next(&mut self, tx: &Transaction<'_>, k: &Keys) -> Result<Positions, StoreError> {
         let rpos = self.last(tx, COUNTER_STREAM, &k.recipient)? + 1;
@@ -57,26 +93,43 @@ impl Counters {
     }
 
     fn last(&mut self, tx: &Transaction<'_>, kind: i16, id: &str) -> Result<i64, StoreError> {
-        if let Some((last, _)) = self.last.get(&(kind, id.to_owned())) {
+        let key = (kind, id.to_owned());
+        if let Some((last, _)) = self.last.get(&key) {
             return Ok(*last);
         }
-        let mut q = tx.prepare_cached("SELECT last FROM counters WHERE kind = ?1 AND id = ?2")?;
-        let last = q
-            .query_row(params![kind, id], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
-        self.last.insert((kind, id.to_owned()), (last, false));
+        if let Some(&last) = self.committed.last.get(&key) {
+            self.last.insert(key, (last, false));
+            return Ok(last);
+        }
+        let sql = match kind {
+            COUNTER_STREAM => {
+                "SELECT max(coalesce((SELECT max(rpos) FROM messages WHERE reciever_id = ?2), 0),
+                            coalesce((SELECT max(spos) FROM messages WHERE sender_id = ?2), 0),
+                            coalesce((SELECT pruned FROM counters WHERE kind = ?1 AND id = ?2), 0))"
+            }
+            _ => "SELECT coalesce((SELECT last FROM counters WHERE kind = ?1 AND id = ?2), 0)",
+        };
+        let mut q = tx.prepare_cached(sql)?;
+        let last = q.query_row(params![kind, id], |r| r.get(0))?;
+        self.last.insert(key, (last, false));
         Ok(last)
     }
 
+    /// The counters this batch bumped, for [`Committed::absorb`] once it committed.
+    pub(super) fn bumped(self) -> Vec<((i16, String), i64)> {
+        (self.last.into_iter())
+            .filter_map(|(key, (last, dirty))| dirty.then_some((key, last)))
+            .collect()
+    }
+
     /// Writes every bumped counter; part of the batch's transaction.
-    pub(super) fn save(self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+    pub(super) fn save(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
         let mut up = tx.prepare_cached(
             "INSERT INTO counters (kind, id, last) VALUES (?1, ?2, ?3)
              ON CONFLICT (kind, id) DO UPDATE SET last = excluded.last",
         )?;
-        for ((kind, id), (last, dirty)) in self.last {
-            if dirty {
+        for ((kind, id), (last, dirty)) in &self.last {
+            if *dirty && *kind != COUNTER_STREAM {
                 up.execute(params![kind, id, last])?;
             }
         }
@@ -90,7 +143,8 @@ pub(super) fn mark_pruned(
     deleted: &HashMap<String, i64>,
 ) -> Result<(), StoreError> {
     let mut up = tx.prepare_cached(
-        "UPDATE counters SET pruned = max(pruned, ?3) WHERE kind = ?1 AND id = ?2",
+        "INSERT INTO counters (kind, id, last, pruned) VALUES (?1, ?2, 0, ?3)
+         ON CONFLICT (kind, id) DO UPDATE SET pruned = max(pruned, excluded.pruned)",
     )?;
     for (user, through) in deleted {
         up.execute(params![COUNTER_STREAM, user, through])?;
