@@ -6,6 +6,12 @@
 //! One iteration = every flusher commits one batch of 64 inserts (1:1 traffic over 1000
 //! recipients, so flushers share recipients as pods do), then one batch acking them. Throughput
 //! is messages (insert + ack) per second over all flushers.
+//!
+//! Since protocol v2 an insert also locks its sender's stream and its conversation. Two
+//! groups: `pg_flushers` (every flusher's batch has the *same* 64 senders in each round: the
+//! worst case, as if each sender wrote through every pod at once) and
+//! `pg_flushers_own_senders` (each flusher has its own senders, as a user's connection lives
+//! on one pod; recipients are still shared).
 
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -21,13 +27,17 @@ fn url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-fn batch(flusher: usize, round: u64) -> Vec<NewMessage> {
+fn batch(flusher: usize, round: u64, own_senders: bool) -> Vec<NewMessage> {
     (0..BATCH as u64)
         .map(|i| {
             let n = round * BATCH as u64 + i;
+            let sender = match own_senders {
+                true => (n % 250) * 4 + flusher as u64,
+                false => n % 1000,
+            };
             NewMessage {
                 id: format!("f{flusher}-{n}-{}", std::process::id()),
-                sender_id: format!("user-{}", n % 1000),
+                sender_id: format!("user-{sender}"),
                 reciever_id: format!("user-{}", (n * 7 + flusher as u64) % 1000),
                 client_msg_id: None,
                 payload: "x".repeat(100),
@@ -49,7 +59,7 @@ fn acks(ms: &[NewMessage]) -> Vec<StatusUpdate> {
 }
 
 /// `iters` rounds on each of `stores` at once; the wall time of the slowest.
-fn run(stores: &mut [PostgresStore], iters: u64, round0: u64) -> Duration {
+fn run(stores: &mut [PostgresStore], iters: u64, round0: u64, own: bool) -> Duration {
     let start = Barrier::new(stores.len());
     let start = &start;
     let times: Vec<Duration> = std::thread::scope(|s| {
@@ -59,7 +69,7 @@ fn run(stores: &mut [PostgresStore], iters: u64, round0: u64) -> Duration {
                     start.wait();
                     let t = Instant::now();
                     for r in 0..iters {
-                        let ms = batch(f, round0 + r);
+                        let ms = batch(f, round0 + r, own);
                         store.commit(&ms, &[]).expect("insert batch");
                         store.commit(&[], &acks(&ms)).expect("ack batch");
                     }
@@ -73,8 +83,19 @@ fn run(stores: &mut [PostgresStore], iters: u64, round0: u64) -> Duration {
 }
 
 fn flushers(c: &mut Criterion) {
-    let schema = format!("bench_flushers_{}", std::process::id());
-    let mut g = c.benchmark_group("pg_flushers");
+    for own in [false, true] {
+        group(c, own);
+    }
+}
+
+fn group(c: &mut Criterion, own: bool) {
+    let schema = format!("bench_flushers_{}_{own}", std::process::id());
+    let name = if own {
+        "pg_flushers_own_senders"
+    } else {
+        "pg_flushers"
+    };
+    let mut g = c.benchmark_group(name);
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     for n in [1usize, 2, 4] {
         let mut stores: Vec<PostgresStore> = (0..n)
@@ -86,7 +107,7 @@ fn flushers(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let base = next;
                 next += iters;
-                run(&mut stores, iters, (n as u64) << 40 | base)
+                run(&mut stores, iters, (n as u64) << 40 | base, own)
             })
         });
     }

@@ -16,29 +16,27 @@ use crate::backend::store::{
 mod positions;
 use crate::protocol::Status;
 
-/// Locks (creating if needed) the counters a batch takes positions from, in (kind, id) order,
-/// and reads their last values. Every inserting transaction locks its counters in this one
-/// statement and in this one order, so two pods with overlapping users wait for each other
-/// instead of deadlocking; the locks are held until COMMIT, so for one stream a larger
-/// position can never become visible before a smaller one (migrations/postgres/0004).
-/// Transactions that share no user or conversation never wait for each other.
-const LOCK_SQL: &str = "INSERT INTO counters AS c (kind, id, last)
-     SELECT kind, id, 0 FROM unnest($1::int2[], $2::text[]) AS u(kind, id) ORDER BY kind, id
-     ON CONFLICT (kind, id) DO UPDATE SET last = c.last
+/// Advances (creating if needed) the counters a batch takes positions from, each by the
+/// number of new rows that need it, in (kind, id) order, and returns their new values. Every
+/// inserting transaction takes its counters in this one statement and in this one order, so
+/// two pods with overlapping users wait for each other instead of deadlocking; the row locks
+/// are held until COMMIT, so for one stream a larger position can never become visible
+/// before a smaller one (migrations/postgres/0004). Transactions that share no user or
+/// conversation never wait for each other. One row version per counter and batch.
+const BUMP_SQL: &str = "INSERT INTO counters AS c (kind, id, last)
+     SELECT * FROM unnest($1::int2[], $2::text[], $3::int8[]) AS u(kind, id, n)
+     ORDER BY kind, id
+     ON CONFLICT (kind, id) DO UPDATE SET last = c.last + EXCLUDED.last
      RETURNING kind, id, last";
 
-/// The new rows, at the positions the batch computed under the counters' locks. No
-/// `ON CONFLICT`: duplicates were sorted out before, so a conflict here is a bug, and it fails
-/// the batch rather than leave a hole in a stream.
+/// The new rows, at the positions the batch computed. No `ON CONFLICT`: duplicates were
+/// sorted out before, so a conflict here means another pod stored the same
+/// `client_msg_id` meanwhile; the batch fails, and its retry answers it as a duplicate. Never
+/// a hole in a stream.
 pub(super) const INSERT_SQL: &str = "INSERT INTO messages
          (id, sender_id, reciever_id, client_msg_id, payload, created_at, rpos, spos, cseq)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                           $6::timestamptz[], $7::int8[], $8::int8[], $9::int8[])";
-
-/// The counters after the batch: only the ones it bumped.
-const BUMP_SQL: &str = "UPDATE counters c SET last = u.last
-     FROM unnest($1::int2[], $2::text[], $3::int8[]) AS u(kind, id, last)
-     WHERE c.kind = u.kind AND c.id = u.id";
 
 /// Rows of the batch already stored under their own id: an earlier attempt committed them.
 const STORED_SQL: &str = "SELECT u.ord, m.rpos, m.spos, m.cseq
@@ -69,9 +67,8 @@ const ADDRESSED_SQL: &str = "SELECT u.ord
 
 pub(super) struct Statements {
     // Prepared on the session's connection; used by `insert_all` with a client or a transaction.
-    lock: Statement,
-    insert: Statement,
     bump: Statement,
+    insert: Statement,
     stored: Statement,
     originals: Statement,
     update: Statement,
@@ -80,19 +77,17 @@ pub(super) struct Statements {
 
 impl Statements {
     pub(super) async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
-        let (lock, insert, bump, stored, originals, update, addressed) = futures::try_join!(
-            c.prepare(LOCK_SQL),
-            c.prepare(INSERT_SQL),
+        let (bump, insert, stored, originals, update, addressed) = futures::try_join!(
             c.prepare(BUMP_SQL),
+            c.prepare(INSERT_SQL),
             c.prepare(STORED_SQL),
             c.prepare(ORIGINALS_SQL),
             c.prepare(UPDATE_SQL),
             c.prepare(ADDRESSED_SQL),
         )?;
         Ok(Statements {
-            lock,
-            insert,
             bump,
+            insert,
             stored,
             originals,
             update,
@@ -129,37 +124,44 @@ pub(super) async fn commit(
     Ok((ins, ups))
 }
 
-/// Locks the batch's counters, sorts out what is already stored, then inserts the rest at
-/// the next positions and bumps the counters: two pipelined round trips.
+/// Bumps the batch's counters as if every row were new while finding what is already
+/// stored (one pipelined round trip, the bump first, so the checks run under its locks), then
+/// inserts: two round trips. When something was already stored, the bump is rolled back to
+/// its savepoint and redone with the right counts (a third).
 pub(super) async fn insert_all(
     tx: &impl GenericClient,
     st: &Statements,
     ms: &[NewMessage],
 ) -> Result<Vec<InsertResult>, StoreError> {
-    let mut counters = positions::Counters::of(ms);
-    let (kinds, ids) = counters.lock_keys();
-    // Polled in this order, so the lock statement is sent (and runs) first.
-    let (locked, stored, originals) = futures::try_join!(
-        async { Ok(tx.query(&st.lock, &[&kinds, &ids]).await?) },
+    let mut results: Vec<Option<InsertResult>> = vec![None; ms.len()];
+    let mut plan = positions::Plan::new(ms, &mut results);
+    let optimistic = plan.bump_arrays();
+    let bump: [&(dyn ToSql + Sync); 3] = [&optimistic.0, &optimistic.1, &optimistic.2];
+    // Polled in this order, so the savepoint and the bump are sent (and run) first.
+    let ((), mut bumped, stored, originals) = futures::try_join!(
+        async { Ok(tx.batch_execute("SAVEPOINT bump").await?) },
+        async { Ok(tx.query(&st.bump, &bump).await?) },
         find_stored(tx, st, ms),
         find_originals(tx, st, ms),
     )?;
-    counters.read(&locked)?;
-    let mut results: Vec<Option<InsertResult>> = vec![None; ms.len()];
-    for (i, r) in stored.into_iter().chain(originals) {
-        results[i].get_or_insert(r);
-    }
-    let fresh = positions::assign(ms, &mut results, &mut counters);
-    let rows = positions::Columns::of(ms, &fresh);
-    let (k, i, l) = counters.bumped();
-    let bump: [&(dyn ToSql + Sync); 3] = [&k, &i, &l];
-    let insert = rows.params();
-    futures::try_join!(tx.execute(&st.insert, &insert), async {
-        match k.is_empty() {
-            true => Ok(0),
-            false => tx.execute(&st.bump, &bump).await,
+    if !(stored.is_empty() && originals.is_empty()) {
+        results = vec![None; ms.len()];
+        for (i, r) in stored.into_iter().chain(originals) {
+            results[i].get_or_insert(r);
         }
-    })?;
+        tx.batch_execute("ROLLBACK TO SAVEPOINT bump").await?;
+        plan = positions::Plan::new(ms, &mut results);
+        let (k, i, n) = plan.bump_arrays();
+        bumped = match k.is_empty() {
+            true => Vec::new(),
+            false => tx.query(&st.bump, &[&k, &i, &n]).await?,
+        };
+    }
+    let fresh = plan.assign(ms, &bumped, &mut results)?;
+    let rows = positions::Columns::of(ms, &fresh);
+    if fresh.iter().any(Option::is_some) {
+        tx.execute(&st.insert, &rows.params()).await?;
+    }
     let lost = |(m, r): (&NewMessage, Option<InsertResult>)| {
         r.ok_or_else(|| StoreError::Corrupt(format!("{} neither stored nor a duplicate", m.id)))
     };
@@ -168,7 +170,7 @@ pub(super) async fn insert_all(
 
 /// Fills in the rows an earlier attempt of this batch stored (an ambiguous commit): they are
 /// answered as inserted, at the positions they got then, so the sender hears `accepted` once
-/// for a message stored once. Runs after the lock statement in the same pipeline, so it sees
+/// for a message stored once. Runs after the bump statement in the same pipeline, so it sees
 /// every commit of the users' earlier holders.
 async fn find_stored(
     tx: &impl GenericClient,

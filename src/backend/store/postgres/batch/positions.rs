@@ -1,5 +1,6 @@
-//! Positions for a batch's new rows, computed in the pod under the counters' row locks (see
-//! `LOCK_SQL`): duplicates take none, so the streams and conversations stay gapless.
+//! Positions for a batch's new rows: the bump statement advances each counter by the number
+//! of fresh rows that need it (and locks it until COMMIT), and the pod hands the numbers out in
+//! batch order. Duplicates take none, so the streams and conversations stay gapless.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
@@ -13,61 +14,94 @@ use crate::backend::store::{
 };
 use crate::protocol::{direct_conversation_id, Status};
 
-/// The batch's counters: every key its messages need, their locked values, and what the
-/// batch bumped.
-pub(super) struct Counters {
-    /// Key -> (last position, bumped by this batch).
-    last: BTreeMap<(i16, String), (i64, bool)>,
+/// Which messages of the batch take positions, and how many each counter must advance.
+pub(super) struct Plan {
+    /// Index for index: takes positions (neither answered before nor a repeat in the batch).
+    fresh: Vec<bool>,
+    /// Key -> number of fresh messages that take a position from it.
+    counts: BTreeMap<(i16, String), i64>,
 }
 
-impl Counters {
-    pub(super) fn of(ms: &[NewMessage]) -> Counters {
-        let mut last = BTreeMap::new();
-        for m in ms {
+impl Plan {
+    /// Plans the messages still unanswered in `results`, and answers each repeat of a
+    /// `client_msg_id` earlier in the same batch as a duplicate of that message.
+    pub(super) fn new(ms: &[NewMessage], results: &mut [Option<InsertResult>]) -> Plan {
+        let mut plan = Plan {
+            fresh: vec![false; ms.len()],
+            counts: BTreeMap::new(),
+        };
+        let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
+        for (i, m) in ms.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            if let Some(cmid) = m.client_msg_id.as_deref() {
+                if let Some(&first) = first_of.get(&(m.sender_id.as_str(), cmid)) {
+                    let id = ms[first].id.clone();
+                    let status = Status::None;
+                    results[i] = Some(InsertResult::Duplicate { id, status });
+                    continue;
+                }
+                first_of.insert((m.sender_id.as_str(), cmid), i);
+            }
+            plan.fresh[i] = true;
             for key in keys(m) {
-                last.insert(key, (0, false));
+                *plan.counts.entry(key).or_insert(0) += 1;
             }
         }
-        Counters { last }
+        plan
     }
 
-    /// The keys as the lock statement's two arrays, each key once.
-    pub(super) fn lock_keys(&self) -> (Vec<i16>, Vec<&str>) {
-        self.last.keys().map(|(k, id)| (*k, id.as_str())).unzip()
-    }
-
-    /// Takes the locked values the lock statement returned.
-    pub(super) fn read(&mut self, rows: &[Row]) -> Result<(), StoreError> {
-        for row in rows {
-            let key: (i16, String) = (row.try_get(0)?, row.try_get(1)?);
-            let value: i64 = row.try_get(2)?;
-            match self.last.get_mut(&key) {
-                Some(slot) => slot.0 = value,
-                None => return Err(StoreError::Corrupt(format!("unasked counter {key:?}"))),
-            }
-        }
-        Ok(())
-    }
-
-    fn bump(&mut self, key: (i16, String)) -> i64 {
-        let slot = self.last.entry(key).or_insert((0, false));
-        slot.0 += 1;
-        slot.1 = true;
-        slot.0
-    }
-
-    /// The bumped counters as the bump statement's three arrays.
-    pub(super) fn bumped(&self) -> (Vec<i16>, Vec<&str>, Vec<i64>) {
+    /// The bump statement's three arrays, keys in (kind, id) order.
+    pub(super) fn bump_arrays(&self) -> (Vec<i16>, Vec<&str>, Vec<i64>) {
         let mut out = (Vec::new(), Vec::new(), Vec::new());
-        for ((kind, id), (last, bumped)) in &self.last {
-            if *bumped {
-                out.0.push(*kind);
-                out.1.push(id.as_str());
-                out.2.push(*last);
-            }
+        for ((kind, id), n) in &self.counts {
+            out.0.push(*kind);
+            out.1.push(id.as_str());
+            out.2.push(*n);
         }
         out
     }
+
+    /// Gives every fresh message its positions, in batch order, from the counters' values
+    /// after the bump (`rows`: kind, id, last). Returns them index for index.
+    pub(super) fn assign(
+        &self,
+        ms: &[NewMessage],
+        rows: &[Row],
+        results: &mut [Option<InsertResult>],
+    ) -> Result<Vec<Option<Positions>>, StoreError> {
+        let mut next: HashMap<(i16, String), i64> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key: (i16, String) = (row.try_get(0)?, row.try_get(1)?);
+            let last: i64 = row.try_get(2)?;
+            let n = self.counts.get(&key).copied().unwrap_or(0);
+            next.insert(key, last - n + 1);
+        }
+        let mut take = |key: (i16, String)| -> Result<i64, StoreError> {
+            let slot = (next.get_mut(&key))
+                .ok_or_else(|| StoreError::Corrupt(format!("counter {key:?} not bumped")))?;
+            *slot += 1;
+            Ok(*slot - 1)
+        };
+        let mut fresh = vec![None; ms.len()];
+        for (i, m) in ms.iter().enumerate().filter(|(i, _)| self.fresh[*i]) {
+            let rpos = take((COUNTER_STREAM, m.reciever_id.clone()))?;
+            let spos = match m.sender_id == m.reciever_id {
+                true => rpos,
+                false => take((COUNTER_STREAM, m.sender_id.clone()))?,
+            };
+            let cseq = take((COUNTER_CONVERSATION, conversation(m)))?;
+            let at = Positions { rpos, spos, cseq };
+            fresh[i] = Some(at);
+            results[i] = Some(InsertResult::Inserted { at });
+        }
+        Ok(fresh)
+    }
+}
+
+fn conversation(m: &NewMessage) -> String {
+    direct_conversation_id(&m.sender_id, &m.reciever_id)
 }
 
 /// A message's counter keys: recipient's stream, sender's stream (unless the same), and the
@@ -77,48 +111,8 @@ fn keys(m: &NewMessage) -> Vec<(i16, String)> {
     if m.sender_id != m.reciever_id {
         k.push((COUNTER_STREAM, m.sender_id.clone()));
     }
-    let conversation = direct_conversation_id(&m.sender_id, &m.reciever_id);
-    k.push((COUNTER_CONVERSATION, conversation));
+    k.push((COUNTER_CONVERSATION, conversation(m)));
     k
-}
-
-/// Gives every message not yet answered (neither stored before nor a stored duplicate) its
-/// positions, in batch order; a repeat of a `client_msg_id` earlier in the same batch is a
-/// duplicate of that message. Returns the positions of the rows to insert, index for index.
-pub(super) fn assign(
-    ms: &[NewMessage],
-    results: &mut [Option<InsertResult>],
-    counters: &mut Counters,
-) -> Vec<Option<Positions>> {
-    let mut fresh = vec![None; ms.len()];
-    let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
-    for (i, m) in ms.iter().enumerate() {
-        if results[i].is_some() {
-            continue;
-        }
-        if let Some(cmid) = m.client_msg_id.as_deref() {
-            if let Some(&first) = first_of.get(&(m.sender_id.as_str(), cmid)) {
-                let id = ms[first].id.clone();
-                results[i] = Some(InsertResult::Duplicate {
-                    id,
-                    status: Status::None,
-                });
-                continue;
-            }
-            first_of.insert((m.sender_id.as_str(), cmid), i);
-        }
-        let rpos = counters.bump((COUNTER_STREAM, m.reciever_id.clone()));
-        let spos = match m.sender_id == m.reciever_id {
-            true => rpos,
-            false => counters.bump((COUNTER_STREAM, m.sender_id.clone())),
-        };
-        let conversation = direct_conversation_id(&m.sender_id, &m.reciever_id);
-        let cseq = counters.bump((COUNTER_CONVERSATION, conversation));
-        let at = Positions { rpos, spos, cseq };
-        fresh[i] = Some(at);
-        results[i] = Some(InsertResult::Inserted { at });
-    }
-    fresh
 }
 
 /// The insert statement's column arrays, for the rows `assign` gave positions.
