@@ -15,19 +15,7 @@ fn id_of(v: &Value) -> String {
 
 /// Sends and returns the `accepted`, skipping status frames of earlier messages.
 fn send(c: &mut Client, to: &str, payload: &str, cmid: Option<&str>) -> Value {
-    let mut f = serde_json::json!({"payload": payload, "reciever_id": to});
-    if let Some(k) = cmid {
-        f["client_msg_id"] = k.into();
-    }
-    c.send(f);
-    loop {
-        let v = c.recv();
-        match v["type"].as_str() {
-            Some("accepted") => return v,
-            Some("status") => continue,
-            _ => panic!("unexpected frame {v}"),
-        }
-    }
+    c.send_keyed_any(to, payload, cmid)
 }
 
 /// Message frames by id, counted: a test that delivers counts copies, not a set.

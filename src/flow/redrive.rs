@@ -29,7 +29,6 @@ use crate::shard::{RedriveSettings, Shard};
 
 use super::route::{envelope, produce, Produced};
 use super::submit::{submit, STATUS_PATIENCE};
-use crate::protocol::MessageView;
 
 /// Stuck messages claimed per sweep.
 const PAGE: usize = 512;
@@ -66,16 +65,7 @@ pub async fn run(shard: Rc<Shard>, s: RedriveSettings) {
 /// Routes one claimed message; returns its id when it is to be parked (nobody to reach).
 async fn redrive_one(shard: &Shard, m: PendingMessage) -> Option<String> {
     let (id, user, status) = (m.id.clone(), m.reciever_id.clone(), m.status);
-    let view = MessageView {
-        id: &m.id,
-        sender_id: &m.sender_id,
-        reciever_id: &m.reciever_id,
-        message: &m.payload,
-        created_at_micros: m.created_at,
-        cseq: m.cseq,
-        pos: m.seq,
-    };
-    let env = envelope(view, false);
+    let env = envelope(m.view(), false);
     match produce(shard, &user, env).await {
         Produced::Reached(_) => {
             if status == Status::None {

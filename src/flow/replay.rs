@@ -19,7 +19,7 @@ use futures::channel::oneshot;
 
 use crate::backend::routes::RouteError;
 use crate::backend::store::{HistoryPage, PendingMessage, StoreCmd};
-use crate::protocol::{encode_truncated, MessageView, Status};
+use crate::protocol::{encode_truncated, Status};
 use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
 
@@ -136,16 +136,7 @@ async fn push_replayed(
 ) -> Result<(), ReplayError> {
     wait_for_room(outbox).await?;
     let carbon = m.reciever_id != user;
-    let view = MessageView {
-        id: &m.id,
-        sender_id: &m.sender_id,
-        reciever_id: &m.reciever_id,
-        message: &m.payload,
-        created_at_micros: m.created_at,
-        cseq: m.cseq,
-        pos: m.seq,
-    };
-    let env = envelope(view, carbon);
+    let env = envelope(m.view(), carbon);
     let pushed = {
         let mut ob = outbox.borrow_mut();
         ob.seen_before(&m.id); // Replay may repeat an id; a later live copy of it may not.

@@ -183,7 +183,16 @@ impl Client {
 
     /// Sends like [`send_msg`](Self::send_msg) but skips status frames of earlier messages.
     pub fn send_msg_any(&mut self, to: &str, payload: &str) -> Value {
-        self.send(json!({"payload": payload, "reciever_id": to}));
+        self.send_keyed_any(to, payload, None)
+    }
+
+    /// [`send_msg_any`](Self::send_msg_any) with an optional `client_msg_id`.
+    pub fn send_keyed_any(&mut self, to: &str, payload: &str, cmid: Option<&str>) -> Value {
+        let mut f = json!({"payload": payload, "reciever_id": to});
+        if let Some(c) = cmid {
+            f["client_msg_id"] = json!(c);
+        }
+        self.send(f);
         loop {
             let v = self.recv();
             match v["type"].as_str() {

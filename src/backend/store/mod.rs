@@ -115,6 +115,21 @@ pub struct PendingMessage {
     pub status: Status,
 }
 
+impl PendingMessage {
+    /// The `message` frame's fields, for the stream it was read for (`pos` = `seq`).
+    pub fn view(&self) -> crate::protocol::MessageView<'_> {
+        crate::protocol::MessageView {
+            id: &self.id,
+            sender_id: &self.sender_id,
+            reciever_id: &self.reciever_id,
+            message: &self.payload,
+            created_at_micros: self.created_at,
+            cseq: self.cseq,
+            pos: self.seq,
+        }
+    }
+}
+
 /// One page of a user's stream for a device's sync.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HistoryPage {
