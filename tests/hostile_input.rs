@@ -23,11 +23,16 @@ fn frame_like() -> impl Strategy<Value = String> {
         "client_msg_id",
         "id",
         "ids",
+        "conversation_id",
+        "seq",
         "x",
     ]);
     let value = prop_oneof![
         Just("\"send\"".to_owned()),
         Just("\"ack\"".to_owned()),
+        Just("\"read\"".to_owned()),
+        Just("\"dm:5:alice:bob\"".to_owned()),
+        Just("\"dm:3:bob:carol\"".to_owned()),
         Just("null".to_owned()),
         Just("[]".to_owned()),
         Just("[\"a\",\"\"]".to_owned()),
@@ -58,6 +63,17 @@ fn check_frame(text: &str) {
         Ok(ClientFrame::AckMany { ids }) => {
             assert!((1..=256).contains(&ids.len()), "{text}");
             assert!(ids.iter().all(|i| !i.is_empty()), "{text}");
+        }
+        Ok(ClientFrame::Read {
+            conversation_id,
+            seq,
+        }) => {
+            assert!(seq >= 1, "{text}");
+            let members = distrisocks::protocol::direct_conversation_members(&conversation_id);
+            assert!(
+                members.is_some_and(|(lo, hi)| lo == "alice" || hi == "alice"),
+                "{text}"
+            );
         }
         Err(e) => assert!(!e.message.is_empty(), "{text}"),
     }

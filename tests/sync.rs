@@ -230,3 +230,56 @@ fn a_sync_below_what_retention_kept_is_told_so_before_the_rest() {
     assert_eq!(id_of(&m), id_of(&unread));
     pod.shutdown();
 }
+
+#[test]
+fn read_receipts_reach_both_members_v2_devices_and_never_go_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |_| {});
+    let addr = pod.local_addr();
+    let (a, b) = (user("alice"), user("bob"));
+    let mut alice = Client::connect_since(addr, &a, 0);
+    let mut laptop = Client::connect_since(addr, &b, 0);
+    let mut phone = Client::connect_since(addr, &b, 0);
+    let sent: Vec<Value> = (0..3)
+        .map(|i| send(&mut alice, &b, &format!("m{i}"), None))
+        .collect();
+    for device in [&mut laptop, &mut phone] {
+        let last = sent[2]["id"].clone();
+        device.recv_until(|v| v["type"] == "message" && v["id"] == last);
+    }
+    let conversation = sent[0]["conversation_id"].as_str().unwrap().to_owned();
+    let read = |c: &mut Client, seq: i64| {
+        c.send(serde_json::json!({"type": "read", "conversation_id": conversation, "seq": seq}));
+    };
+    read(&mut laptop, 2);
+    let is_read = |v: &Value| v["type"] == "read";
+    for device in [&mut alice, &mut phone] {
+        let r = device.recv_until(is_read).pop().unwrap();
+        assert_eq!(
+            (r["user_id"].as_str(), r["seq"].as_i64()),
+            (Some(b.as_str()), Some(2))
+        );
+        assert_eq!(r["conversation_id"], conversation.as_str());
+    }
+    // Backwards is ignored; past the last message is clamped to it.
+    read(&mut laptop, 1);
+    read(&mut laptop, 9);
+    let r = alice.recv_until(is_read).pop().unwrap();
+    assert_eq!(
+        r["seq"], 3,
+        "the next receipt alice hears is the clamped one: {r}"
+    );
+    // The sending device hears nothing of its own receipts: its next frame is a message.
+    let marker = send(&mut alice, &b, "marker", None);
+    let frames = laptop.recv_until(|v| v["type"] == "message" && v["id"] == marker["id"]);
+    assert!(!frames.iter().any(is_read), "{frames:?}");
+    // Not a member, or not a conversation at all: refused with a code.
+    for bad in [protocol_conversation(&a, "carol"), "dm:3:abc".to_owned()] {
+        laptop.send(serde_json::json!({"type": "read", "conversation_id": bad, "seq": 1}));
+        let e = laptop.recv_type("error");
+        assert_eq!(e["code"], "invalid_conversation", "{bad}: {e}");
+    }
+    laptop.send(serde_json::json!({"type": "read", "conversation_id": conversation, "seq": 0}));
+    assert_eq!(laptop.recv_type("error")["code"], "invalid_frame");
+    pod.shutdown();
+}

@@ -51,6 +51,15 @@ SELECT 1, user_id, max(pos) FROM (
 GROUP BY user_id;
 DROP TABLE recipients;
 
+-- Read receipts: how far each user has read each conversation (a cumulative seq that never
+-- goes backwards and never passes the conversation's last seq).
+CREATE TABLE reads (
+    user_id         TEXT   NOT NULL,
+    conversation_id TEXT   NOT NULL,
+    seq             BIGINT NOT NULL,
+    PRIMARY KEY (user_id, conversation_id)
+);
+
 ALTER TABLE messages ALTER COLUMN spos SET NOT NULL, ALTER COLUMN cseq SET NOT NULL;
 CREATE UNIQUE INDEX messages_received ON messages (reciever_id, rpos);
 CREATE UNIQUE INDEX messages_sent ON messages (sender_id, spos);

@@ -50,6 +50,15 @@ SELECT 2, conversation, max(cseq) FROM conversation_backfill GROUP BY conversati
 DROP TABLE conversation_backfill;
 
 
+-- Read receipts: how far each user has read each conversation (a cumulative seq that never
+-- goes backwards and never passes the conversation's last seq).
+CREATE TABLE reads (
+    user_id         TEXT    NOT NULL,
+    conversation_id TEXT    NOT NULL,
+    seq             INTEGER NOT NULL,
+    PRIMARY KEY (user_id, conversation_id)
+) WITHOUT ROWID;
+
 DROP INDEX messages_pending;
 CREATE INDEX messages_pending ON messages (reciever_id, rpos) WHERE status < 2;
 CREATE UNIQUE INDEX messages_received ON messages (reciever_id, rpos);

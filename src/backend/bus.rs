@@ -21,8 +21,9 @@ pub struct Envelope {
     /// The message's position in `user`'s stream (0 for other frames): lets a connection
     /// drop a live copy of a message its replay already sent.
     pub seq: i64,
-    /// A copy of a message `user` sent, for the user's other devices (protocol v2 carbons):
-    /// only connections that sync (`?since=`) take it, and it never moves a status.
+    /// A frame for v2 devices only, which never moves a status: a copy of a message `user`
+    /// sent, for the user's other devices (a carbon), or a read receipt. Only connections
+    /// that sync (`?since=`) take it.
     pub carbon: bool,
     /// The connection that must not get it: a carbon skips the connection that sent the
     /// message, which has its `accepted`. Carried by Kafka too (`--routing broadcast` brings

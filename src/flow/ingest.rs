@@ -31,6 +31,10 @@ pub async fn on_text(shard: &Rc<Shard>, from: &Origin<'_>, text: &str) {
                 ack(shard, from.conn, from.user, id).await;
             }
         }
+        Ok(ClientFrame::Read {
+            conversation_id,
+            seq,
+        }) => super::read::on_read(shard, from.conn, from.user, &conversation_id, seq).await,
         Err(e) => {
             shard.metrics().error(e.code);
             let frame = encode_error(e.code, &e.message, e.client_msg_id.as_deref(), None);

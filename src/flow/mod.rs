@@ -8,6 +8,7 @@
 //!    (consume → socket write; the writer lives in `socket::writer`).
 //! 5. [`status`]: committed status changes travel back to the sender's devices.
 //!
+//! [`read`] stores and announces v2 read receipts, beside the message path.
 //! [`dispatch`] is each shard's inbox loop, which hands what arrives to the step it belongs to.
 //! [`replay`] is the offline path: a connecting recipient first receives what is stored for
 //! them. [`redrive`] re-routes messages stuck by a broker outage or a dead pod (distributed
@@ -17,6 +18,7 @@ pub mod accept;
 pub mod consume;
 pub mod dispatch;
 pub mod ingest;
+pub mod read;
 pub mod redrive;
 pub mod replay;
 pub mod retention;

@@ -34,6 +34,9 @@ pub enum ErrorCode {
     TooManyIds,
     /// An ack for a message that does not exist or is not addressed to this user.
     NotRecipient,
+    /// A read frame whose `conversation_id` is missing, malformed, or a conversation this
+    /// user is not a member of.
+    InvalidConversation,
     /// The pod's store queue is full: the message was not stored; resend it (same
     /// `client_msg_id`) after a short pause.
     Overloaded,

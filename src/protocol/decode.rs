@@ -23,6 +23,11 @@ pub enum ClientFrame<'a> {
     /// A recipient device confirms several messages at once (1 to [`MAX_ACK_IDS`]), e.g. a
     /// replay burst: one frame instead of one per message.
     AckMany { ids: Vec<Cow<'a, str>> },
+    /// v2: the user has read a conversation up to `seq` (cumulative).
+    Read {
+        conversation_id: Cow<'a, str>,
+        seq: i64,
+    },
 }
 
 /// Most ids one ack frame may carry: bounds the store commands one frame can queue.
@@ -60,6 +65,10 @@ struct RawFrame<'a> {
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     ids: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    conversation_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    seq: Option<i64>,
 }
 
 /// Decodes one text frame sent by `user`.
@@ -72,10 +81,32 @@ pub fn decode_client_frame<'a>(
     match raw.kind.as_deref() {
         None | Some("send") => validate_send(raw, user, limits).map(ClientFrame::Send),
         Some("ack") => validate_ack(raw),
+        Some("read") => validate_read(raw, user),
         Some(other) => Err(err(
             ErrorCode::UnknownType,
             &format!("unknown frame type {:?}", truncate(other)),
             raw.client_msg_id.as_deref(),
+        )),
+    }
+}
+
+fn validate_read<'a>(raw: RawFrame<'a>, user: &str) -> Result<ClientFrame<'a>, DecodeError> {
+    let member = (raw.conversation_id.as_deref())
+        .and_then(super::direct_conversation_members)
+        .is_some_and(|(lo, hi)| lo == user || hi == user);
+    let (Some(conversation_id), true) = (raw.conversation_id, member) else {
+        let msg = "a read frame needs the conversation_id of a conversation of yours";
+        return Err(err(ErrorCode::InvalidConversation, msg, None));
+    };
+    match raw.seq {
+        Some(seq) if seq >= 1 => Ok(ClientFrame::Read {
+            conversation_id,
+            seq,
+        }),
+        _ => Err(err(
+            ErrorCode::InvalidFrame,
+            "a read frame needs \"seq\", an integer from 1",
+            None,
         )),
     }
 }

@@ -61,6 +61,11 @@ enum Frame<'a> {
     HistoryTruncated {
         through_pos: i64,
     },
+    Read {
+        conversation_id: &'a str,
+        user_id: &'a str,
+        seq: i64,
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
@@ -115,6 +120,15 @@ pub fn encode_message(m: MessageView<'_>) -> String {
         conversation_id: &conversation_id,
         seq: m.cseq,
         pos: m.pos,
+    })
+}
+
+/// `{"type":"read",...}`: `user_id` has read `conversation_id` up to `seq`.
+pub fn encode_read(conversation_id: &str, user_id: &str, seq: i64) -> String {
+    to_text(&Frame::Read {
+        conversation_id,
+        user_id,
+        seq,
     })
 }
 

@@ -11,6 +11,7 @@ mod time;
 
 pub use codes::ErrorCode;
 pub use decode::{decode_client_frame, ClientFrame, DecodeError, Limits, SendFrame};
+pub use encode::encode_read;
 pub use encode::{
     encode_accepted, encode_error, encode_message, encode_status, encode_truncated, Accepted,
     MessageView,
@@ -62,6 +63,17 @@ pub fn direct_conversation_id(a: &str, b: &str) -> String {
     format!("dm:{}:{lo}:{hi}", lo.len())
 }
 
+/// The two users of a one-to-one conversation id, if `id` is one (the inverse of
+/// [`direct_conversation_id`]).
+pub fn direct_conversation_members(id: &str) -> Option<(&str, &str)> {
+    let rest = id.strip_prefix("dm:")?;
+    let (len, rest) = rest.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let (lo, hi) = (rest.get(..len)?, rest.get(len..)?.strip_prefix(':')?);
+    let canonical = valid_user_id(lo) && valid_user_id(hi) && lo.as_bytes() <= hi.as_bytes();
+    canonical.then_some((lo, hi))
+}
+
 /// Longest user id, recipient id or `client_msg_id` accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 
@@ -84,5 +96,28 @@ mod tests {
         assert_ne!(dm("a", "b:c"), dm("a:b", "c"));
         // Bytewise order, not a locale's: "Z" (0x5a) sorts before "a" (0x61).
         assert_eq!(dm("a", "Z"), "dm:1:Z:a");
+    }
+
+    #[test]
+    fn a_direct_conversation_id_gives_back_its_members_and_nothing_else_does() {
+        use super::direct_conversation_members as members;
+        for (a, b) in [("alice", "bob"), ("a:b", "c"), ("a", "b:c"), ("x", "x")] {
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            assert_eq!(members(&dm(a, b)), Some((lo, hi)));
+        }
+        let bad = [
+            "",
+            "dm:",
+            "dm:5:alice",
+            "dm:5:alicebob",
+            "dm:9:alice:bob",
+            "dm:3:bob:alice",
+            "g:1",
+            "dm:x:a:b",
+            "dm:0::b",
+        ];
+        for id in bad {
+            assert_eq!(members(id), None, "{id}");
+        }
     }
 }

@@ -356,6 +356,24 @@ pub(crate) fn retention_deletes_old_delivered_messages_and_marks_the_streams(
     );
 }
 
+/// Read receipts only move forward and never past the conversation's last message.
+pub(crate) fn reads_move_forward_only_and_stop_at_the_last_message(s: &mut impl MessageStore) {
+    let conv = crate::protocol::direct_conversation_id("alice", "bob");
+    assert_eq!(
+        s.mark_read("bob", &conv, 1).unwrap(),
+        None,
+        "no messages yet"
+    );
+    let batch = ["r1", "r2", "r3"].map(|id| msg(id, "bob", None));
+    s.commit(&batch, &[]).unwrap();
+    assert_eq!(s.mark_read("bob", &conv, 2).unwrap(), Some(2));
+    assert_eq!(s.mark_read("bob", &conv, 1).unwrap(), None, "backwards");
+    assert_eq!(s.mark_read("bob", &conv, 2).unwrap(), None, "the same");
+    assert_eq!(s.mark_read("bob", &conv, 99).unwrap(), Some(3), "clamped");
+    assert_eq!(s.mark_read("bob", &conv, 5).unwrap(), None);
+    assert_eq!(s.mark_read("alice", &conv, 1).unwrap(), Some(1), "per user");
+}
+
 fn positions(s: &mut impl MessageStore, user: &str, after: i64) -> Vec<(i64, i64, String)> {
     let page = s.history(user, after, 100).unwrap();
     page.messages
@@ -394,6 +412,7 @@ mod on_sqlite {
         run(super::a_failed_batch_commits_nothing);
         run(super::streams_and_conversations_are_numbered_without_holes);
         run(super::retention_deletes_old_delivered_messages_and_marks_the_streams);
+        run(super::reads_move_forward_only_and_stop_at_the_last_message);
         let dir = tempfile::tempdir().unwrap();
         super::reopening_keeps_data(|| SqliteStore::open(dir.path(), true).unwrap());
     }

@@ -212,6 +212,16 @@ pub trait MessageStore: Send + 'static {
         limit: usize,
     ) -> Result<HistoryPage, StoreError>;
 
+    /// Records that `user` read `conversation` up to `seq`, clamped to the conversation's last
+    /// seq; returns the new value if it moved forward (never backwards), `None` otherwise
+    /// (also for a conversation without messages). Its own transaction.
+    fn mark_read(
+        &mut self,
+        user: &str,
+        conversation: &str,
+        seq: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
     /// One round of retention: among the `window` rows inserted after `after_seq` (the
     /// table's insertion order), deletes those DELIVERED and created before `before`, and
     /// records in each affected stream how far it was pruned. Bounded work per call: the

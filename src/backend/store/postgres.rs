@@ -55,6 +55,12 @@ const HISTORY_SQL: &str = "SELECT * FROM (
           FROM messages WHERE sender_id = $1 AND spos > $2 AND reciever_id <> $1
           ORDER BY spos LIMIT $3)) s
      ORDER BY pos LIMIT $3";
+/// Forward only, and never past the conversation's last seq.
+const READ_SQL: &str = "INSERT INTO reads AS r (user_id, conversation_id, seq)
+     SELECT $1, $2, LEAST($3, last) FROM counters WHERE kind = 2 AND id = $2
+     ON CONFLICT (user_id, conversation_id) DO UPDATE SET seq = EXCLUDED.seq
+         WHERE EXCLUDED.seq > r.seq
+     RETURNING seq";
 const PRUNED_SQL: &str = "SELECT pruned FROM counters WHERE kind = 1 AND id = $1";
 /// `SKIP LOCKED`: two pods sweeping at once claim disjoint rows; the claim commits with the
 /// statement, and the restarted stuck clock keeps every other pod off those rows.
@@ -102,6 +108,7 @@ struct Statements {
     pending: Statement,
     history: Statement,
     pruned: Statement,
+    read: Statement,
     claim: Statement,
     park: Statement,
     status_of: Statement,
@@ -202,10 +209,11 @@ async fn start(config: &Config, schema: &str) -> Result<(Client, JoinHandle<()>)
 impl Session {
     async fn prepare((client, conn): (Client, JoinHandle<()>)) -> Result<Session, String> {
         let st = async {
-            let (pending, history, pruned, claim, park, status_of, batch) = futures::try_join!(
+            let (pending, history, pruned, read, claim, park, status_of, batch) = futures::try_join!(
                 client.prepare(PENDING_SQL),
                 client.prepare(HISTORY_SQL),
                 client.prepare(PRUNED_SQL),
+                client.prepare(READ_SQL),
                 client.prepare(CLAIM_SQL),
                 client.prepare(PARK_SQL),
                 client.prepare(STATUS_SQL),
@@ -215,6 +223,7 @@ impl Session {
                 pending,
                 history,
                 pruned,
+                read,
                 claim,
                 park,
                 status_of,
@@ -292,6 +301,16 @@ impl MessageStore for PostgresStore {
             messages,
             pruned_through,
         })
+    }
+
+    fn mark_read(
+        &mut self,
+        user: &str,
+        conversation: &str,
+        seq: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let rows = self.query(|st| &st.read, &[&user, &conversation, &seq])?;
+        Ok(rows.first().map(|r| r.try_get(0)).transpose()?)
     }
 
     fn prune(

@@ -285,6 +285,23 @@ impl MessageStore for SqliteStore {
         })
     }
 
+    fn mark_read(
+        &mut self,
+        user: &str,
+        conversation: &str,
+        seq: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "INSERT INTO reads (user_id, conversation_id, seq)
+             SELECT ?1, ?2, min(?3, last) FROM counters WHERE kind = 2 AND id = ?2
+             ON CONFLICT (user_id, conversation_id) DO UPDATE SET seq = excluded.seq
+                 WHERE excluded.seq > reads.seq
+             RETURNING seq",
+        )?;
+        Ok(q.query_row(params![user, conversation, seq], |r| r.get(0))
+            .optional()?)
+    }
+
     fn prune(
         &mut self,
         before: i64,

@@ -46,6 +46,13 @@ pub enum StoreCmd {
         limit: usize,
         reply: oneshot::Sender<Result<super::HistoryPage, String>>,
     },
+    /// A read receipt (see [`MessageStore::mark_read`]).
+    Read {
+        user: String,
+        conversation: String,
+        seq: i64,
+        reply: oneshot::Sender<Result<Option<i64>, String>>,
+    },
     /// One retention round (see [`MessageStore::prune`]).
     Prune {
         before: i64,
@@ -133,6 +140,7 @@ impl std::fmt::Debug for StoreCmd {
             StoreCmd::Pending { .. } => "Pending",
             StoreCmd::History { .. } => "History",
             StoreCmd::Prune { .. } => "Prune",
+            StoreCmd::Read { .. } => "Read",
             StoreCmd::Claim { .. } => "Claim",
             StoreCmd::Park { .. } => "Park",
             StoreCmd::Sync(_) => "Sync",
@@ -407,6 +415,15 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
             } => {
                 let r = self.store.history(&user, after_pos, limit);
                 let _ = reply.send(r.map_err(|e| e.to_string())); // As for Pending.
+            }
+            StoreCmd::Read {
+                user,
+                conversation,
+                seq,
+                reply,
+            } => {
+                let r = self.store.mark_read(&user, &conversation, seq);
+                let _ = reply.send(r.map_err(|e| e.to_string())); // The reader may be gone.
             }
             StoreCmd::Prune {
                 before,

@@ -115,6 +115,11 @@ fn retention_deletes_old_delivered_messages_and_marks_the_streams() {
     run(c::retention_deletes_old_delivered_messages_and_marks_the_streams);
 }
 
+#[test]
+fn reads_move_forward_only_and_stop_at_the_last_message() {
+    run(c::reads_move_forward_only_and_stop_at_the_last_message);
+}
+
 /// A failing statement rolls the whole batch back, and the store stays usable. (The shared
 /// scenario fails a batch by repeating an id; here that is a retry, answered as inserted.)
 #[test]

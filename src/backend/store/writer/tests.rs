@@ -41,6 +41,9 @@ impl MessageStore for BrokenStore {
     ) -> Result<crate::backend::store::PruneRound, StoreError> {
         Err(StoreError::Query("disk I/O error".into()))
     }
+    fn mark_read(&mut self, _: &str, _: &str, _: i64) -> Result<Option<i64>, StoreError> {
+        Err(StoreError::Query("disk I/O error".into()))
+    }
     fn claim_stuck(
         &mut self,
         _: i64,
@@ -273,6 +276,9 @@ impl MessageStore for FailingFrom {
         n: usize,
     ) -> Result<crate::backend::store::PruneRound, StoreError> {
         self.inner.prune(before, after, n)
+    }
+    fn mark_read(&mut self, u: &str, c: &str, seq: i64) -> Result<Option<i64>, StoreError> {
+        self.inner.mark_read(u, c, seq)
     }
     fn claim_stuck(
         &mut self,

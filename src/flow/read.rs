@@ -1,0 +1,71 @@
+//! v2 read receipts: "`user` has read this conversation up to `seq`". Stored (forward only,
+//! never past the conversation's last message), then announced to every v2 device of both
+//! members but the connection that sent it. Not on the message path: each receipt is its own
+//! small store transaction, answered to a task so the connection's reader never waits for it.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+
+use crate::backend::bus::{Envelope, Except};
+use crate::backend::store::StoreCmd;
+use crate::protocol::{direct_conversation_members, encode_read};
+use crate::shard::Shard;
+
+use super::submit::{submit, STATUS_PATIENCE};
+
+/// Handles a decoded read frame of connection `conn` (membership was checked by the decoder).
+pub async fn on_read(shard: &Rc<Shard>, conn: u64, user: &str, conversation: &str, seq: i64) {
+    let (reply, wait) = oneshot::channel();
+    let cmd = StoreCmd::Read {
+        user: user.to_owned(),
+        conversation: conversation.to_owned(),
+        seq,
+        reply,
+    };
+    if submit(&shard.pod.store, cmd, STATUS_PATIENCE)
+        .await
+        .is_err()
+    {
+        if let Some(failed) = shard.store_failures.count_now() {
+            let id = shard.id;
+            tracing::warn!(
+                shard = id,
+                failed,
+                "store commands refused or failed (a read)"
+            );
+        }
+        return; // A later receipt (they are cumulative) carries this one.
+    }
+    let (shard, user, conversation) = (shard.clone(), user.to_owned(), conversation.to_owned());
+    glommio::spawn_local(async move {
+        if let Ok(Ok(Some(seq))) = wait.await {
+            announce(&shard, conn, &user, &conversation, seq).await;
+        }
+    })
+    .detach();
+}
+
+async fn announce(shard: &Shard, conn: u64, reader: &str, conversation: &str, seq: i64) {
+    let Some((lo, hi)) = direct_conversation_members(conversation) else {
+        return;
+    };
+    let frame: tungstenite::Utf8Bytes = encode_read(conversation, reader, seq).into();
+    let members = if lo == hi { vec![lo] } else { vec![lo, hi] };
+    for member in members {
+        let env = Arc::new(Envelope {
+            user: member.to_owned(),
+            frame: frame.clone(),
+            message_id: None,
+            seq: 0,
+            carbon: true, // v2 devices only.
+            except: Some(Except {
+                pod: shard.settings().pod_id.clone(),
+                shard: shard.id,
+                conn,
+            }),
+        });
+        super::route::produce(shard, member, env).await;
+    }
+}
