@@ -273,6 +273,16 @@ fn read_receipts_reach_both_members_v2_devices_and_never_go_backwards() {
     let marker = send(&mut alice, &b, "marker", None);
     let frames = laptop.recv_until(|v| v["type"] == "message" && v["id"] == marker["id"]);
     assert!(!frames.iter().any(is_read), "{frames:?}");
+    // A device that connects later gets the stored receipts after its sync (here: nothing
+    // after position 99, then bob's receipt), on either member's side.
+    for u in [&a, &b] {
+        let mut later = Client::connect_since(addr, u, 99);
+        let r = later.recv_type("read");
+        assert_eq!(
+            (r["user_id"].as_str(), r["seq"].as_i64()),
+            (Some(b.as_str()), Some(3))
+        );
+    }
     // Not a member, or not a conversation at all: refused with a code.
     for bad in [protocol_conversation(&a, "carol"), "dm:3:abc".to_owned()] {
         laptop.send(serde_json::json!({"type": "read", "conversation_id": bad, "seq": 1}));

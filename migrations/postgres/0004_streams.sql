@@ -52,13 +52,16 @@ GROUP BY user_id;
 DROP TABLE recipients;
 
 -- Read receipts: how far each user has read each conversation (a cumulative seq that never
--- goes backwards and never passes the conversation's last seq).
+-- goes backwards and never passes the conversation's last seq). `peer` is the other member,
+-- so a syncing device finds both its user's receipts and the ones about them.
 CREATE TABLE reads (
     user_id         TEXT   NOT NULL,
     conversation_id TEXT   NOT NULL,
+    peer            TEXT   NOT NULL,
     seq             BIGINT NOT NULL,
     PRIMARY KEY (user_id, conversation_id)
 );
+CREATE INDEX reads_by_peer ON reads (peer);
 
 ALTER TABLE messages ALTER COLUMN spos SET NOT NULL, ALTER COLUMN cseq SET NOT NULL;
 CREATE UNIQUE INDEX messages_received ON messages (reciever_id, rpos);

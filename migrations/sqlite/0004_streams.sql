@@ -51,13 +51,16 @@ DROP TABLE conversation_backfill;
 
 
 -- Read receipts: how far each user has read each conversation (a cumulative seq that never
--- goes backwards and never passes the conversation's last seq).
+-- goes backwards and never passes the conversation's last seq). `peer` is the other member,
+-- so a syncing device finds both its user's receipts and the ones about them.
 CREATE TABLE reads (
     user_id         TEXT    NOT NULL,
     conversation_id TEXT    NOT NULL,
+    peer            TEXT    NOT NULL,
     seq             INTEGER NOT NULL,
     PRIMARY KEY (user_id, conversation_id)
 ) WITHOUT ROWID;
+CREATE INDEX reads_by_peer ON reads (peer);
 
 DROP INDEX messages_pending;
 CREATE INDEX messages_pending ON messages (reciever_id, rpos) WHERE status < 2;

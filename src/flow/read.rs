@@ -2,6 +2,8 @@
 //! never past the conversation's last message), then announced to every v2 device of both
 //! members but the connection that sent it. Not on the message path: each receipt is its own
 //! small store transaction, answered to a task so the connection's reader never waits for it.
+//! A syncing device gets the stored receipts that concern it after its replay
+//! ([`reads_for_sync`]).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use futures::channel::oneshot;
 
 use crate::backend::bus::{Envelope, Except};
-use crate::backend::store::StoreCmd;
+use crate::backend::store::{ReadState, StoreCmd};
 use crate::protocol::{direct_conversation_members, encode_read};
 use crate::shard::Shard;
 
@@ -17,11 +19,19 @@ use super::submit::{submit, STATUS_PATIENCE};
 
 /// Handles a decoded read frame of connection `conn` (membership was checked by the decoder).
 pub async fn on_read(shard: &Rc<Shard>, conn: u64, user: &str, conversation: &str, seq: i64) {
+    let Some((lo, hi)) = direct_conversation_members(conversation) else {
+        return;
+    };
+    let peer = if lo == user { hi } else { lo };
     let (reply, wait) = oneshot::channel();
-    let cmd = StoreCmd::Read {
-        user: user.to_owned(),
-        conversation: conversation.to_owned(),
+    let read = ReadState {
+        conversation_id: conversation.to_owned(),
+        user_id: user.to_owned(),
         seq,
+    };
+    let cmd = StoreCmd::Read {
+        read,
+        peer: peer.to_owned(),
         reply,
     };
     if submit(&shard.pod.store, cmd, STATUS_PATIENCE)
@@ -68,4 +78,19 @@ async fn announce(shard: &Shard, conn: u64, reader: &str, conversation: &str, se
         });
         super::route::produce(shard, member, env).await;
     }
+}
+
+/// The stored receipts a connecting v2 device of `user` needs, as `read` frames.
+pub async fn reads_for_sync(shard: &Shard, user: &str) -> Result<Vec<String>, String> {
+    let (reply, wait) = oneshot::channel();
+    let cmd = StoreCmd::ReadsOf {
+        user: user.to_owned(),
+        reply,
+    };
+    submit(&shard.pod.store, cmd, STATUS_PATIENCE)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let states = wait.await.map_err(|_| "store thread ended".to_string())??;
+    let frame = |r: ReadState| encode_read(&r.conversation_id, &r.user_id, r.seq);
+    Ok(states.into_iter().map(frame).collect())
 }

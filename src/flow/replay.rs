@@ -4,7 +4,8 @@
 //! - **v1** (no cursor): every message to the user below DELIVERED.
 //! - **v2 sync** (`?since=N`): everything in the user's stream after position N, received or
 //!   sent (carbons), whatever its status: a second device catches up on what the first one
-//!   already acknowledged. Retention that deleted part of that range is announced first.
+//!   already acknowledged. Retention that deleted part of that range is announced first;
+//!   the stored read receipts that concern the user follow the messages.
 //!
 //! The route is registered *before* the first read, so a message is either in a page read or
 //! routed live to this connection: there is no gap. Positions in a user's stream follow
@@ -51,7 +52,7 @@ pub async fn register_and_replay(
     outbox.borrow_mut().start_replay();
     shard.routes.register(user, shard.location()).await?;
     let mut after = since.unwrap_or(0);
-    let mut announced = false;
+    let (mut announced, mut announced_reads) = (false, false);
     loop {
         let page = fetch_page(shard, user, after, since.is_some()).await?;
         if page.pruned_through > after && !announced {
@@ -67,6 +68,15 @@ pub async fn register_and_replay(
         }
         if full {
             continue;
+        }
+        if since.is_some() && !announced_reads {
+            announced_reads = true;
+            let frames = super::read::reads_for_sync(shard, user).await;
+            let frames = frames.map_err(ReplayError::Store)?;
+            let mut ob = outbox.borrow_mut();
+            for f in frames {
+                ob.push(Out::Text(f.into()));
+            }
         }
         let replay = outbox.borrow_mut().end_replay();
         if replay.overflowed {

@@ -357,21 +357,30 @@ pub(crate) fn retention_deletes_old_delivered_messages_and_marks_the_streams(
 }
 
 /// Read receipts only move forward and never past the conversation's last message.
-pub(crate) fn reads_move_forward_only_and_stop_at_the_last_message(s: &mut impl MessageStore) {
+pub(crate) fn reads_move_forward_only_and_stop_at_the_last_message<S: MessageStore>(s: &mut S) {
     let conv = crate::protocol::direct_conversation_id("alice", "bob");
-    assert_eq!(
-        s.mark_read("bob", &conv, 1).unwrap(),
-        None,
-        "no messages yet"
-    );
+    let state = |user: &str, seq| super::ReadState {
+        conversation_id: conv.clone(),
+        user_id: user.into(),
+        seq,
+    };
+    let read = |s: &mut S, user: &str, seq| {
+        let peer = if user == "bob" { "alice" } else { "bob" };
+        s.mark_read(&state(user, seq), peer).unwrap()
+    };
+    assert_eq!(read(s, "bob", 1), None, "no messages yet");
     let batch = ["r1", "r2", "r3"].map(|id| msg(id, "bob", None));
     s.commit(&batch, &[]).unwrap();
-    assert_eq!(s.mark_read("bob", &conv, 2).unwrap(), Some(2));
-    assert_eq!(s.mark_read("bob", &conv, 1).unwrap(), None, "backwards");
-    assert_eq!(s.mark_read("bob", &conv, 2).unwrap(), None, "the same");
-    assert_eq!(s.mark_read("bob", &conv, 99).unwrap(), Some(3), "clamped");
-    assert_eq!(s.mark_read("bob", &conv, 5).unwrap(), None);
-    assert_eq!(s.mark_read("alice", &conv, 1).unwrap(), Some(1), "per user");
+    assert_eq!(read(s, "bob", 2), Some(2));
+    assert_eq!(read(s, "bob", 1), None, "backwards");
+    assert_eq!(read(s, "bob", 2), None, "the same");
+    assert_eq!(read(s, "bob", 99), Some(3), "clamped");
+    assert_eq!(read(s, "bob", 5), None);
+    assert_eq!(read(s, "alice", 1), Some(1), "per user");
+    let both = vec![state("alice", 1), state("bob", 3)];
+    assert_eq!(s.reads_of("bob").unwrap(), both, "its own and its peer's");
+    assert_eq!(s.reads_of("alice").unwrap(), both);
+    assert_eq!(s.reads_of("carol").unwrap(), []);
 }
 
 fn positions(s: &mut impl MessageStore, user: &str, after: i64) -> Vec<(i64, i64, String)> {

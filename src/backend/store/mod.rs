@@ -130,6 +130,18 @@ impl PendingMessage {
     }
 }
 
+/// A read receipt: `user_id` has read `conversation_id` up to `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadState {
+    pub conversation_id: String,
+    pub user_id: String,
+    pub seq: i64,
+}
+
+/// Most receipts one sync sends, in conversation order: a bound on one connect's work (a user
+/// with more conversations gets the rest live, as they move).
+pub const MAX_READ_STATES: usize = 10_000;
+
 /// One page of a user's stream for a device's sync.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HistoryPage {
@@ -212,15 +224,15 @@ pub trait MessageStore: Send + 'static {
         limit: usize,
     ) -> Result<HistoryPage, StoreError>;
 
-    /// Records that `user` read `conversation` up to `seq`, clamped to the conversation's last
-    /// seq; returns the new value if it moved forward (never backwards), `None` otherwise
-    /// (also for a conversation without messages). Its own transaction.
-    fn mark_read(
-        &mut self,
-        user: &str,
-        conversation: &str,
-        seq: i64,
-    ) -> Result<Option<i64>, StoreError>;
+    /// Records that `user` read `conversation` (whose other member is `peer`) up to `seq`,
+    /// clamped to the conversation's last seq; returns the new value if it moved forward
+    /// (never backwards), `None` otherwise (also for a conversation without messages). Its
+    /// own transaction.
+    fn mark_read(&mut self, read: &ReadState, peer: &str) -> Result<Option<i64>, StoreError>;
+
+    /// The receipts a syncing device of `user` needs: its user's, and its peers' about the
+    /// conversations they share; at most [`MAX_READ_STATES`].
+    fn reads_of(&mut self, user: &str) -> Result<Vec<ReadState>, StoreError>;
 
     /// One round of retention: among the `window` rows inserted after `after_seq` (the
     /// table's insertion order), deletes those DELIVERED and created before `before`, and

@@ -24,8 +24,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::{
-    HistoryPage, MessageStore, NewMessage, PendingMessage, PruneRound, StatusUpdate, StoreError,
-    StuckAfter,
+    HistoryPage, MessageStore, NewMessage, PendingMessage, PruneRound, ReadState, StatusUpdate,
+    StoreError, StuckAfter, MAX_READ_STATES,
 };
 use super::{InsertResult, UpdateResult};
 use crate::protocol::Status;
@@ -56,11 +56,14 @@ const HISTORY_SQL: &str = "SELECT * FROM (
           ORDER BY spos LIMIT $3)) s
      ORDER BY pos LIMIT $3";
 /// Forward only, and never past the conversation's last seq.
-const READ_SQL: &str = "INSERT INTO reads AS r (user_id, conversation_id, seq)
-     SELECT $1, $2, LEAST($3, last) FROM counters WHERE kind = 2 AND id = $2
+const READ_SQL: &str = "INSERT INTO reads AS r (user_id, conversation_id, peer, seq)
+     SELECT $1, $2, $4, LEAST($3, last) FROM counters WHERE kind = 2 AND id = $2
      ON CONFLICT (user_id, conversation_id) DO UPDATE SET seq = EXCLUDED.seq
          WHERE EXCLUDED.seq > r.seq
      RETURNING seq";
+const READS_OF_SQL: &str = "SELECT conversation_id, user_id, seq FROM reads WHERE user_id = $1
+     UNION SELECT conversation_id, user_id, seq FROM reads WHERE peer = $1
+     ORDER BY 1, 2 LIMIT $2";
 const PRUNED_SQL: &str = "SELECT pruned FROM counters WHERE kind = 1 AND id = $1";
 /// `SKIP LOCKED`: two pods sweeping at once claim disjoint rows; the claim commits with the
 /// statement, and the restarted stuck clock keeps every other pod off those rows.
@@ -109,6 +112,7 @@ struct Statements {
     history: Statement,
     pruned: Statement,
     read: Statement,
+    reads_of: Statement,
     claim: Statement,
     park: Statement,
     status_of: Statement,
@@ -209,11 +213,12 @@ async fn start(config: &Config, schema: &str) -> Result<(Client, JoinHandle<()>)
 impl Session {
     async fn prepare((client, conn): (Client, JoinHandle<()>)) -> Result<Session, String> {
         let st = async {
-            let (pending, history, pruned, read, claim, park, status_of, batch) = futures::try_join!(
+            let (pending, history, pruned, read, reads_of, claim, park, status_of, batch) = futures::try_join!(
                 client.prepare(PENDING_SQL),
                 client.prepare(HISTORY_SQL),
                 client.prepare(PRUNED_SQL),
                 client.prepare(READ_SQL),
+                client.prepare(READS_OF_SQL),
                 client.prepare(CLAIM_SQL),
                 client.prepare(PARK_SQL),
                 client.prepare(STATUS_SQL),
@@ -224,6 +229,7 @@ impl Session {
                 history,
                 pruned,
                 read,
+                reads_of,
                 claim,
                 park,
                 status_of,
@@ -303,14 +309,24 @@ impl MessageStore for PostgresStore {
         })
     }
 
-    fn mark_read(
-        &mut self,
-        user: &str,
-        conversation: &str,
-        seq: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let rows = self.query(|st| &st.read, &[&user, &conversation, &seq])?;
+    fn mark_read(&mut self, read: &ReadState, peer: &str) -> Result<Option<i64>, StoreError> {
+        let args: [&(dyn ToSql + Sync); 4] =
+            [&read.user_id, &read.conversation_id, &read.seq, &peer];
+        let rows = self.query(|st| &st.read, &args)?;
         Ok(rows.first().map(|r| r.try_get(0)).transpose()?)
+    }
+
+    fn reads_of(&mut self, user: &str) -> Result<Vec<ReadState>, StoreError> {
+        let limit = MAX_READ_STATES as i64;
+        let rows = self.query(|st| &st.reads_of, &[&user, &limit])?;
+        let state = |r: &Row| {
+            Ok(ReadState {
+                conversation_id: r.try_get(0)?,
+                user_id: r.try_get(1)?,
+                seq: r.try_get(2)?,
+            })
+        };
+        rows.iter().map(state).collect()
     }
 
     fn prune(

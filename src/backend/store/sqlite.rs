@@ -5,8 +5,8 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{
-    HistoryPage, InsertResult, MessageStore, NewMessage, PendingMessage, PruneRound, StatusChange,
-    StatusUpdate, StoreError, StuckAfter, UpdateResult,
+    HistoryPage, InsertResult, MessageStore, NewMessage, PendingMessage, PruneRound, ReadState,
+    StatusChange, StatusUpdate, StoreError, StuckAfter, UpdateResult, MAX_READ_STATES,
 };
 use crate::protocol::Status;
 use counters::{Counters, Keys};
@@ -285,21 +285,33 @@ impl MessageStore for SqliteStore {
         })
     }
 
-    fn mark_read(
-        &mut self,
-        user: &str,
-        conversation: &str,
-        seq: i64,
-    ) -> Result<Option<i64>, StoreError> {
+    fn mark_read(&mut self, read: &ReadState, peer: &str) -> Result<Option<i64>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "INSERT INTO reads (user_id, conversation_id, seq)
-             SELECT ?1, ?2, min(?3, last) FROM counters WHERE kind = 2 AND id = ?2
+            "INSERT INTO reads (user_id, conversation_id, peer, seq)
+             SELECT ?1, ?2, ?4, min(?3, last) FROM counters WHERE kind = 2 AND id = ?2
              ON CONFLICT (user_id, conversation_id) DO UPDATE SET seq = excluded.seq
                  WHERE excluded.seq > reads.seq
              RETURNING seq",
         )?;
-        Ok(q.query_row(params![user, conversation, seq], |r| r.get(0))
-            .optional()?)
+        let args = params![read.user_id, read.conversation_id, read.seq, peer];
+        Ok(q.query_row(args, |r| r.get(0)).optional()?)
+    }
+
+    fn reads_of(&mut self, user: &str) -> Result<Vec<ReadState>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT conversation_id, user_id, seq FROM reads WHERE user_id = ?1
+             UNION SELECT conversation_id, user_id, seq FROM reads WHERE peer = ?1
+             ORDER BY 1, 2 LIMIT ?2",
+        )?;
+        let row = |r: &rusqlite::Row<'_>| {
+            Ok(ReadState {
+                conversation_id: r.get(0)?,
+                user_id: r.get(1)?,
+                seq: r.get(2)?,
+            })
+        };
+        let rows = q.query_map(params![user, MAX_READ_STATES as i64], row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn prune(

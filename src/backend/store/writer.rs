@@ -48,10 +48,14 @@ pub enum StoreCmd {
     },
     /// A read receipt (see [`MessageStore::mark_read`]).
     Read {
-        user: String,
-        conversation: String,
-        seq: i64,
+        read: super::ReadState,
+        peer: String,
         reply: oneshot::Sender<Result<Option<i64>, String>>,
+    },
+    /// The receipts a syncing device needs (see [`MessageStore::reads_of`]).
+    ReadsOf {
+        user: String,
+        reply: oneshot::Sender<Result<Vec<super::ReadState>, String>>,
     },
     /// One retention round (see [`MessageStore::prune`]).
     Prune {
@@ -141,6 +145,7 @@ impl std::fmt::Debug for StoreCmd {
             StoreCmd::History { .. } => "History",
             StoreCmd::Prune { .. } => "Prune",
             StoreCmd::Read { .. } => "Read",
+            StoreCmd::ReadsOf { .. } => "ReadsOf",
             StoreCmd::Claim { .. } => "Claim",
             StoreCmd::Park { .. } => "Park",
             StoreCmd::Sync(_) => "Sync",
@@ -416,14 +421,13 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 let r = self.store.history(&user, after_pos, limit);
                 let _ = reply.send(r.map_err(|e| e.to_string())); // As for Pending.
             }
-            StoreCmd::Read {
-                user,
-                conversation,
-                seq,
-                reply,
-            } => {
-                let r = self.store.mark_read(&user, &conversation, seq);
+            StoreCmd::Read { read, peer, reply } => {
+                let r = self.store.mark_read(&read, &peer);
                 let _ = reply.send(r.map_err(|e| e.to_string())); // The reader may be gone.
+            }
+            StoreCmd::ReadsOf { user, reply } => {
+                let r = self.store.reads_of(&user);
+                let _ = reply.send(r.map_err(|e| e.to_string())); // As for Pending.
             }
             StoreCmd::Prune {
                 before,

@@ -41,7 +41,14 @@ impl MessageStore for BrokenStore {
     ) -> Result<crate::backend::store::PruneRound, StoreError> {
         Err(StoreError::Query("disk I/O error".into()))
     }
-    fn mark_read(&mut self, _: &str, _: &str, _: i64) -> Result<Option<i64>, StoreError> {
+    fn mark_read(
+        &mut self,
+        _: &crate::backend::store::ReadState,
+        _: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Err(StoreError::Query("disk I/O error".into()))
+    }
+    fn reads_of(&mut self, _: &str) -> Result<Vec<crate::backend::store::ReadState>, StoreError> {
         Err(StoreError::Query("disk I/O error".into()))
     }
     fn claim_stuck(
@@ -277,8 +284,15 @@ impl MessageStore for FailingFrom {
     ) -> Result<crate::backend::store::PruneRound, StoreError> {
         self.inner.prune(before, after, n)
     }
-    fn mark_read(&mut self, u: &str, c: &str, seq: i64) -> Result<Option<i64>, StoreError> {
-        self.inner.mark_read(u, c, seq)
+    fn mark_read(
+        &mut self,
+        read: &crate::backend::store::ReadState,
+        peer: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        self.inner.mark_read(read, peer)
+    }
+    fn reads_of(&mut self, u: &str) -> Result<Vec<crate::backend::store::ReadState>, StoreError> {
+        self.inner.reads_of(u)
     }
     fn claim_stuck(
         &mut self,
