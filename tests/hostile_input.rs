@@ -31,6 +31,7 @@ fn frame_like() -> impl Strategy<Value = String> {
         Just("\"send\"".to_owned()),
         Just("\"ack\"".to_owned()),
         Just("\"read\"".to_owned()),
+        Just("\"typing\"".to_owned()),
         Just("\"dm:5:alice:bob\"".to_owned()),
         Just("\"dm:3:bob:carol\"".to_owned()),
         Just("null".to_owned()),
@@ -63,6 +64,15 @@ fn check_frame(text: &str) {
         Ok(ClientFrame::AckMany { ids }) => {
             assert!((1..=256).contains(&ids.len()), "{text}");
             assert!(ids.iter().all(|i| !i.is_empty()), "{text}");
+        }
+        Ok(ClientFrame::Typing {
+            conversation_id, ..
+        }) => {
+            let members = distrisocks::protocol::direct_conversation_members(&conversation_id);
+            assert!(
+                members.is_some_and(|(lo, hi)| lo == "alice" || hi == "alice"),
+                "{text}"
+            );
         }
         Ok(ClientFrame::Read {
             conversation_id,

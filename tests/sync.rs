@@ -293,3 +293,49 @@ fn read_receipts_reach_both_members_v2_devices_and_never_go_backwards() {
     assert_eq!(laptop.recv_type("error")["code"], "invalid_frame");
     pod.shutdown();
 }
+
+#[test]
+fn typing_reaches_the_peers_v2_devices_once_per_state_and_is_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |_| {});
+    let addr = pod.local_addr();
+    let (a, b) = (user("alice"), user("bob"));
+    let mut alice = Client::connect_since(addr, &a, 0);
+    let mut phone = Client::connect_since(addr, &b, 0);
+    let mut old = Client::connect(addr, &b);
+    let conversation = protocol_conversation(&a, &b);
+    let typing = |c: &mut Client, active: bool| {
+        let f = serde_json::json!({"type": "typing", "conversation_id": conversation, "active": active});
+        c.send(f);
+    };
+    typing(&mut alice, true);
+    typing(&mut alice, true); // Within the second: dropped.
+    typing(&mut alice, false); // A change of state goes through.
+    let m = send(&mut alice, &b, "done typing", None);
+    let frames = phone.recv_until(|v| v["type"] == "message" && v["id"] == m["id"]);
+    let kinds: Vec<(String, Option<bool>)> = frames
+        .iter()
+        .map(|v| {
+            (
+                v["type"].as_str().unwrap().to_owned(),
+                v["active"].as_bool(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("typing", Some(true)),
+        ("typing", Some(false)),
+        ("message", None),
+    ];
+    assert_eq!(kinds, expect.map(|(t, a)| (t.to_owned(), a)), "{frames:?}");
+    assert_eq!(frames[0]["user_id"], a.as_str());
+    assert_eq!(frames[0]["conversation_id"], conversation.as_str());
+    // A v1 device knows nothing of typing; nothing of it was stored.
+    assert_eq!(old.recv_type("message")["id"], m["id"]);
+    pod.store().sync();
+    assert_eq!(count_from(dir.path(), &a), 1);
+    alice.send(serde_json::json!({"type": "typing", "conversation_id": protocol_conversation(&b, "carol")}));
+    let e = alice.recv_until(|v| v["type"] == "error").pop().unwrap();
+    assert_eq!(e["code"], "invalid_conversation");
+    pod.shutdown();
+}

@@ -31,6 +31,13 @@ pub async fn on_text(shard: &Rc<Shard>, from: &Origin<'_>, text: &str) {
                 ack(shard, from.conn, from.user, id).await;
             }
         }
+        Ok(ClientFrame::Typing {
+            conversation_id,
+            active,
+        }) => {
+            let (conn, user) = (from.conn, from.user);
+            super::typing::on_typing(shard, conn, user, &conversation_id, active).await
+        }
         Ok(ClientFrame::Read {
             conversation_id,
             seq,

@@ -8,7 +8,8 @@
 //!    (consume → socket write; the writer lives in `socket::writer`).
 //! 5. [`status`]: committed status changes travel back to the sender's devices.
 //!
-//! [`read`] stores and announces v2 read receipts, beside the message path.
+//! [`read`] stores and announces v2 read receipts, beside the message path; [`typing`] relays
+//! ephemeral typing indicators.
 //! [`dispatch`] is each shard's inbox loop, which hands what arrives to the step it belongs to.
 //! [`replay`] is the offline path: a connecting recipient first receives what is stored for
 //! them. [`redrive`] re-routes messages stuck by a broker outage or a dead pod (distributed
@@ -25,3 +26,4 @@ pub mod retention;
 pub mod route;
 pub mod status;
 pub mod submit;
+pub mod typing;

@@ -23,6 +23,11 @@ pub enum ClientFrame<'a> {
     /// A recipient device confirms several messages at once (1 to [`MAX_ACK_IDS`]), e.g. a
     /// replay burst: one frame instead of one per message.
     AckMany { ids: Vec<Cow<'a, str>> },
+    /// v2: the user is typing in a conversation (`active`), or stopped; never stored.
+    Typing {
+        conversation_id: Cow<'a, str>,
+        active: bool,
+    },
     /// v2: the user has read a conversation up to `seq` (cumulative).
     Read {
         conversation_id: Cow<'a, str>,
@@ -69,6 +74,8 @@ struct RawFrame<'a> {
     conversation_id: Option<Cow<'a, str>>,
     #[serde(default)]
     seq: Option<i64>,
+    #[serde(default)]
+    active: Option<bool>,
 }
 
 /// Decodes one text frame sent by `user`.
@@ -82,6 +89,14 @@ pub fn decode_client_frame<'a>(
         None | Some("send") => validate_send(raw, user, limits).map(ClientFrame::Send),
         Some("ack") => validate_ack(raw),
         Some("read") => validate_read(raw, user),
+        Some("typing") => {
+            let conversation_id = member_conversation(raw.conversation_id, user, "typing")?;
+            let active = raw.active.unwrap_or(true);
+            Ok(ClientFrame::Typing {
+                conversation_id,
+                active,
+            })
+        }
         Some(other) => Err(err(
             ErrorCode::UnknownType,
             &format!("unknown frame type {:?}", truncate(other)),
@@ -90,14 +105,27 @@ pub fn decode_client_frame<'a>(
     }
 }
 
-fn validate_read<'a>(raw: RawFrame<'a>, user: &str) -> Result<ClientFrame<'a>, DecodeError> {
-    let member = (raw.conversation_id.as_deref())
+/// The frame's `conversation_id`, if it names a conversation `user` is a member of.
+fn member_conversation<'a>(
+    id: Option<Cow<'a, str>>,
+    user: &str,
+    frame: &str,
+) -> Result<Cow<'a, str>, DecodeError> {
+    let member = (id.as_deref())
         .and_then(super::direct_conversation_members)
         .is_some_and(|(lo, hi)| lo == user || hi == user);
-    let (Some(conversation_id), true) = (raw.conversation_id, member) else {
-        let msg = "a read frame needs the conversation_id of a conversation of yours";
-        return Err(err(ErrorCode::InvalidConversation, msg, None));
-    };
+    match (id, member) {
+        (Some(id), true) => Ok(id),
+        _ => {
+            let msg =
+                format!("a {frame} frame needs the conversation_id of a conversation of yours");
+            Err(err(ErrorCode::InvalidConversation, &msg, None))
+        }
+    }
+}
+
+fn validate_read<'a>(raw: RawFrame<'a>, user: &str) -> Result<ClientFrame<'a>, DecodeError> {
+    let conversation_id = member_conversation(raw.conversation_id, user, "read")?;
     match raw.seq {
         Some(seq) if seq >= 1 => Ok(ClientFrame::Read {
             conversation_id,

@@ -66,6 +66,11 @@ enum Frame<'a> {
         user_id: &'a str,
         seq: i64,
     },
+    Typing {
+        conversation_id: &'a str,
+        user_id: &'a str,
+        active: bool,
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
@@ -129,6 +134,15 @@ pub fn encode_read(conversation_id: &str, user_id: &str, seq: i64) -> String {
         conversation_id,
         user_id,
         seq,
+    })
+}
+
+/// `{"type":"typing",...}`: `user_id` is typing in `conversation_id` (or stopped).
+pub fn encode_typing(conversation_id: &str, user_id: &str, active: bool) -> String {
+    to_text(&Frame::Typing {
+        conversation_id,
+        user_id,
+        active,
     })
 }
 

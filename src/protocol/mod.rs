@@ -11,11 +11,11 @@ mod time;
 
 pub use codes::ErrorCode;
 pub use decode::{decode_client_frame, ClientFrame, DecodeError, Limits, SendFrame};
-pub use encode::encode_read;
 pub use encode::{
     encode_accepted, encode_error, encode_message, encode_status, encode_truncated, Accepted,
     MessageView,
 };
+pub use encode::{encode_read, encode_typing};
 pub use time::{now_micros, rfc3339_micros};
 
 /// Delivery state of a stored message. Ordered: a status never moves backwards.

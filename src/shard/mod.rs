@@ -120,6 +120,8 @@ pub struct Shard {
     pub ip_slots: RefCell<std::collections::HashMap<u64, std::net::IpAddr>>,
     /// v2 sync cursors (`?since=`) of connections being set up, by connection id.
     pub sync_cursors: RefCell<std::collections::HashMap<u64, i64>>,
+    /// The last typing frame each connection sent through (`flow::typing`'s rate limit).
+    pub typing: RefCell<std::collections::HashMap<u64, (std::time::Instant, bool)>>,
     /// Warnings an outage repeats for every message (a route or publish failed, the store
     /// refused or failed a command), written once per 10 s with their count.
     pub route_failures: crate::metrics::LogEvery,
@@ -150,6 +152,7 @@ impl Shard {
             conns: RefCell::new(Conns::default()),
             ip_slots: RefCell::default(),
             sync_cursors: RefCell::default(),
+            typing: RefCell::default(),
             route_failures: Default::default(),
             store_failures: Default::default(),
             directory,

@@ -127,6 +127,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
         shard.pod.syncing.fetch_sub(1, Relaxed);
     }
     shard.conns.borrow_mut().remove(conn);
+    shard.typing.borrow_mut().remove(&conn);
     if let Some(ip) = shard.ip_slots.borrow_mut().remove(&conn) {
         shard.pod.sockets.release_ip(ip);
     }
