@@ -7,7 +7,10 @@
 #
 #   perf/pacing.sh "RATES" "WINDOWS"      e.g. perf/pacing.sh "1000 4000" "0 1000 2000"
 #
-# Env: POD, BENCH (binaries; default target/release/…, copied first). Rows on stdout (TSV).
+# Env: POD, BENCH (binaries; default target/release/…, copied first). V2_DEVICE=1 keeps one
+# idle protocol v2 connection (`?since=0`) open during each run, so the embedded pod sends
+# carbons (it skips them while no v2 connection is open; the generator is a v1 client).
+# Rows on stdout (TSV).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 read -r -a RATES <<<"${1:-1000 4000}"
@@ -30,12 +33,17 @@ for rate in "${RATES[@]}"; do
             --store-commit-window-us "$w" 2>"$work/pod.log" &
         POD_PID=$!
         sleep 1.5
+        if [ "${V2_DEVICE:-0}" = 1 ]; then
+            exec 3<>/dev/tcp/127.0.0.1/18960
+            printf 'GET /ws?user_id=v2-probe&since=0 HTTP/1.1\r\nHost: pacing\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n' >&3
+        fi
         "$work/bench" --url ws://127.0.0.1:18960/ws --connections 1000 --rate "$rate" \
             --duration-secs 22 --drain-secs 5 --threads 1 --json "$work/bench.json" >/dev/null 2>&1 &
         bench=$!
         sleep 8; read -r c0 s0 <<<"$(snap "$POD_PID")"; t0=$(date +%s.%N)
         sleep 10; read -r c1 s1 <<<"$(snap "$POD_PID")"; t1=$(date +%s.%N)
         wait "$bench"
+        [ "${V2_DEVICE:-0}" = 1 ] && exec 3>&-
         kill "$POD_PID"; wait "$POD_PID" 2>/dev/null || true
         python3 - "$work/bench.json" "$c0" "$c1" "$s0" "$s1" "$t0" "$t1" "$hz" "$rate" "$w" <<'PY'
 import json, sys
