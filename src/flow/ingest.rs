@@ -136,14 +136,6 @@ async fn ack(shard: &Rc<Shard>, conn: u64, user: &str, id: &str) {
     .is_err()
     {
         // The message stays below DELIVERED and is replayed on the next connect.
-        if let Some(failed) = shard.store_failures.count_now() {
-            let id = shard.id;
-            tracing::warn!(
-                shard = id,
-                conn,
-                failed,
-                "store commands refused or failed (an ack)"
-            );
-        }
+        super::submit::warn_dropped(shard, "ack");
     }
 }

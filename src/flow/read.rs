@@ -6,11 +6,9 @@
 //! ([`reads_for_sync`]).
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use futures::channel::oneshot;
 
-use crate::backend::bus::{Envelope, Except};
 use crate::backend::store::{ReadState, StoreCmd};
 use crate::protocol::{direct_conversation_members, encode_read};
 use crate::shard::Shard;
@@ -38,14 +36,7 @@ pub async fn on_read(shard: &Rc<Shard>, conn: u64, user: &str, conversation: &st
         .await
         .is_err()
     {
-        if let Some(failed) = shard.store_failures.count_now() {
-            let id = shard.id;
-            tracing::warn!(
-                shard = id,
-                failed,
-                "store commands refused or failed (a read)"
-            );
-        }
+        super::submit::warn_dropped(shard, "read receipt");
         return; // A later receipt (they are cumulative) carries this one.
     }
     let (shard, user, conversation) = (shard.clone(), user.to_owned(), conversation.to_owned());
@@ -64,18 +55,7 @@ async fn announce(shard: &Shard, conn: u64, reader: &str, conversation: &str, se
     let frame: tungstenite::Utf8Bytes = encode_read(conversation, reader, seq).into();
     let members = if lo == hi { vec![lo] } else { vec![lo, hi] };
     for member in members {
-        let env = Arc::new(Envelope {
-            user: member.to_owned(),
-            frame: frame.clone(),
-            message_id: None,
-            seq: 0,
-            carbon: true, // v2 devices only.
-            except: Some(Except {
-                pod: shard.settings().pod_id.clone(),
-                shard: shard.id,
-                conn,
-            }),
-        });
+        let env = super::route::v2_envelope(shard, member, frame.clone(), conn);
         super::route::produce(shard, member, env).await;
     }
 }

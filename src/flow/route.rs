@@ -82,11 +82,7 @@ async fn route_message(shard: &Rc<Shard>, msg: NewMessage, at: Positions, conn: 
 fn send_carbon(shard: &Rc<Shard>, view: MessageView<'_>, spos: i64, conn: u64) {
     let mut carbon = envelope(MessageView { pos: spos, ..view }, true);
     if let Some(env) = Arc::get_mut(&mut carbon) {
-        env.except = Some(Except {
-            pod: shard.settings().pod_id.clone(),
-            shard: shard.id,
-            conn,
-        });
+        env.except = Some(except(shard, conn));
     }
     let shard = shard.clone();
     glommio::spawn_local(async move {
@@ -94,6 +90,33 @@ fn send_carbon(shard: &Rc<Shard>, view: MessageView<'_>, spos: i64, conn: u64) {
         produce(&shard, &user, carbon).await;
     })
     .detach();
+}
+
+/// Connection `conn` of this shard, named pod-wide.
+fn except(shard: &Shard, conn: u64) -> Except {
+    Except {
+        pod: shard.settings().pod_id.clone(),
+        shard: shard.id,
+        conn,
+    }
+}
+
+/// A frame for `user`'s v2 devices only (a read receipt, a typing indicator: no message, no
+/// status), skipping connection `conn` of this shard, which sent it.
+pub fn v2_envelope(
+    shard: &Shard,
+    user: &str,
+    frame: tungstenite::Utf8Bytes,
+    conn: u64,
+) -> Arc<Envelope> {
+    Arc::new(Envelope {
+        user: user.to_owned(),
+        frame,
+        message_id: None,
+        seq: 0,
+        carbon: true,
+        except: Some(except(shard, conn)),
+    })
 }
 
 /// Hands the whole step to the recipient's home shard. If that fails (the pod is stopping),

@@ -20,7 +20,7 @@ pub async fn advance(shard: &Shard, id: &str, status: Status) {
         recipient: None,
         at: now_micros(),
     };
-    if let Err(e) = submit(
+    if submit(
         &shard.pod.store,
         StoreCmd::Status {
             update,
@@ -29,17 +29,10 @@ pub async fn advance(shard: &Shard, id: &str, status: Status) {
         STATUS_PATIENCE,
     )
     .await
+    .is_err()
     {
         // Not lost: the message stays at its lower status and is replayed.
-        if let Some(failed) = shard.store_failures.count_now() {
-            let id = shard.id;
-            tracing::warn!(
-                shard = id,
-                ?e,
-                failed,
-                "store commands refused or failed (a status)"
-            );
-        }
+        super::submit::warn_dropped(shard, "status");
     }
 }
 

@@ -34,6 +34,16 @@ pub async fn submit(
     }
 }
 
+/// The warning for a store command that was refused or failed and is not retried (an ack, a
+/// status move, a read receipt: each is left for replay or carried by a later one), written
+/// once per 10 s per shard with a count (`what` names the kind).
+pub fn warn_dropped(shard: &crate::shard::Shard, what: &'static str) {
+    if let Some(failed) = shard.store_failures.count_now() {
+        let id = shard.id;
+        tracing::warn!(shard = id, failed, what, "store commands refused or failed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

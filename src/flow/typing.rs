@@ -3,10 +3,8 @@
 //! without an answer (a client sends "typing" on every key press; one frame a second is all
 //! the other side needs), a change of state (start → stop) always goes through.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::bus::{Envelope, Except};
 use crate::protocol::{direct_conversation_members, encode_typing};
 use crate::shard::Shard;
 
@@ -22,18 +20,8 @@ pub async fn on_typing(shard: &Shard, conn: u64, user: &str, conversation: &str,
         return;
     };
     let peer = if lo == user { hi } else { lo };
-    let env = Arc::new(Envelope {
-        user: peer.to_owned(),
-        frame: encode_typing(conversation, user, active).into(),
-        message_id: None,
-        seq: 0,
-        carbon: true, // v2 devices only.
-        except: Some(Except {
-            pod: shard.settings().pod_id.clone(),
-            shard: shard.id,
-            conn,
-        }),
-    });
+    let frame = encode_typing(conversation, user, active).into();
+    let env = super::route::v2_envelope(shard, peer, frame, conn);
     super::route::produce(shard, peer, env).await;
 }
 

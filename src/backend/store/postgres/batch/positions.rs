@@ -16,8 +16,9 @@ use crate::protocol::{direct_conversation_id, Status};
 
 /// Which messages of the batch take positions, and how many each counter must advance.
 pub(super) struct Plan {
-    /// Index for index: takes positions (neither answered before nor a repeat in the batch).
-    fresh: Vec<bool>,
+    /// Index for index: the counter keys of a message that takes positions (neither answered
+    /// before nor a repeat in the batch), as [`keys`] gives them; `None` for the others.
+    fresh: Vec<Option<Vec<(i16, String)>>>,
     /// Key -> number of fresh messages that take a position from it.
     counts: BTreeMap<(i16, String), i64>,
 }
@@ -27,7 +28,7 @@ impl Plan {
     /// `client_msg_id` earlier in the same batch as a duplicate of that message.
     pub(super) fn new(ms: &[NewMessage], results: &mut [Option<InsertResult>]) -> Plan {
         let mut plan = Plan {
-            fresh: vec![false; ms.len()],
+            fresh: vec![None; ms.len()],
             counts: BTreeMap::new(),
         };
         let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
@@ -44,10 +45,11 @@ impl Plan {
                 }
                 first_of.insert((m.sender_id.as_str(), cmid), i);
             }
-            plan.fresh[i] = true;
-            for key in keys(m) {
-                *plan.counts.entry(key).or_insert(0) += 1;
+            let keys = keys(m);
+            for key in &keys {
+                *plan.counts.entry(key.clone()).or_insert(0) += 1;
             }
+            plan.fresh[i] = Some(keys);
         }
         plan
     }
@@ -78,30 +80,28 @@ impl Plan {
             let n = self.counts.get(&key).copied().unwrap_or(0);
             next.insert(key, last - n + 1);
         }
-        let mut take = |key: (i16, String)| -> Result<i64, StoreError> {
-            let slot = (next.get_mut(&key))
+        let mut take = |key: &(i16, String)| -> Result<i64, StoreError> {
+            let slot = (next.get_mut(key))
                 .ok_or_else(|| StoreError::Corrupt(format!("counter {key:?} not bumped")))?;
             *slot += 1;
             Ok(*slot - 1)
         };
         let mut fresh = vec![None; ms.len()];
-        for (i, m) in ms.iter().enumerate().filter(|(i, _)| self.fresh[*i]) {
-            let rpos = take((COUNTER_STREAM, m.reciever_id.clone()))?;
-            let spos = match m.sender_id == m.reciever_id {
-                true => rpos,
-                false => take((COUNTER_STREAM, m.sender_id.clone()))?,
+        for (i, keys) in self.fresh.iter().enumerate() {
+            // [recipient, (sender,) conversation]: see `keys`.
+            let Some(keys) = keys else { continue };
+            let rpos = take(&keys[0])?;
+            let spos = match keys.len() {
+                3 => take(&keys[1])?,
+                _ => rpos,
             };
-            let cseq = take((COUNTER_CONVERSATION, conversation(m)))?;
+            let cseq = take(&keys[keys.len() - 1])?;
             let at = Positions { rpos, spos, cseq };
             fresh[i] = Some(at);
             results[i] = Some(InsertResult::Inserted { at });
         }
         Ok(fresh)
     }
-}
-
-fn conversation(m: &NewMessage) -> String {
-    direct_conversation_id(&m.sender_id, &m.reciever_id)
 }
 
 /// A message's counter keys: recipient's stream, sender's stream (unless the same), and the
@@ -111,7 +111,10 @@ fn keys(m: &NewMessage) -> Vec<(i16, String)> {
     if m.sender_id != m.reciever_id {
         k.push((COUNTER_STREAM, m.sender_id.clone()));
     }
-    k.push((COUNTER_CONVERSATION, conversation(m)));
+    k.push((
+        COUNTER_CONVERSATION,
+        direct_conversation_id(&m.sender_id, &m.reciever_id),
+    ));
     k
 }
 
