@@ -33,6 +33,15 @@ use crate::protocol::Status;
 /// Used when the URL sets no `connect_timeout`: a blackholed host must not hang startup.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest a call waits for the server's reply: `statement_timeout` plus slack. A
+/// connection that goes silent without a reset (a partition, a blackholed link) would
+/// otherwise hold the store thread, and every sender of the pod with it, forever; on a
+/// timeout the connection is dropped and the next call opens a new one. A COMMIT whose reply
+/// never came is the ambiguous commit the batch's retry already resolves by looking its rows
+/// up; the abandoned transaction keeps its row locks until the server drops it
+/// (`idle_in_transaction_session_timeout`), so its users' inserts wait and retry meanwhile.
+pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Postgres' earliest instant (4714-11-24 BC), in microseconds since the Unix epoch.
 const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
 
@@ -97,6 +106,8 @@ pub struct PostgresStore {
     /// connection, as when the COMMIT's reply never arrives.
     #[cfg(test)]
     lose_commit_replies: usize,
+    /// [`REPLY_TIMEOUT`], shortened by tests.
+    reply_timeout: Duration,
 }
 
 /// One live connection and the statements prepared on it.
@@ -159,6 +170,7 @@ impl PostgresStore {
             rt,
             #[cfg(test)]
             lose_commit_replies: 0,
+            reply_timeout: REPLY_TIMEOUT,
         })
     }
 
@@ -172,10 +184,14 @@ impl PostgresStore {
         let session = match self.session.take().filter(|s| !s.client.is_closed()) {
             Some(s) => s,
             None => {
-                let s = self.rt.block_on(async {
+                let open = async {
                     let client = start(&self.config, &self.schema).await?;
                     Session::prepare(client).await
-                });
+                };
+                let wait = self.reply_timeout;
+                let s = (self.rt)
+                    .block_on(async { tokio::time::timeout(wait, open).await })
+                    .unwrap_or_else(|_| Err(no_reply(wait)));
                 let s = s.map_err(|e| StoreError::Query(format!("reconnecting: {e}")))?;
                 tracing::info!(schema = %self.schema, "reconnected to postgres");
                 s
@@ -184,14 +200,38 @@ impl PostgresStore {
         Ok((&self.rt, self.session.insert(session)))
     }
 
+    /// Runs `call` on the live session within [`REPLY_TIMEOUT`]; a call that times out
+    /// drops the session (closing its socket), so the next one reconnects.
+    fn within<T>(
+        &mut self,
+        call: impl AsyncFnOnce(&mut Session) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let wait = self.reply_timeout;
+        let (rt, s) = self.session()?;
+        // The timer is made inside `block_on`: tokio's timers need the runtime's context.
+        match rt.block_on(async { tokio::time::timeout(wait, call(s)).await }) {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(s) = self.session.take() {
+                    s.conn.abort();
+                }
+                tracing::warn!(schema = %self.schema, "postgres did not reply in time; connection dropped");
+                Err(StoreError::Query(no_reply(wait)))
+            }
+        }
+    }
+
     fn query(
         &mut self,
         pick: fn(&Statements) -> &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let (rt, s) = self.session()?;
-        Ok(rt.block_on(s.client.query(pick(&s.st), params))?)
+        self.within(async |s| Ok(s.client.query(pick(&s.st), params).await?))
     }
+}
+
+pub(super) fn no_reply(wait: Duration) -> String {
+    format!("no reply from postgres within {wait:?}; connection dropped")
 }
 
 /// Opens a connection whose `search_path` is `schema` (which may not exist yet).
@@ -266,8 +306,7 @@ impl MessageStore for PostgresStore {
         if inserts.is_empty() && updates.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let (rt, s) = self.session()?;
-        let result = rt.block_on(batch::commit(s, inserts, updates));
+        let result = self.within(async |s| batch::commit(s, inserts, updates).await);
         #[cfg(test)]
         if result.is_ok() && self.lose_commit_replies > 0 {
             self.lose_commit_replies -= 1;
@@ -335,8 +374,7 @@ impl MessageStore for PostgresStore {
         after_seq: i64,
         window: usize,
     ) -> Result<PruneRound, StoreError> {
-        let (rt, s) = self.session()?;
-        rt.block_on(prune::prune(&mut s.client, before, after_seq, window))
+        self.within(async |s| prune::prune(&mut s.client, before, after_seq, window).await)
     }
 
     fn claim_stuck(

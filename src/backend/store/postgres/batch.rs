@@ -73,17 +73,21 @@ pub(super) struct Statements {
     originals: Statement,
     update: Statement,
     addressed: Statement,
+    /// The status outbox's insert: prepared like the rest, or every status batch would pay a
+    /// Parse/Describe round trip and a plan for it.
+    record: Statement,
 }
 
 impl Statements {
     pub(super) async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
-        let (bump, insert, stored, originals, update, addressed) = futures::try_join!(
+        let (bump, insert, stored, originals, update, addressed, record) = futures::try_join!(
             c.prepare(BUMP_SQL),
             c.prepare(INSERT_SQL),
             c.prepare(STORED_SQL),
             c.prepare(ORIGINALS_SQL),
             c.prepare(UPDATE_SQL),
             c.prepare(ADDRESSED_SQL),
+            c.prepare(super::outbox::RECORD_SQL),
         )?;
         Ok(Statements {
             bump,
@@ -92,6 +96,7 @@ impl Statements {
             originals,
             update,
             addressed,
+            record,
         })
     }
 }
@@ -119,7 +124,7 @@ pub(super) async fn commit(
             _ => None,
         })
         .collect();
-    super::outbox::record(&tx, &changes).await?;
+    super::outbox::record(&tx, &st.record, &changes).await?;
     tx.commit().await?;
     Ok((ins, ups))
 }

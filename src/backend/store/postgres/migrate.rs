@@ -23,6 +23,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("../../../../migrations/postgres/0004_streams.sql"),
     ),
+    (
+        5,
+        include_str!("../../../../migrations/postgres/0005_byte_order_keys.sql"),
+    ),
 ];
 
 /// Advisory lock class (first key) serializing migrations; the second key is the schema's.

@@ -5,12 +5,12 @@
 
 use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, Transaction};
+use tokio_postgres::{Client, Config, Statement, Transaction};
 
 use super::{describe, parse_status, start, to_micros, to_time};
 use crate::backend::store::{StatusChange, StoreError};
 
-const RECORD_SQL: &str =
+pub(super) const RECORD_SQL: &str =
     "INSERT INTO status_events (message_id, status, sender_id, reciever_id, at)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])";
 
@@ -25,6 +25,7 @@ const TAKE_SQL: &str = "SELECT seq, message_id, status, sender_id, reciever_id, 
 /// Appends the committed changes of a batch to the outbox, inside its transaction.
 pub(super) async fn record(
     tx: &Transaction<'_>,
+    statement: &Statement,
     changes: &[&StatusChange],
 ) -> Result<(), StoreError> {
     if changes.is_empty() {
@@ -36,7 +37,7 @@ pub(super) async fn record(
     let statuses: Vec<&str> = changes.iter().map(|c| c.status.as_str()).collect();
     let ats: Vec<_> = changes.iter().map(|c| to_time(c.at)).collect();
     let params: [&(dyn ToSql + Sync); 5] = [&ids, &statuses, &senders, &recipients, &ats];
-    tx.execute(RECORD_SQL, &params).await?;
+    tx.execute(statement, &params).await?;
     Ok(())
 }
 
@@ -47,10 +48,14 @@ pub struct StatusEvent {
     pub change: StatusChange,
 }
 
-/// The relay's own connection to the outbox.
+/// The relay's own connection to the outbox. A lost or silent connection is replaced at the
+/// next round, so the relay outlives a Postgres restart or a network cut.
 pub struct StatusOutbox {
     rt: Runtime,
-    client: Client,
+    /// `None` after the connection was lost or gave no reply in time.
+    client: Option<Client>,
+    config: Config,
+    schema: String,
     key: i32,
     open: bool,
 }
@@ -62,47 +67,73 @@ impl StatusOutbox {
             .enable_time()
             .build()
             .map_err(|e| StoreError::Query(e.to_string()))?;
-        let (client, _conn) = rt
-            .block_on(start(config, schema))
-            .map_err(StoreError::Query)?;
-        Ok(StatusOutbox {
+        let mut outbox = StatusOutbox {
             rt,
-            client,
+            client: None,
+            config: config.clone(),
+            schema: schema.to_owned(),
             key,
             open: false,
-        })
+        };
+        outbox.ensure_open()?;
+        Ok(outbox)
     }
 
-    /// Whether the connection was lost (the relay then opens a new outbox).
-    pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
+    /// Opens a connection when there is none (or it was lost).
+    fn ensure_open(&mut self) -> Result<(), StoreError> {
+        if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        let start = timeout(start(&self.config, &self.schema));
+        let (client, _conn) = (self.rt.block_on(start))
+            .unwrap_or_else(|_| Err(super::no_reply(super::REPLY_TIMEOUT)))
+            .map_err(StoreError::Query)?;
+        self.client = Some(client);
+        Ok(())
+    }
+
+    /// Runs `call` within the store's reply timeout; forgets the connection on any failure,
+    /// so the next round starts on a fresh one (a failed round's transaction is gone with it).
+    fn within<T>(
+        &mut self,
+        call: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        if let Err(e) = self.ensure_open() {
+            self.open = false;
+            return Err(e);
+        }
+        let Some(client) = &self.client else {
+            return Err(StoreError::Query("no connection".into()));
+        };
+        let result = match self.rt.block_on(timeout(call(client))) {
+            Ok(r) => r.map_err(|e| StoreError::Query(describe(&e))),
+            Err(_) => Err(StoreError::Query(super::no_reply(super::REPLY_TIMEOUT))),
+        };
+        if result.is_err() {
+            self.client = None;
+            self.open = false;
+        }
+        result
     }
 
     /// Begins a relay round: `None` if another pod's relay holds the role, else up to
     /// `limit` events, oldest first, kept until [`finish`](Self::finish) or
     /// [`abort`](Self::abort).
     pub fn begin(&mut self, limit: i64) -> Result<Option<Vec<StatusEvent>>, StoreError> {
-        let (client, key) = (&self.client, self.key);
-        let round = async {
+        let key = self.key;
+        self.open = true;
+        let round = self.within(async |client| {
             client.batch_execute("BEGIN").await?;
             let lock = "SELECT pg_try_advisory_xact_lock($1, $2)";
             let held: bool = client.query_one(lock, &[&RELAY_LOCK, &key]).await?.get(0);
             if !held {
                 return Ok(None);
             }
-            Ok::<_, tokio_postgres::Error>(Some(client.query(TAKE_SQL, &[&limit]).await?))
-        };
-        self.open = true;
-        let rows = match self.rt.block_on(round) {
-            Ok(Some(rows)) => rows,
-            Ok(None) => {
-                self.abort();
-                return Ok(None);
-            }
-            Err(e) => {
-                self.abort();
-                return Err(StoreError::Query(describe(&e)));
-            }
+            Ok(Some(client.query(TAKE_SQL, &[&limit]).await?))
+        });
+        let Some(rows) = round? else {
+            self.abort();
+            return Ok(None);
         };
         rows.iter()
             .map(event_row)
@@ -112,24 +143,27 @@ impl StatusOutbox {
 
     /// Deletes the events up to `through` (all acknowledged) and ends the round.
     pub fn finish(&mut self, through: i64) -> Result<(), StoreError> {
-        let client = &self.client;
-        let done = async {
+        self.within(async |client| {
             let del = "DELETE FROM status_events WHERE seq <= $1";
             client.execute(del, &[&through]).await?;
             client.batch_execute("COMMIT").await
-        };
+        })?;
         self.open = false;
-        self.rt
-            .block_on(done)
-            .map_err(|e| StoreError::Query(describe(&e)))
+        Ok(())
     }
 
     /// Ends the round without deleting anything: the events go out again next round.
     pub fn abort(&mut self) {
         if std::mem::take(&mut self.open) {
-            let _ = self.rt.block_on(self.client.batch_execute("ROLLBACK"));
+            let _ = self.within(async |client| client.batch_execute("ROLLBACK").await);
         }
     }
+}
+
+/// `f` within the store's reply timeout. The timer is made when the future is first
+/// polled, inside `block_on`: tokio's timers need the runtime's context.
+async fn timeout<F: std::future::Future>(f: F) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(super::REPLY_TIMEOUT, f).await
 }
 
 fn event_row(r: &tokio_postgres::Row) -> Result<StatusEvent, StoreError> {

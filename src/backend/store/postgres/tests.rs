@@ -168,7 +168,36 @@ fn reconnecting_keeps_data_and_migrations_are_idempotent() {
     let mut s = schema.open();
     let versions = rows(&mut s, "SELECT version FROM schema_migrations");
     let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+}
+
+/// Ids are compared in byte order (migrations/postgres/0005), whatever the database's
+/// default collation: the fast comparison path, and the same order as SQLite's.
+#[test]
+fn every_stored_identifier_compares_in_byte_order() {
+    let schema = TestSchema::new();
+    let mut s = schema.open();
+    let sql = format!(
+        "SELECT a.attrelid::regclass::text || '.' || a.attname, c.collname
+         FROM pg_attribute a JOIN pg_class r ON r.oid = a.attrelid
+         JOIN pg_namespace n ON n.oid = r.relnamespace
+         LEFT JOIN pg_collation c ON c.oid = a.attcollation
+         WHERE n.nspname = '{}' AND r.relkind = 'r' AND a.attnum > 0
+           AND a.atttypid = 'text'::regtype AND r.relname IN ('messages', 'counters', 'reads')
+           AND a.attname NOT IN ('payload', 'status')",
+        schema.name
+    );
+    let cols = rows(&mut s, &sql);
+    // messages: id, sender_id, reciever_id, client_msg_id; counters: id; reads: 3.
+    assert_eq!(
+        cols.len(),
+        8,
+        "the id columns of messages, counters and reads"
+    );
+    for row in cols {
+        let (col, coll): (String, Option<String>) = (row.get(0), row.get(1));
+        assert_eq!(coll.as_deref(), Some("C"), "{col}");
+    }
 }
 
 #[test]
@@ -589,4 +618,96 @@ fn a_lost_commit_reply_is_retried_and_answered_accepted_once() {
     }
     let n: i64 = rows(&mut check, "SELECT count(*) FROM messages")[0].get(0);
     assert_eq!(n, 1);
+}
+
+/// A TCP relay to Postgres that, once `hold` is set, swallows every byte both ways (the
+/// connection goes silent without a reset, as in a partition) or, with `cut`, closes the
+/// connections it carries.
+fn blackholing_proxy(hold: std::sync::Arc<std::sync::atomic::AtomicBool>, cut: bool) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config: Config = url().parse().unwrap();
+    let upstream = (
+        "127.0.0.1",
+        config.get_ports().first().copied().unwrap_or(5432),
+    );
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = TcpStream::connect(upstream).unwrap();
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                let hold = hold.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n @ 1..) = from.read(&mut buf) {
+                        let held = hold.load(std::sync::atomic::Ordering::SeqCst);
+                        if held && cut || !held && to.write_all(&buf[..n]).is_err() {
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    port
+}
+
+/// A connection that goes silent fails the call after the reply timeout (instead of holding
+/// the store thread forever) and is dropped; the next call reconnects and works.
+#[test]
+fn a_silent_connection_fails_the_call_in_time_and_is_replaced() {
+    let hold = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = blackholing_proxy(hold.clone(), false);
+    let schema = TestSchema::new();
+    drop(schema.open()); // migrated directly, not through the proxy
+    let proxied = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let mut s = PostgresStore::connect(&proxied, &schema.name).unwrap();
+    s.reply_timeout = Duration::from_secs(1);
+    s.commit(&[msg("before", "bob", None)], &[]).unwrap();
+    hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    let t = Instant::now();
+    let e = s.commit(&[msg("during", "bob", None)], &[]).unwrap_err();
+    assert!(
+        e.to_string().contains("no reply from postgres within 1s"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    s.commit(&[msg("after", "bob", None)], &[]).unwrap();
+    let ids: Vec<String> = (s.pending("bob", 0, 10).unwrap().into_iter())
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, ["before", "after"], "the silent call stored nothing");
+}
+
+/// The status relay's connection is replaced after it was lost (before, the relay kept
+/// failing on the dead connection until the pod restarted: found by the chaos suite).
+#[test]
+fn the_status_outbox_reconnects_after_its_connection_is_lost() {
+    let hold = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = blackholing_proxy(hold.clone(), true);
+    let schema = TestSchema::new();
+    drop(schema.open());
+    let proxied = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let store = PostgresStore::connect(&proxied, &schema.name).unwrap();
+    let mut outbox = store.outbox().unwrap();
+    assert_eq!(outbox.begin(10).unwrap(), Some(Vec::new()));
+    outbox.abort();
+    hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        outbox.begin(10).is_err(),
+        "the cut connection fails the round"
+    );
+    hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        outbox.begin(10).unwrap(),
+        Some(Vec::new()),
+        "a new connection"
+    );
+    outbox.abort();
 }
