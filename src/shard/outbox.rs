@@ -19,6 +19,7 @@ use tungstenite::Utf8Bytes;
 
 use crate::backend::bus::Envelope;
 use crate::protocol::codes::close;
+use crate::protocol::{status_of_frame, Status};
 
 /// One item for the writer.
 pub enum Out {
@@ -72,35 +73,62 @@ pub struct Outbox {
     ping_sent: Option<Instant>,
 }
 
-/// The last [`RECENT`] message ids of a connection, as hashes, oldest overwritten first.
+/// The last [`RECENT`] message ids of a connection, and the last [`RECENT_DELIVERED`] ids
+/// it was told are DELIVERED, as hashes, oldest overwritten first.
 pub struct Recent {
     ids: [u64; RECENT],
     next: usize,
+    delivered: [u64; RECENT_DELIVERED],
+    next_delivered: usize,
 }
 
 /// Ids a connection remembers: 512 bytes for a connection that has received anything.
 pub const RECENT: usize = 64;
+/// DELIVERED statuses a connection remembers (128 bytes more).
+pub const RECENT_DELIVERED: usize = 16;
 
 impl Default for Recent {
     fn default() -> Self {
         Recent {
             ids: [0; RECENT],
             next: 0,
+            delivered: [0; RECENT_DELIVERED],
+            next_delivered: 0,
         }
     }
 }
 
+/// FNV-1a, never 0 (the empty slot): a collision needs 2^64 luck.
+fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) | 1
+}
+
 impl Recent {
     fn seen_before(&mut self, id: &str) -> bool {
-        // FNV-1a, never 0 (the empty slot): a collision needs 2^64 luck.
-        let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        }) | 1;
+        let h = id_hash(id);
         if self.ids.contains(&h) {
             return true;
         }
         self.ids[self.next] = h;
         self.next = (self.next + 1) % RECENT;
+        false
+    }
+
+    /// Whether a status frame for `id` would go backwards: SENT after this connection was
+    /// told DELIVERED. It happens in distributed mode when SENT and DELIVERED were committed
+    /// by different pods and reached this pod by different paths (Kafka, the same-pod
+    /// shortcut, a redrive), so the later commit arrived first.
+    fn status_behind(&mut self, id: &str, status: Status) -> bool {
+        let h = id_hash(id);
+        if status != Status::Delivered {
+            return self.delivered.contains(&h);
+        }
+        if !self.delivered.contains(&h) {
+            self.delivered[self.next_delivered] = h;
+            self.next_delivered = (self.next_delivered + 1) % RECENT_DELIVERED;
+        }
         false
     }
 }
@@ -193,6 +221,9 @@ impl Outbox {
         {
             return true;
         }
+        if env.message_id.is_none() && self.status_behind(&env.frame) {
+            return true;
+        }
         let cap = self.cap;
         match &mut self.replay {
             Some(r) if r.held.len() >= cap => {
@@ -231,6 +262,20 @@ impl Outbox {
             return false;
         }
         self.recent.get_or_insert_with(Box::default).seen_before(id)
+    }
+
+    /// A status frame older than one this connection already showed for the same message
+    /// (see [`Recent::status_behind`]); always `false` without
+    /// [`remembering_ids`](Self::remembering_ids): the embedded pod announces one message's
+    /// statuses from one store thread, in commit order, along one path.
+    fn status_behind(&mut self, frame: &str) -> bool {
+        if !self.remember_ids {
+            return false;
+        }
+        let Some((id, status)) = status_of_frame(frame) else {
+            return false;
+        };
+        (self.recent.get_or_insert_with(Box::default)).status_behind(id, status)
     }
 
     /// Queues a close after what is already queued (graceful).
@@ -408,6 +453,40 @@ mod tests {
         let mut plain = Outbox::new(4);
         assert!(plain.push_live(message("m1", 5)) && plain.push_live(message("m1", 5)));
         assert_eq!(plain.len(), 2);
+        assert!(plain.recent.is_none());
+    }
+
+    fn status(id: &str, status: Status) -> Arc<Envelope> {
+        let frame = crate::protocol::encode_status(id, status);
+        Arc::new(Envelope {
+            user: "alice".into(),
+            frame: frame.into(),
+            message_id: None,
+            seq: 0,
+            carbon: false,
+            except: None,
+        })
+    }
+
+    /// Found by the chaos suite: SENT committed by one pod reached the sender after
+    /// DELIVERED committed by another. A connection never shows a status going backwards.
+    #[test]
+    fn a_status_behind_one_already_shown_is_dropped() {
+        let mut o = Outbox::new(64).remembering_ids();
+        o.push_live(status("m1", Status::Delivered));
+        o.push_live(status("m1", Status::Sent));
+        o.push_live(status("m2", Status::Sent));
+        o.push_live(status("m2", Status::Delivered));
+        assert_eq!(o.len(), 3, "m1's late SENT is dropped, m2 goes forward");
+        for i in 0..RECENT_DELIVERED {
+            o.push_live(status(&format!("x{i}"), Status::Delivered));
+        }
+        o.push_live(status("m1", Status::Sent));
+        assert_eq!(o.len(), 4 + RECENT_DELIVERED, "forgotten after the window");
+        let mut plain = Outbox::new(8);
+        plain.push_live(status("m1", Status::Delivered));
+        plain.push_live(status("m1", Status::Sent));
+        assert_eq!(plain.len(), 2, "embedded: one path, nothing checked");
         assert!(plain.recent.is_none());
     }
 
