@@ -5,7 +5,8 @@
 #    when missing (scripts/services.sh);
 # 2. formatting and lints;
 # 3. unit and integration tests (real sockets, real WebSocket clients, real backends);
-# 4. Autobahn conformance of the WebSocket layer against the expected results in conformance/.
+# 4. the chaos suite's short run (perf/chaos/, perf/chaos.sh for long ones);
+# 5. Autobahn conformance of the WebSocket layer against the expected results in conformance/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -31,6 +32,16 @@ if grep -qE '^test result: FAILED|error: test failed' target/test-output.log; th
     echo "cargo test failed" >&2
     exit 1
 fi
+
+step "chaos suite: the checker's own tests, then a short seeded run per mode"
+python3 perf/chaos/test_check.py
+python3 perf/chaos/test_proxy.py
+cargo build -q --bin distrisocks --bin distrisocks-chaos
+for mode in embedded distributed; do
+    python3 perf/chaos/chaos.py --mode "$mode" --seed "${CHAOS_SEED:-$(( $(date +%s) % 1000 ))}" \
+        --minutes 1 --pod target/debug/distrisocks --client target/debug/distrisocks-chaos \
+        --out "target/chaos/$mode"
+done
 
 if [ -x scripts/conformance.sh ]; then
     step "Autobahn conformance (cases 1-7, 9, 10)"

@@ -1,0 +1,85 @@
+//! What the devices share: the options, the phase of the run, and just enough bookkeeping
+//! for the main thread to see when everything settled (so the drain ends on a condition,
+//! not after a guess). Touched once per message; a mutex is fine in a test tool.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::Options;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Devices send on their schedule.
+    Traffic,
+    /// No new messages; outboxes are resent until accepted, messages received and acked.
+    Drain,
+    /// Devices close and exit.
+    Stop,
+}
+
+pub struct Run {
+    pub opts: Options,
+    /// Between two sends of one device.
+    pub interval: Duration,
+    phase: AtomicU8,
+    outboxes: Vec<AtomicUsize>,
+    ids: Mutex<Ids>,
+}
+
+#[derive(Default)]
+struct Ids {
+    accepted: HashSet<String>,
+    received: HashSet<String>,
+}
+
+impl Run {
+    pub fn new(opts: Options) -> Run {
+        let per_device = opts.rate / opts.users as f64;
+        Run {
+            interval: Duration::from_secs_f64(1.0 / per_device),
+            phase: AtomicU8::new(Phase::Traffic as u8),
+            outboxes: (0..opts.users).map(|_| AtomicUsize::new(0)).collect(),
+            ids: Mutex::default(),
+            opts,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Traffic,
+            1 => Phase::Drain,
+            _ => Phase::Stop,
+        }
+    }
+
+    pub fn set_phase(&self, p: Phase) {
+        self.phase.store(p as u8, Ordering::Relaxed);
+    }
+
+    pub fn set_outbox(&self, device: usize, len: usize) {
+        self.outboxes[device].store(len, Ordering::Relaxed);
+    }
+
+    pub fn accepted(&self, id: &str) {
+        self.ids.lock().unwrap().accepted.insert(id.to_string());
+    }
+
+    /// A message frame that reached the device it was addressed to.
+    pub fn received(&self, id: &str) {
+        self.ids.lock().unwrap().received.insert(id.to_string());
+    }
+
+    /// (sends not yet accepted, accepted messages not yet received by their recipient).
+    pub fn unsettled(&self) -> (usize, usize) {
+        let outbox = self
+            .outboxes
+            .iter()
+            .map(|o| o.load(Ordering::Relaxed))
+            .sum();
+        let ids = self.ids.lock().unwrap();
+        let missing = ids.accepted.difference(&ids.received).count();
+        (outbox, missing)
+    }
+}

@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""The chaos suite's orchestrator (issue 11): pods under steady recorded traffic
+(`distrisocks-chaos`), a seeded random schedule of faults, then the independent checker.
+
+    chaos.py --seed N --minutes M [--mode embedded|distributed] [--out DIR]
+
+embedded:    one pod (2 shards, SQLite); faults: kill -9 and restart, graceful restart
+             (SIGTERM), SIGSTOP/SIGCONT.
+distributed: two pods on a private tansu, a private Redis and the shared Postgres (own
+             schema), each engine behind a chaos proxy (proxy.py); faults: kill -9 of a pod
+             and restart, graceful restart, SIGSTOP past the route lease, broker stalled or
+             its connections reset, Redis killed and restarted empty, Redis stalled,
+             Postgres connections reset or stalled.
+
+Every fault is logged to DIR/faults.jsonl; pod RSS and open files every second to
+DIR/resources.jsonl; the client's history to DIR/history.jsonl. Exit status: the checker's
+(0: every invariant holds). A failure prints the command that replays the same schedule.
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import check  # noqa: E402
+from engines import Engines, free_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE_MS = 3000
+
+
+class Pod:
+    """One pod process that can be killed, paused and restarted on the same address."""
+
+    def __init__(self, name, binary, args, out):
+        self.name, self.binary, self.args, self.out = name, binary, args, out
+        self.port = free_port()
+        self.proc = None
+        self.starts = 0
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self):
+        self.starts += 1
+        log = open(self.out / f"pod-{self.name}.log", "ab")
+        env = dict(os.environ, DISTRISOCKS_LOG=os.environ.get("DISTRISOCKS_LOG", "warn"))
+        cmd = [self.binary, "--listen", f"127.0.0.1:{self.port}", "--shards", "2"] + self.args
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+        deadline = time.time() + 30
+        while not healthy(self.port):
+            if self.proc.poll() is not None and time.time() > deadline - 25:
+                # A fenced restart exits (status 3) while the old id key lives: try again.
+                self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+            if time.time() > deadline:
+                raise RuntimeError(f"pod {self.name} not healthy in 30 s (see {log.name})")
+            time.sleep(0.1)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM):
+        if not self.alive():
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def healthy(port):
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def sample(pods, path, stop):
+    """RSS and open descriptors of every live pod process, once a second."""
+    with open(path, "w", encoding="utf-8") as f:
+        while not stop.wait(1.0):
+            for p in pods:
+                if not p.alive():
+                    continue
+                pid = p.proc.pid
+                try:
+                    rss = next(int(line.split()[1]) for line in open(f"/proc/{pid}/status")
+                               if line.startswith("VmRSS:"))
+                    fds = len(os.listdir(f"/proc/{pid}/fd"))
+                except (OSError, StopIteration):
+                    continue
+                f.write(json.dumps({"t": time.time(), "pod": p.name, "pid": pid,
+                                    "rss_kib": rss, "fds": fds}) + "\n")
+                f.flush()
+
+
+# --- faults: each takes (rng, pods, engines) and returns a description --------------------
+
+def kill9(rng, pods, _):
+    p = rng.choice(pods)
+    p.stop(signal.SIGKILL)
+    time.sleep(rng.uniform(0.2, 2.0))
+    p.start()
+    return {"pod": p.name}
+
+
+def graceful_restart(rng, pods, _):
+    p = rng.choice(pods)
+    p.stop(signal.SIGTERM)
+    p.start()
+    return {"pod": p.name}
+
+
+def pause_past_lease(rng, pods, engines):
+    return pause(rng, pods, engines, past_lease=True)
+
+
+def pause(rng, pods, _, past_lease=False):
+    p = rng.choice(pods)
+    secs = rng.uniform(LEASE_MS / 1000 + 1, LEASE_MS / 1000 + 3) if past_lease else rng.uniform(0.5, 3)
+    p.send(signal.SIGSTOP)
+    time.sleep(secs)
+    p.send(signal.SIGCONT)
+    if past_lease:
+        # A pod that wakes fenced may exit; the schedule brings it back.
+        time.sleep(1.0)
+        if not p.alive():
+            p.start()
+    return {"pod": p.name, "secs": round(secs, 2)}
+
+
+def engine_fault(kind):
+    def fault(rng, _pods, engines):
+        return engines.fault(kind, rng)
+    fault.__name__ = kind
+    return fault
+
+
+EMBEDDED = [kill9, graceful_restart, pause]
+DISTRIBUTED = [kill9, graceful_restart, pause_past_lease] + [
+    engine_fault(k) for k in ("broker_stall", "broker_reset", "redis_restart", "redis_stall",
+                              "postgres_reset", "postgres_stall")]
+
+
+def run_faults(rng, kinds, pods, engines, until, log):
+    counts = {}
+    while True:
+        wait = rng.uniform(5, 12)
+        if time.time() + wait + 3 > until:
+            return counts
+        time.sleep(wait)
+        f = rng.choice(kinds)
+        name = f.__name__
+        started = time.time()
+        detail = f(rng, pods, engines)
+        counts[name] = counts.get(name, 0) + 1
+        log.write(json.dumps({"t": started, "fault": name, "secs": round(time.time() - started, 2),
+                              **(detail or {})}) + "\n")
+        log.flush()
+        print(f"chaos: {name} {detail or ''}", file=sys.stderr)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--minutes", type=float, required=True)
+    ap.add_argument("--mode", choices=["embedded", "distributed"], default="embedded")
+    ap.add_argument("--out")
+    ap.add_argument("--users", type=int, default=40)
+    ap.add_argument("--rate", type=float, default=200)
+    ap.add_argument("--max-rss-mib", type=int, default=512)
+    ap.add_argument("--pod", default=str(ROOT / "target/release/distrisocks"))
+    ap.add_argument("--client", default=str(ROOT / "target/release/distrisocks-chaos"))
+    a = ap.parse_args(argv)
+    out = Path(a.out or tempfile.mkdtemp(prefix=f"chaos-{a.mode}-{a.seed}-"))
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(a.seed)
+    replay = f"perf/chaos.sh --seed {a.seed} --minutes {a.minutes} --mode {a.mode}"
+    print(f"chaos: {a.mode}, seed {a.seed}, {a.minutes} min, output in {out}", file=sys.stderr)
+
+    engines = Engines(a.mode, out, a.seed)
+    pods = [Pod(n, a.pod, engines.pod_args(n, out), out)
+            for n in (["a"] if a.mode == "embedded" else ["a", "b"])]
+    stop = threading.Event()
+    try:
+        for p in pods:
+            p.start()
+        sampler = threading.Thread(target=sample, args=(pods, out / "resources.jsonl", stop))
+        sampler.start()
+        traffic = max(20, int(a.minutes * 60))
+        client = subprocess.Popen(
+            [a.client, "--users", str(a.users), "--rate", str(a.rate), "--seed", str(a.seed),
+             "--duration-secs", str(traffic), "--drain-secs", "90",
+             "--history", str(out / "history.jsonl")] + [x for p in pods for x in ("--url", p.url)])
+        with open(out / "faults.jsonl", "w", encoding="utf-8") as log:
+            kinds = EMBEDDED if a.mode == "embedded" else DISTRIBUTED
+            counts = run_faults(rng, kinds, pods, engines, time.time() + traffic, log)
+        for p in pods:
+            if not p.alive():
+                p.start()
+        client.wait(timeout=traffic + 150)
+    finally:
+        stop.set()
+        for p in pods:
+            p.stop()
+        engines.close()
+    samples = check.read_lines(out / "resources.jsonl")
+    verdicts = check.check(check.read_lines(out / "history.jsonl"), samples,
+                           a.max_rss_mib, 4096)
+    with open(out / "verdicts.json", "w", encoding="utf-8") as f:
+        json.dump({"seed": a.seed, "mode": a.mode, "faults": counts, "verdicts": verdicts}, f, indent=1)
+    for v in verdicts:
+        extra = f" ({v['late_live_arrivals']} late live arrivals)" if "late_live_arrivals" in v else ""
+        print(f"{'PASS' if v['ok'] else 'FAIL'}  {v['invariant']}: {v['checked']} checked, "
+              f"{v['violations']} violations{extra}")
+        for ex in v["examples"]:
+            print(f"        {json.dumps(ex)}")
+    print(f"faults survived: {json.dumps(counts)}; restarts: "
+          f"{json.dumps({p.name: p.starts - 1 for p in pods})}")
+    if any(not v["ok"] for v in verdicts):
+        print(f"chaos: VIOLATIONS; replay this schedule with: {replay}  (output in {out})")
+        return 1
+    print(f"chaos: all invariants hold ({out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
