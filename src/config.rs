@@ -72,6 +72,12 @@ pub struct Config {
     )]
     pub jwt_previous_secrets: Vec<String>,
 
+    /// Public keys for RS256/ES256 tokens, comma-separated files: each a PEM public key
+    /// (RSA or P-256) or a JWKS document (`{"keys":[…]}`). A token's `kid` picks its key;
+    /// rotate by listing the new key beside the old one. Read at startup only.
+    #[arg(long, env = "DISTRISOCKS_JWT_PUBLIC_KEYS", value_delimiter = ',')]
+    pub jwt_public_keys: Vec<std::path::PathBuf>,
+
     /// When set, a token's `iss` must equal it (the auth service that signs the tokens).
     #[arg(long, env = "DISTRISOCKS_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -403,8 +409,10 @@ pub struct Tuning {
 /// Invalid combinations, reported as one line before anything starts.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("--auth jwt needs --jwt-secret (or DISTRISOCKS_JWT_SECRET)")]
+    #[error("--auth jwt needs --jwt-secret or --jwt-public-keys")]
     JwtWithoutSecret,
+    #[error("--jwt-public-keys: {0}")]
+    JwtKeys(String),
     #[error("--jwt-secret and --jwt-previous-secrets must not be empty: anyone can sign with an empty key")]
     EmptyJwtSecret,
     #[error("no --jwt-secret on non-loopback {0}: set one, or pass --auth dev explicitly")]
@@ -480,12 +488,13 @@ impl Config {
 
     /// The authentication mode in force, after defaults.
     pub fn auth_mode(&self) -> Result<AuthMode, ConfigError> {
-        match (self.auth, &self.jwt_secret) {
-            (Some(AuthMode::Jwt), None) => Err(ConfigError::JwtWithoutSecret),
+        let keyed = self.jwt_secret.is_some() || !self.jwt_public_keys.is_empty();
+        match (self.auth, keyed) {
+            (Some(AuthMode::Jwt), false) => Err(ConfigError::JwtWithoutSecret),
             (Some(mode), _) => Ok(mode),
-            (None, Some(_)) => Ok(AuthMode::Jwt),
-            (None, None) if self.listen.ip().is_loopback() => Ok(AuthMode::Dev),
-            (None, None) => Err(ConfigError::NoAuthOnPublicAddress(self.listen)),
+            (None, true) => Ok(AuthMode::Jwt),
+            (None, false) if self.listen.ip().is_loopback() => Ok(AuthMode::Dev),
+            (None, false) => Err(ConfigError::NoAuthOnPublicAddress(self.listen)),
         }
     }
 

@@ -96,6 +96,55 @@ fn jwt_accepted_and_rejected() {
     pod.shutdown();
 }
 
+/// RS256 and ES256 tokens signed by the auth service, verified with its JWKS document on
+/// disk: `kid` picks the key; an unknown key id or another service's key gets 401.
+#[test]
+fn jwt_public_keys_from_a_jwks_document() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt");
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| {
+        c.jwt_public_keys = vec![format!("{fixtures}/jwks.json").into()];
+    });
+    let addr = pod.local_addr();
+    let token = |alg: Algorithm, kid: &str, private: &str| {
+        let pem = std::fs::read(format!("{fixtures}/{private}")).unwrap();
+        let key = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
+            _ => EncodingKey::from_ec_pem(&pem).unwrap(),
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        let claims = serde_json::json!({"sub": "jane", "exp": now() + 600});
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    let rs = token(Algorithm::RS256, "rsa-2026", "rsa2_private.pem");
+    let es = token(Algorithm::ES256, "ec-2026", "ec1_private.pem");
+    for t in [&rs, &es] {
+        let mut c = try_connect(addr, "", Some(t)).expect("signed by a published key");
+        c.user = "jane".into();
+        c.send_text(r#"{"payload":"x","reciever_id":"kim"}"#);
+        assert_eq!(c.recv_type("accepted")["status"], "NONE");
+    }
+    let refused = |t: String, why: &str| match try_connect(addr, "", Some(&t)) {
+        Err(ConnectError::Http(401, body)) => assert!(body.contains(why), "{body}"),
+        other => panic!("expected 401 ({why}), got {:?}", other.map(|c| c.shard)),
+    };
+    refused(
+        token(Algorithm::RS256, "rsa-2025", "rsa1_private.pem"),
+        "key id",
+    );
+    refused(
+        token(Algorithm::RS256, "rsa-2026", "rsa1_private.pem"),
+        "signature",
+    );
+    refused(
+        sign_hs256(r#"{"sub":"jane","exp":4000000000}"#, b"guess"),
+        "algorithm",
+    );
+    pod.shutdown();
+}
+
 /// Rotation: tokens signed with the previous secret still connect; with `--jwt-issuer` and
 /// `--jwt-audience` a token from another issuer or for another service gets 401.
 #[test]

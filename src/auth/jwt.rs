@@ -1,5 +1,8 @@
-//! HS256 JSON Web Tokens, verified by hand so that the algorithm is pinned and nothing else
-//! (no `alg: none`, no RS/HS confusion, no JWK fetching) can ever be accepted.
+//! JSON Web Tokens: HS256 verified by hand, so the algorithm is pinned (no `alg: none`, no
+//! RS/HS confusion), and RS256/ES256 with the auth service's public keys
+//! ([`PublicKeys`](super::keys::PublicKeys), checked by `jsonwebtoken`). Every algorithm's
+//! claims go through one check ([`check_claims`]). Keys are read from disk at startup;
+//! nothing is ever fetched.
 //!
 //! Key rotation: a token signed with any of the configured secrets is accepted, so the auth
 //! service can start signing with a new secret while tokens signed with the old one are
@@ -11,15 +14,19 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use std::sync::Arc;
+
+use super::keys::PublicKeys;
 use super::AuthError;
 
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    kid: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct Claims {
+pub(super) struct Claims {
     sub: Option<String>,
     exp: Option<f64>,
     nbf: Option<f64>,
@@ -47,8 +54,10 @@ impl Audience {
 /// What a token must satisfy besides its signature and lifetime.
 #[derive(Debug, Clone, Default)]
 pub struct JwtPolicy {
-    /// Accepted secrets: the current one first, then those being rotated out.
+    /// Accepted HS256 secrets: the current one first, then those being rotated out.
     pub secrets: Vec<Vec<u8>>,
+    /// Public keys for RS256 and ES256 tokens (`--jwt-public-keys`).
+    pub public_keys: Arc<PublicKeys>,
     /// When set, `iss` must equal it.
     pub issuer: Option<String>,
     /// When set, `aud` must be or contain it.
@@ -76,9 +85,27 @@ pub fn verify(token: &str, policy: &JwtPolicy, now: i64) -> Result<String, AuthE
         return Err(AuthError::Malformed("a JWT has three dot-separated parts"));
     };
     let header: Header = decode_json(h)?;
-    if header.alg != "HS256" {
-        return Err(AuthError::UnsupportedAlg(header.alg));
-    }
+    let claims: Claims = match header.alg.as_str() {
+        "HS256" if !policy.secrets.is_empty() => {
+            verify_hmac(h, p, s, &policy.secrets)?;
+            decode_json(p)?
+        }
+        "RS256" | "ES256" if !policy.public_keys.is_empty() => {
+            let alg = match header.alg.as_str() {
+                "RS256" => jsonwebtoken::Algorithm::RS256,
+                _ => jsonwebtoken::Algorithm::ES256,
+            };
+            policy
+                .public_keys
+                .verify(token, alg, header.kid.as_deref())?
+        }
+        _ => return Err(AuthError::UnsupportedAlg(header.alg)),
+    };
+    check_claims(claims, policy, now)
+}
+
+/// HS256: the MAC of `h.p` under any of `secrets`, compared in constant time per secret.
+fn verify_hmac(h: &str, p: &str, s: &str, secrets: &[Vec<u8>]) -> Result<(), AuthError> {
     let sig = URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| AuthError::Malformed("signature is not base64url"))?;
@@ -87,12 +114,16 @@ pub fn verify(token: &str, policy: &JwtPolicy, now: i64) -> Result<String, AuthE
         mac.update(h.as_bytes());
         mac.update(b".");
         mac.update(p.as_bytes());
-        mac.verify_slice(&sig).is_ok() // Constant time for each key.
+        mac.verify_slice(&sig).is_ok()
     };
-    if !policy.secrets.iter().any(signed_by) {
-        return Err(AuthError::BadSignature);
+    match secrets.iter().any(signed_by) {
+        true => Ok(()),
+        false => Err(AuthError::BadSignature),
     }
-    let claims: Claims = decode_json(p)?;
+}
+
+/// Issuer, audience, lifetime (with leeway) and subject: the same rules for every algorithm.
+fn check_claims(claims: Claims, policy: &JwtPolicy, now: i64) -> Result<String, AuthError> {
     if policy.issuer.is_some() && claims.iss != policy.issuer {
         return Err(AuthError::WrongIssuer);
     }
@@ -188,6 +219,7 @@ mod tests {
             issuer: Some("https://auth.example".into()),
             audience: Some("chat".into()),
             leeway_secs: 0,
+            ..JwtPolicy::default()
         };
         let claims =
             r#"{"sub":"alice","exp":1800000060,"iss":"https://auth.example","aud":"chat"}"#;

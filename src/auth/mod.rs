@@ -2,15 +2,18 @@
 //! never becomes a socket. A user id found inside a message is never trusted.
 
 mod jwt;
+mod keys;
 
 pub use jwt::{sign_hs256, verify, verify_hs256, JwtPolicy};
+pub use keys::PublicKeys;
 
 use crate::protocol::valid_user_id;
 
 /// How a connecting client proves who it is.
 #[derive(Debug, Clone)]
 pub enum Authenticator {
-    /// HS256 JWT from `Authorization: Bearer <t>` or `?token=<t>`; `sub` is the user id.
+    /// JWT (HS256 with secrets, RS256/ES256 with public keys) from `Authorization: Bearer <t>`
+    /// or `?token=<t>`; `sub` is the user id.
     Jwt(JwtPolicy),
     /// Development only: the user id is taken from `?user_id=`, unauthenticated.
     Dev,
@@ -28,10 +31,14 @@ pub enum AuthError {
     /// The token is not three base64url JSON parts.
     #[error("malformed token: {0}")]
     Malformed(&'static str),
-    /// The header names another algorithm than HS256 (including `none`).
-    #[error("token algorithm {0:?} is not accepted (HS256 only)")]
+    /// The header names an algorithm no configured key verifies: anything but HS256 (with
+    /// a secret), RS256 or ES256 (with a public key of that type), including `none`.
+    #[error("token algorithm {0:?} is not accepted by any configured key")]
     UnsupportedAlg(String),
-    /// The HMAC does not match: wrong secret or a tampered token.
+    /// The header's `kid` names no configured public key.
+    #[error("token key id {0:?} is not one of the configured public keys")]
+    UnknownKey(String),
+    /// The signature does not match: wrong secret or key, or a tampered token.
     #[error("token signature is invalid")]
     BadSignature,
     /// `exp` is in the past.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::auth::{Authenticator, JwtPolicy};
+use crate::auth::{Authenticator, JwtPolicy, PublicKeys};
 use crate::backend::routes::home_shard;
 use crate::backend::store::{
     spawn_writer, EventSink, SqliteStore, StoreEvent, StoreHandle, StoreTuning,
@@ -264,8 +264,10 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
     let auth = match config.auth_mode()? {
         AuthMode::Jwt => {
             let current = config.jwt_secret.iter().chain(&config.jwt_previous_secrets);
+            let keys = PublicKeys::load(&config.jwt_public_keys).map_err(ConfigError::JwtKeys)?;
             Authenticator::Jwt(JwtPolicy {
                 secrets: current.map(|s| s.as_bytes().to_vec()).collect(),
+                public_keys: std::sync::Arc::new(keys),
                 issuer: config.jwt_issuer.clone(),
                 audience: config.jwt_audience.clone(),
                 leeway_secs: config.jwt_leeway_secs,
