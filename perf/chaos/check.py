@@ -84,12 +84,18 @@ def one_id_per_send(h):
 
 
 def no_loss(h):
-    """Every accepted message reached its recipient's device at least once."""
+    """Every accepted message reached its recipient's device at least once. A v2 device
+    that sends to itself holds the message through its `accepted` (its `pos`): the pod then
+    sends it no live copy below the device's cursor (docs/PROTOCOL.md, protocol v2)."""
     got = defaultdict(set)
     for u, rs in h.recvs.items():
         for r in rs:
             if r.get("to") == u:
                 got[u].add(r["id"])
+    for (u, _), acc in h.accepted.items():
+        for a in acc:
+            if a.get("to") == u and u in h.v2_users and a.get("pos") is not None:
+                got[u].add(a["id"])
     bad = [{"id": i, "from": s, "cmid": c, "to": to}
            for i, (s, c, to) in h.accepted_ids().items() if i not in got[to]]
     return verdict("no accepted message missing at its recipient", bad, len(h.accepted_ids()))

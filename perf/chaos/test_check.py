@@ -75,6 +75,14 @@ class CheckerTest(unittest.TestCase):
         h = without(without(clean(), 15), 16)
         self.assertOnly(h, "no accepted message missing at its recipient")
 
+    def test_a_v2_device_holds_what_it_sent_itself(self):
+        note = [ev(13.1, "u1", 1, "send", cmid="u1-1", to="u1", resend=False),
+                ev(13.2, "u1", 1, "accepted", cmid="u1-1", to="u1", id="m5", status="NONE",
+                   cid="self", seq=1, pos=3)]
+        self.assertEqual(failing(clean() + note), [])
+        v1 = [dict(e, u="u0", cmid="u0-9", to="u0") for e in note]
+        self.assertOnly(clean() + v1, "no accepted message missing at its recipient")
+
     def test_a_phantom(self):
         h = clean() + [ev(15.5, "u1", 2, "recv", id="m9", **{"from": "u0"}, to="u1",
                           payload="never-sent", cid="c", seq=3, pos=3)]
