@@ -357,6 +357,16 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: u32,
 
+    /// WebSocket connections (devices) one user may hold on this pod; one more is answered
+    /// 429 with `Retry-After`. Per pod: a user spread over N pods may hold N times as many.
+    /// 0 (the default): no limit.
+    #[arg(
+        long,
+        env = "DISTRISOCKS_MAX_CONNECTIONS_PER_USER",
+        default_value_t = 0
+    )]
+    pub max_connections_per_user: u32,
+
     /// Frames queued per connection before it is closed with 4008 (slow consumer).
     #[arg(long, env = "DISTRISOCKS_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,

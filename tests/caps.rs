@@ -138,3 +138,29 @@ fn out_of_descriptors_the_pod_sheds_connections_and_recovers() {
         "the line carries a count"
     );
 }
+
+/// `--max-connections-per-user`: a user's devices beyond the cap get 429 with
+/// `Retry-After`; other users are not affected; a closed device gives its slot back.
+#[test]
+fn one_user_gets_429_beyond_its_device_cap_and_its_slots_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| c.tuning.max_connections_per_user = 2);
+    let addr = pod.local_addr();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let first = Client::connect(addr, &alice);
+    let _second = Client::connect(addr, &alice);
+    match try_connect(addr, &format!("user_id={alice}"), None) {
+        Err(ConnectError::Http(429, body)) => assert!(body.contains("for this user"), "{body}"),
+        Err(e) => panic!("expected 429, got {e:?}"),
+        Ok(_) => panic!("a third device of one user was upgraded"),
+    }
+    let refused = raw(addr, &upgrade_request(&alice));
+    assert!(refused.contains("Retry-After: 5\r\n"), "{refused}");
+    let _bob = Client::connect(addr, &bob);
+    drop(first);
+    assert!(
+        eventually(|| try_connect(addr, &format!("user_id={alice}"), None).is_ok()),
+        "the closed device gave its slot back"
+    );
+    pod.shutdown();
+}

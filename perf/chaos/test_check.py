@@ -42,6 +42,12 @@ def clean():
     ]
 
 
+def late_recv(id, payload, seq, s=2):
+    """One more `message` frame at u1, from u0, after everything in `clean`."""
+    return ev(15.5, "u1", s, "recv", id=id, **{"from": "u0"}, to="u1", payload=payload,
+              cid="c", seq=seq, pos=seq)
+
+
 def failing(events):
     return sorted(v["invariant"] for v in check.check(events) if not v["ok"])
 
@@ -84,24 +90,19 @@ class CheckerTest(unittest.TestCase):
         self.assertOnly(clean() + v1, "no accepted message missing at its recipient")
 
     def test_a_phantom(self):
-        h = clean() + [ev(15.5, "u1", 2, "recv", id="m9", **{"from": "u0"}, to="u1",
-                          payload="never-sent", cid="c", seq=3, pos=3)]
+        h = clean() + [late_recv("m9", "never-sent", 3)]
         self.assertOnly(h, "no message received that was never sent")
 
     def test_a_message_stored_twice(self):
-        h = clean() + [ev(15.5, "u1", 2, "recv", id="m9", **{"from": "u0"}, to="u1",
-                          payload="u0-2", cid="c", seq=3, pos=3)]
+        h = clean() + [late_recv("m9", "u0-2", 3)]
         self.assertOnly(h, "each send stored once")
 
     def test_a_duplicate_within_a_connection(self):
-        h = clean() + [ev(15.5, "u1", 2, "recv", id="m2", **{"from": "u0"}, to="u1",
-                          payload="u0-2", cid="c", seq=2, pos=2)]
+        h = clean() + [late_recv("m2", "u0-2", 2)]
         self.assertOnly(h, "no duplicate id within one connection")
 
     def test_a_repeat_on_a_new_connection_is_fine(self):
-        h = clean() + [ev(15.5, "u1", 2, "recv", id="m1", **{"from": "u0"}, to="u1",
-                          payload="u0-1", cid="c", seq=1, pos=1)]
-        self.assertEqual(failing(h), [])
+        self.assertEqual(failing(clean() + [late_recv("m1", "u0-1", 1)]), [])
 
     def test_a_late_live_arrival_is_counted_not_failed(self):
         h = clean() + [ev(4.5, "u1", 1, "recv", id="m2", **{"from": "u0"}, to="u1",

@@ -232,8 +232,9 @@ fn socket_caps(t: &crate::config::Tuning) -> crate::shard::SocketCaps {
             .map_or(usize::MAX, crate::shard::default_max_connections),
         n => n,
     };
-    tracing::info!(max, per_ip = t.max_connections_per_ip, "connection caps");
-    crate::shard::SocketCaps::new(max, t.max_connections_per_ip)
+    let (per_ip, per_user) = (t.max_connections_per_ip, t.max_connections_per_user);
+    tracing::info!(max, per_ip, per_user, "connection caps");
+    crate::shard::SocketCaps::new(max, per_ip).per_user(per_user)
 }
 
 fn allowed_origins(list: &[String]) -> Vec<String> {

@@ -1,7 +1,7 @@
 //! Pod-wide socket accounting for the connection caps (`--max-connections`,
-//! `--max-connections-per-ip`). Touched when a socket opens, upgrades and closes, never per
-//! frame, so one atomic and one mutex-guarded map shared by the shards cost nothing on the
-//! message path.
+//! `--max-connections-per-ip`, `--max-connections-per-user`). Touched when a socket opens,
+//! upgrades and closes, never per frame, so one atomic and two mutex-guarded maps shared by
+//! the shards cost nothing on the message path.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,6 +15,8 @@ pub struct SocketCaps {
     max: usize,
     per_ip: u32,
     by_ip: Mutex<HashMap<IpAddr, u32>>,
+    per_user: u32,
+    by_user: Mutex<HashMap<String, u32>>,
 }
 
 impl SocketCaps {
@@ -26,7 +28,15 @@ impl SocketCaps {
             max,
             per_ip,
             by_ip: Mutex::default(),
+            per_user: 0,
+            by_user: Mutex::default(),
         }
+    }
+
+    /// `per_user` upgraded connections per user (0: no limit).
+    pub fn per_user(mut self, per_user: u32) -> SocketCaps {
+        self.per_user = per_user;
+        self
     }
 
     pub fn opened(&self) {
@@ -47,25 +57,51 @@ impl SocketCaps {
         self.per_ip > 0
     }
 
+    pub fn limits_users(&self) -> bool {
+        self.per_user > 0
+    }
+
     /// Takes one of `ip`'s connection slots; false when it has none left.
     pub fn take_ip(&self, ip: IpAddr) -> bool {
-        let mut map = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.per_ip {
-            return false;
-        }
-        *n += 1;
-        true
+        take(&self.by_ip, ip, self.per_ip)
     }
 
     /// Gives back a slot [`take_ip`](Self::take_ip) handed out.
     pub fn release_ip(&self, ip: IpAddr) {
-        let mut map = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&ip);
-            }
+        release(&self.by_ip, &ip);
+    }
+
+    /// Takes one of `user`'s connection slots; false when the user has none left.
+    pub fn take_user(&self, user: &str) -> bool {
+        take(&self.by_user, user.to_owned(), self.per_user)
+    }
+
+    /// Gives back a slot [`take_user`](Self::take_user) handed out.
+    pub fn release_user(&self, user: &str) {
+        release(&self.by_user, user);
+    }
+}
+
+fn take<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, u32>>, key: K, cap: u32) -> bool {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    let n = map.entry(key).or_insert(0);
+    if *n >= cap {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+fn release<K, Q>(map: &Mutex<HashMap<K, u32>>, key: &Q)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
         }
     }
 }
@@ -109,6 +145,19 @@ mod tests {
             caps.by_ip.lock().unwrap().get(&a).is_none(),
             "no entry left"
         );
+    }
+
+    #[test]
+    fn per_user_slots_are_counted_and_given_back() {
+        let caps = SocketCaps::new(10, 0).per_user(1);
+        assert!(caps.limits_users() && !caps.limits_ips());
+        assert!(caps.take_user("alice") && !caps.take_user("alice"));
+        assert!(caps.take_user("bob"));
+        caps.release_user("alice");
+        assert!(caps.take_user("alice"));
+        caps.release_user("alice");
+        caps.release_user("bob");
+        assert!(caps.by_user.lock().unwrap().is_empty(), "no entry left");
     }
 
     #[test]

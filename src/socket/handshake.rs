@@ -74,11 +74,21 @@ async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
             return None;
         }
     };
+    let user_slot = match &decision {
+        Decision::Ws { user, .. } => take_user_slot(shard, user),
+        _ => Ok(None),
+    };
+    let user_slot = match user_slot {
+        Ok(slot) => slot,
+        Err(response) => {
+            release_slots(shard, ip, None);
+            answer_and_close(stream, &response).await;
+            return None;
+        }
+    };
     let accept = switching_protocols(head.ws_key.as_deref().unwrap_or_default(), shard.id);
     if stream.write_all(accept.as_bytes()).await.is_err() {
-        if let Some(ip) = ip {
-            shard.pod.sockets.release_ip(ip);
-        }
+        release_slots(shard, ip, user_slot);
         return None;
     }
     match decision {
@@ -109,6 +119,33 @@ fn take_ip_slot(shard: &Shard, stream: &TcpStream) -> Result<Option<IpAddr>, Str
     let retry = format!("Retry-After: {RETRY_AFTER_SECS}\r\n");
     let body = "too many connections from this address\n";
     Err(plain(429, "Too Many Requests", &retry, body))
+}
+
+/// Takes a slot of `user` when `--max-connections-per-user` is set: `Ok(None)` without a
+/// limit, `Err` with the 429 to answer when the user holds that many connections here. The
+/// connection gives it back when it ends (`session::run`).
+fn take_user_slot<'u>(shard: &Shard, user: &'u str) -> Result<Option<&'u str>, String> {
+    let caps = &shard.pod.sockets;
+    if !caps.limits_users() {
+        return Ok(None);
+    }
+    if caps.take_user(user) {
+        return Ok(Some(user));
+    }
+    tracing::debug!(shard = shard.id, "upgrade refused: per-user cap");
+    let retry = format!("Retry-After: {RETRY_AFTER_SECS}\r\n");
+    let body = "too many connections for this user\n";
+    Err(plain(429, "Too Many Requests", &retry, body))
+}
+
+/// Gives back the slots of an upgrade that did not happen.
+fn release_slots(shard: &Shard, ip: Option<IpAddr>, user: Option<&str>) {
+    if let Some(ip) = ip {
+        shard.pod.sockets.release_ip(ip);
+    }
+    if let Some(user) = user {
+        shard.pod.sockets.release_user(user);
+    }
 }
 
 /// Writes a final plain-HTTP answer, then closes gracefully: half-close, and discard what the

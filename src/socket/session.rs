@@ -131,6 +131,9 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
     if let Some(ip) = shard.ip_slots.borrow_mut().remove(&conn) {
         shard.pod.sockets.release_ip(ip);
     }
+    if shard.pod.sockets.limits_users() {
+        shard.pod.sockets.release_user(&user); // Every upgraded socket took one.
+    }
     shard.pod.sockets.closed();
     shard.metrics().connections.fetch_sub(1, Relaxed);
     if let Err(e) = shard.routes.unregister(&user, shard.location()).await {
