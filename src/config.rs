@@ -367,6 +367,17 @@ pub struct Tuning {
     )]
     pub max_connections_per_user: u32,
 
+    /// WebSocket handshakes one client address may start per second on this pod (a bucket
+    /// of one second's worth); one more is answered 429 with `Retry-After: 1`. Caps the CPU
+    /// a reconnect storm or a scripted client spends on authentication. 0 (the default): no
+    /// limit.
+    #[arg(
+        long,
+        env = "DISTRISOCKS_HANDSHAKES_PER_IP_PER_SEC",
+        default_value_t = 0
+    )]
+    pub handshakes_per_ip_per_sec: u32,
+
     /// Frames queued per connection before it is closed with 4008 (slow consumer).
     #[arg(long, env = "DISTRISOCKS_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,

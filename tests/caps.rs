@@ -164,3 +164,42 @@ fn one_user_gets_429_beyond_its_device_cap_and_its_slots_come_back() {
     );
     pod.shutdown();
 }
+
+/// `--handshakes-per-ip-per-sec`: upgrades beyond one second's worth from one address get
+/// 429 with `Retry-After: 1` (before any authentication); `/healthz` is never limited.
+#[test]
+fn one_address_gets_429_beyond_its_handshake_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| c.tuning.handshakes_per_ip_per_sec = 3);
+    let addr = pod.local_addr();
+    let head = |_| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(upgrade_request(&user("h")).as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap()
+    };
+    let answers: Vec<String> = (0..10).map(head).collect();
+    let refused: Vec<&String> = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 429"))
+        .collect();
+    let upgraded = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 101"))
+        .count();
+    // The bucket (3) refills at 3/s while the ten requests run (a few ms each): at least
+    // 3 get through, and unless they took over 2 s, at least one is refused.
+    assert!((3..=9).contains(&upgraded), "{answers:?}");
+    assert_eq!(refused.len(), 10 - upgraded, "{answers:?}");
+    assert!(refused[0].contains("Retry-After: 1\r\n"), "{}", refused[0]);
+    for _ in 0..10 {
+        let health = raw(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    }
+    pod.shutdown();
+}

@@ -234,7 +234,9 @@ fn socket_caps(t: &crate::config::Tuning) -> crate::shard::SocketCaps {
     };
     let (per_ip, per_user) = (t.max_connections_per_ip, t.max_connections_per_user);
     tracing::info!(max, per_ip, per_user, "connection caps");
-    crate::shard::SocketCaps::new(max, per_ip).per_user(per_user)
+    crate::shard::SocketCaps::new(max, per_ip)
+        .per_user(per_user)
+        .handshakes_per_ip(t.handshakes_per_ip_per_sec)
 }
 
 fn allowed_origins(list: &[String]) -> Vec<String> {

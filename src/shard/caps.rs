@@ -17,7 +17,20 @@ pub struct SocketCaps {
     by_ip: Mutex<HashMap<IpAddr, u32>>,
     per_user: u32,
     by_user: Mutex<HashMap<String, u32>>,
+    /// Handshakes per address per second (0: no limit), and each address's bucket.
+    handshake_rate: u32,
+    handshakes: Mutex<HashMap<IpAddr, Bucket>>,
 }
+
+/// A token bucket of one second's worth of handshakes.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+/// Addresses remembered before the full (idle) buckets are dropped.
+const HANDSHAKE_ADDRESSES: usize = 4096;
 
 impl SocketCaps {
     /// `max` open sockets per pod; `per_ip` upgraded connections per client address (0: no
@@ -30,7 +43,40 @@ impl SocketCaps {
             by_ip: Mutex::default(),
             per_user: 0,
             by_user: Mutex::default(),
+            handshake_rate: 0,
+            handshakes: Mutex::default(),
         }
+    }
+
+    /// `rate` handshakes per address per second (0: no limit).
+    pub fn handshakes_per_ip(mut self, rate: u32) -> SocketCaps {
+        self.handshake_rate = rate;
+        self
+    }
+
+    pub fn limits_handshakes(&self) -> bool {
+        self.handshake_rate > 0
+    }
+
+    /// Spends one of `ip`'s handshake tokens at `now`; false when its bucket is empty.
+    pub fn take_handshake(&self, ip: IpAddr, now: std::time::Instant) -> bool {
+        let rate = f64::from(self.handshake_rate);
+        let mut map = self.handshakes.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= HANDSHAKE_ADDRESSES && !map.contains_key(&ip) {
+            // Forget the addresses whose bucket has refilled: they are as if never seen.
+            map.retain(|_, b| b.tokens + rate * (now - b.at).as_secs_f64() < rate);
+        }
+        let b = map.entry(ip).or_insert(Bucket {
+            tokens: rate,
+            at: now,
+        });
+        b.tokens = (b.tokens + rate * (now - b.at).as_secs_f64()).min(rate);
+        b.at = now;
+        if b.tokens < 1.0 {
+            return false;
+        }
+        b.tokens -= 1.0;
+        true
     }
 
     /// `per_user` upgraded connections per user (0: no limit).
@@ -158,6 +204,25 @@ mod tests {
         caps.release_user("alice");
         caps.release_user("bob");
         assert!(caps.by_user.lock().unwrap().is_empty(), "no entry left");
+    }
+
+    #[test]
+    fn handshakes_per_address_refill_at_the_rate() {
+        let caps = SocketCaps::new(10, 0).handshakes_per_ip(2);
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+        let t0 = std::time::Instant::now();
+        assert!(caps.take_handshake(a, t0) && caps.take_handshake(a, t0));
+        assert!(!caps.take_handshake(a, t0), "a third within the second");
+        assert!(
+            caps.take_handshake(b, t0),
+            "other addresses are not affected"
+        );
+        let half = t0 + std::time::Duration::from_millis(500);
+        assert!(
+            caps.take_handshake(a, half),
+            "one token back after half a second"
+        );
+        assert!(!caps.take_handshake(a, half));
     }
 
     #[test]

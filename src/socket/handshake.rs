@@ -62,26 +62,22 @@ async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
             return None;
         }
     };
+    // Before `decide`, which authenticates: a storm of upgrades costs no signature checks.
+    let upgrade = matches!(head.target, Target::Ws | Target::Echo) && head.wants_upgrade;
+    if upgrade {
+        if let Err(response) = take_handshake_token(shard, stream) {
+            answer_and_close(stream, &response).await;
+            return None;
+        }
+    }
     let decision = decide(shard, &head);
     if let Decision::Respond(r) = &decision {
         answer_and_close(stream, r).await;
         return None;
     }
-    let ip = match take_ip_slot(shard, stream) {
-        Ok(ip) => ip,
+    let (ip, user_slot) = match take_slots(shard, stream, &decision) {
+        Ok(slots) => slots,
         Err(response) => {
-            answer_and_close(stream, &response).await;
-            return None;
-        }
-    };
-    let user_slot = match &decision {
-        Decision::Ws { user, .. } => take_user_slot(shard, user),
-        _ => Ok(None),
-    };
-    let user_slot = match user_slot {
-        Ok(slot) => slot,
-        Err(response) => {
-            release_slots(shard, ip, None);
             answer_and_close(stream, &response).await;
             return None;
         }
@@ -102,6 +98,22 @@ async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
     }
 }
 
+/// Takes the per-address and per-user slots an upgrade needs; `Err` with the 429 to answer
+/// when one is exhausted (holding none then).
+fn take_slots<'d>(
+    shard: &Shard,
+    stream: &TcpStream,
+    decision: &'d Decision,
+) -> Result<(Option<IpAddr>, Option<&'d str>), String> {
+    let ip = take_ip_slot(shard, stream)?;
+    let user = match decision {
+        Decision::Ws { user, .. } => take_user_slot(shard, user),
+        _ => Ok(None),
+    };
+    user.map(|u| (ip, u))
+        .inspect_err(|_| release_slots(shard, ip, None))
+}
+
 /// Takes a slot of the client's address when `--max-connections-per-ip` is set: `Ok(None)`
 /// without a limit, `Err` with the 429 to answer when the address has no slot left.
 fn take_ip_slot(shard: &Shard, stream: &TcpStream) -> Result<Option<IpAddr>, String> {
@@ -119,6 +131,25 @@ fn take_ip_slot(shard: &Shard, stream: &TcpStream) -> Result<Option<IpAddr>, Str
     let retry = format!("Retry-After: {RETRY_AFTER_SECS}\r\n");
     let body = "too many connections from this address\n";
     Err(plain(429, "Too Many Requests", &retry, body))
+}
+
+/// Spends a handshake token of the client's address when `--handshakes-per-ip-per-sec` is
+/// set; `Err` with the 429 to answer when its bucket is empty. Only upgrades count: plain
+/// HTTP (`/healthz`) is never limited. Checked before the token's signature.
+fn take_handshake_token(shard: &Shard, stream: &TcpStream) -> Result<(), String> {
+    let caps = &shard.pod.sockets;
+    if !caps.limits_handshakes() {
+        return Ok(());
+    }
+    let Ok(peer) = stream.peer_addr() else {
+        return Ok(());
+    };
+    if caps.take_handshake(peer.ip(), std::time::Instant::now()) {
+        return Ok(());
+    }
+    tracing::debug!(shard = shard.id, ip = %peer.ip(), "upgrade refused: handshake rate");
+    let body = "too many handshakes from this address\n";
+    Err(plain(429, "Too Many Requests", "Retry-After: 1\r\n", body))
 }
 
 /// Takes a slot of `user` when `--max-connections-per-user` is set: `Ok(None)` without a
