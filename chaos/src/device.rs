@@ -139,8 +139,23 @@ impl Device {
             p.due = Some(now);
         }
         let mut next_send = now;
+        let storms = self.run.storms();
+        let slow = self.index % 4 == 1;
         loop {
             let phase = self.run.phase();
+            if self.run.storms() != storms {
+                let _ = ws.close(None);
+                let _ = ws.flush();
+                self.rec
+                    .record(&self.user, self.session, "close", json!({"by": "storm"}));
+                return End::Closed;
+            }
+            if slow && self.run.readers_stalled() {
+                // A client that stops reading (and sending): the pod's queue for it fills.
+                std::thread::sleep(Duration::from_millis(10));
+                next_send = Instant::now();
+                continue;
+            }
             if phase == Phase::Stop {
                 let _ = ws.close(None);
                 let _ = ws.flush();

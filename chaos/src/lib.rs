@@ -54,6 +54,12 @@ pub struct Options {
     pub seed: u64,
     #[arg(long)]
     pub history: PathBuf,
+    /// A directory the orchestrator drops commands into: a file `storm` makes every device
+    /// drop its connection and reconnect at once; a file `stall` holding a number of
+    /// seconds makes every fourth device (1, 5, 9, …) stop reading that long (a slow,
+    /// then non-reading client). Each file is removed once obeyed.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -97,9 +103,29 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Traffic for the set time, then the drain until everything settled or its time is up.
+/// Traffic for the set time (obeying control commands), then the drain until everything
+/// settled or its time is up.
+fn obey(run: &Run, rec: &history::Recorder, dir: &std::path::Path) {
+    if std::fs::remove_file(dir.join("storm")).is_ok() {
+        run.storm();
+        rec.record("", 0, "storm", json!({}));
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("stall")) {
+        let _ = std::fs::remove_file(dir.join("stall"));
+        let secs: f64 = text.trim().parse().unwrap_or(0.0);
+        run.stall_readers(Duration::from_secs_f64(secs));
+        rec.record("", 0, "stall", json!({"secs": secs}));
+    }
+}
+
 fn drive(run: &Run, rec: &history::Recorder) -> bool {
-    std::thread::sleep(Duration::from_secs(run.opts.duration_secs));
+    let end = Instant::now() + Duration::from_secs(run.opts.duration_secs);
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(dir) = &run.opts.control {
+            obey(run, rec, dir);
+        }
+    }
     run.set_phase(Phase::Drain);
     rec.record("", 0, "phase", json!({"phase": "drain"}));
     let deadline = Instant::now() + Duration::from_secs(run.opts.drain_secs);

@@ -3,9 +3,9 @@
 //! not after a guess). Touched once per message; a mutex is fine in a test tool.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Options;
 
@@ -24,6 +24,11 @@ pub struct Run {
     /// Between two sends of one device.
     pub interval: Duration,
     phase: AtomicU8,
+    /// Bumped by every reconnect storm: each device drops its connection and reconnects.
+    storms: AtomicU32,
+    /// Slow readers stop reading until this many ms after `start`.
+    stall_until_ms: AtomicU32,
+    start: Instant,
     outboxes: Vec<AtomicUsize>,
     ids: Mutex<Ids>,
 }
@@ -40,6 +45,9 @@ impl Run {
         Run {
             interval: Duration::from_secs_f64(1.0 / per_device),
             phase: AtomicU8::new(Phase::Traffic as u8),
+            storms: AtomicU32::new(0),
+            stall_until_ms: AtomicU32::new(0),
+            start: Instant::now(),
             outboxes: (0..opts.users).map(|_| AtomicUsize::new(0)).collect(),
             ids: Mutex::default(),
             opts,
@@ -56,6 +64,24 @@ impl Run {
 
     pub fn set_phase(&self, p: Phase) {
         self.phase.store(p as u8, Ordering::Relaxed);
+    }
+
+    pub fn storms(&self) -> u32 {
+        self.storms.load(Ordering::Relaxed)
+    }
+
+    pub fn storm(&self) {
+        self.storms.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Makes the slow readers stop reading for `d`.
+    pub fn stall_readers(&self, d: Duration) {
+        let until = (self.start.elapsed() + d).as_millis() as u32;
+        self.stall_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    pub fn readers_stalled(&self) -> bool {
+        (self.start.elapsed().as_millis() as u32) < self.stall_until_ms.load(Ordering::Relaxed)
     }
 
     pub fn set_outbox(&self, device: usize, len: usize) {

@@ -5,10 +5,12 @@
     chaos.py --seed N --minutes M [--mode embedded|distributed] [--out DIR]
 
 embedded:    one pod (2 shards, SQLite); faults: kill -9 and restart, graceful restart
-             (SIGTERM), SIGSTOP/SIGCONT.
+             (SIGTERM), SIGSTOP/SIGCONT, a reconnect storm of every device, slow readers
+             (every fourth device stops reading for 1-5 s).
 distributed: two pods on a private tansu, a private Redis and the shared Postgres (own
              schema), each engine behind a chaos proxy (proxy.py); faults: kill -9 of a pod
-             and restart, graceful restart, SIGSTOP past the route lease, broker stalled or
+             and restart, graceful restart, SIGSTOP past the route lease, the reconnect
+             storm and slow readers, broker stalled or
              its connections reset, Redis killed and restarted empty, Redis stalled,
              Postgres connections reset or stalled.
 
@@ -146,6 +148,19 @@ def pause(rng, pods, _, past_lease=False):
     return {"pod": p.name, "secs": round(secs, 2)}
 
 
+def client_storm(rng, pods, engines):
+    """Every device drops its connection and reconnects at once."""
+    (engines.out / "control" / "storm").write_text("1")
+    return {}
+
+
+def slow_readers(rng, pods, engines):
+    """Every fourth device stops reading (and sending) for a while, then catches up."""
+    secs = rng.uniform(1, 5)
+    (engines.out / "control" / "stall").write_text(f"{secs:.2f}")
+    return {"secs": round(secs, 2)}
+
+
 def engine_fault(kind):
     def fault(rng, _pods, engines):
         return engines.fault(kind, rng)
@@ -153,8 +168,8 @@ def engine_fault(kind):
     return fault
 
 
-EMBEDDED = [kill9, graceful_restart, pause]
-DISTRIBUTED = [kill9, graceful_restart, pause_past_lease] + [
+EMBEDDED = [kill9, graceful_restart, pause, client_storm, slow_readers]
+DISTRIBUTED = [kill9, graceful_restart, pause_past_lease, client_storm, slow_readers] + [
     engine_fault(k) for k in ("broker_stall", "broker_reset", "redis_restart", "redis_stall",
                               "postgres_reset", "postgres_stall")]
 
@@ -195,6 +210,7 @@ def main(argv):
     replay = f"perf/chaos.sh --seed {a.seed} --minutes {a.minutes} --mode {a.mode}"
     print(f"chaos: {a.mode}, seed {a.seed}, {a.minutes} min, output in {out}", file=sys.stderr)
 
+    (out / "control").mkdir(exist_ok=True)
     engines = Engines(a.mode, out, a.seed)
     pods = [Pod(n, a.pod, engines.pod_args(n, out), out)
             for n in (["a"] if a.mode == "embedded" else ["a", "b"])]
@@ -208,7 +224,7 @@ def main(argv):
         client = subprocess.Popen(
             [a.client, "--users", str(a.users), "--rate", str(a.rate), "--seed", str(a.seed),
              "--duration-secs", str(traffic), "--drain-secs", "90",
-             "--history", str(out / "history.jsonl")] + [x for p in pods for x in ("--url", p.url)])
+             "--history", str(out / "history.jsonl"), "--control", str(out / "control")] + [x for p in pods for x in ("--url", p.url)])
         with open(out / "faults.jsonl", "w", encoding="utf-8") as log:
             kinds = EMBEDDED if a.mode == "embedded" else DISTRIBUTED
             counts = run_faults(rng, kinds, pods, engines, time.time() + traffic, log)
