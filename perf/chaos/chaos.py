@@ -52,20 +52,24 @@ class Pod:
     def url(self):
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start(self):
+    def start(self, patience=30):
+        """Starts the pod and waits for /healthz; False when it is not healthy in time
+        (a fenced restart exits while the old id key lives, and is retried; an engine that
+        stays away keeps it down). The run goes on either way: the checker judges."""
         self.starts += 1
         log = open(self.out / f"pod-{self.name}.log", "ab")
         env = dict(os.environ, DISTRISOCKS_LOG=os.environ.get("DISTRISOCKS_LOG", "warn"))
         cmd = [self.binary, "--listen", f"127.0.0.1:{self.port}", "--shards", "2"] + self.args
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
-        deadline = time.time() + 30
+        deadline = time.time() + patience
         while not healthy(self.port):
-            if self.proc.poll() is not None and time.time() > deadline - 25:
-                # A fenced restart exits (status 3) while the old id key lives: try again.
+            if self.proc.poll() is not None:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
             if time.time() > deadline:
-                raise RuntimeError(f"pod {self.name} not healthy in 30 s (see {log.name})")
-            time.sleep(0.1)
+                print(f"chaos: pod {self.name} not healthy in {patience} s", file=sys.stderr)
+                return False
+            time.sleep(0.2)
+        return True
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -119,15 +123,13 @@ def kill9(rng, pods, _):
     p = rng.choice(pods)
     p.stop(signal.SIGKILL)
     time.sleep(rng.uniform(0.2, 2.0))
-    p.start()
-    return {"pod": p.name}
+    return {"pod": p.name, "up": p.start()}
 
 
 def graceful_restart(rng, pods, _):
     p = rng.choice(pods)
     p.stop(signal.SIGTERM)
-    p.start()
-    return {"pod": p.name}
+    return {"pod": p.name, "up": p.start()}
 
 
 def pause_past_lease(rng, pods, engines):
@@ -145,7 +147,7 @@ def pause(rng, pods, _, past_lease=False):
         time.sleep(1.0)
         if not p.alive():
             p.start()
-    return {"pod": p.name, "secs": round(secs, 2)}
+    return {"pod": p.name, "secs": round(secs, 2), "up": p.alive()}
 
 
 def client_storm(rng, pods, engines):
@@ -181,6 +183,10 @@ def run_faults(rng, kinds, pods, engines, until, log):
         if time.time() + wait + 3 > until:
             return counts
         time.sleep(wait)
+        for p in pods:
+            if not p.alive():
+                log.write(json.dumps({"t": time.time(), "fault": "was_down", "pod": p.name}) + "\n")
+                p.start()
         f = rng.choice(kinds)
         name = f.__name__
         started = time.time()
@@ -215,6 +221,7 @@ def main(argv):
     pods = [Pod(n, a.pod, engines.pod_args(n, out), out)
             for n in (["a"] if a.mode == "embedded" else ["a", "b"])]
     stop = threading.Event()
+    client = None
     try:
         for p in pods:
             p.start()
@@ -230,9 +237,12 @@ def main(argv):
             counts = run_faults(rng, kinds, pods, engines, time.time() + traffic, log)
         for p in pods:
             if not p.alive():
-                p.start()
+                p.start(patience=90)
         client.wait(timeout=traffic + 150)
     finally:
+        if client is not None and client.poll() is None:
+            client.kill()
+            client.wait()
         stop.set()
         for p in pods:
             p.stop()
