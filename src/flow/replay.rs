@@ -149,7 +149,8 @@ async fn push_replayed(
     let env = envelope(m.view(), carbon);
     let pushed = {
         let mut ob = outbox.borrow_mut();
-        ob.seen_before(&m.id); // Replay may repeat an id; a later live copy of it may not.
+        // Replay may repeat an id; a later live copy of it may not.
+        ob.seen_before_at(&m.id, m.seq);
         ob.push(Out::Message(env))
     };
     if !pushed {

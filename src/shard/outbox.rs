@@ -57,7 +57,7 @@ pub struct Outbox {
     /// redrive of a message the device has not acked yet, a produce that timed out yet
     /// reached the broker) is dropped instead of shown twice. Distributed mode only
     /// ([`remembering_ids`](Self::remembering_ids)): the embedded pod never sends a live copy
-    /// twice, so its connections neither hash ids nor hold the 512 bytes.
+    /// twice, so its connections neither hash ids nor hold the ~850 bytes of the box.
     recent: Option<Box<Recent>>,
     remember_ids: bool,
     /// A v2 device (`?since=`): takes carbons of what its user sent from elsewhere.
@@ -80,12 +80,56 @@ pub struct Recent {
     next: usize,
     delivered: [u64; RECENT_DELIVERED],
     next_delivered: usize,
+    positions: Positions,
 }
 
-/// Ids a connection remembers: 512 bytes for a connection that has received anything.
+/// Which of the last [`POSITIONS`] stream positions this connection was given: a bit each.
+/// Positions have no holes, so 64 bytes remember 512 messages, where the id hashes
+/// remember 64; a redrive comes back seconds later, past the hashes (found by the chaos
+/// soak). A position below the window falls back to the hashes.
+struct Positions {
+    /// The window holds `base + 1 ..= base + POSITIONS`; `None` until the first one.
+    base: Option<i64>,
+    bits: [u64; POSITIONS / 64],
+}
+
+const POSITIONS: usize = 512;
+
+impl Positions {
+    /// Records `pos`; `Some(true)` if it was recorded before, `None` when it lies below the
+    /// window (unknown).
+    fn record(&mut self, pos: i64) -> Option<bool> {
+        let span = POSITIONS as i64;
+        // The first position sits mid-window: older ones may still come, out of order.
+        let base = *self.base.get_or_insert(pos - span / 2 - 1);
+        if pos <= base {
+            return None;
+        }
+        if pos > base + span {
+            self.slide(((pos - base - span) + 63) / 64);
+        }
+        let off = (pos - self.base.unwrap_or(base) - 1) as usize;
+        let (word, bit) = (off / 64, 1u64 << (off % 64));
+        let seen = self.bits[word] & bit != 0;
+        self.bits[word] |= bit;
+        Some(seen)
+    }
+
+    /// Moves the window up by `words` × 64 positions, forgetting the lowest ones.
+    fn slide(&mut self, words: i64) {
+        let n = (words as usize).min(self.bits.len());
+        self.bits.copy_within(n.., 0);
+        let len = self.bits.len();
+        self.bits[len - n..].fill(0);
+        self.base = self.base.map(|b| b + words * 64);
+    }
+}
+
+/// Ids a connection remembers (512 bytes of the box).
 pub const RECENT: usize = 64;
-/// DELIVERED statuses a connection remembers (128 bytes more).
-pub const RECENT_DELIVERED: usize = 16;
+/// DELIVERED statuses a connection remembers (256 bytes more): a sender's SENT can trail
+/// its DELIVERED by a broker stall's length, 32 messages at 5 a second and 5 s stalls.
+pub const RECENT_DELIVERED: usize = 32;
 
 impl Default for Recent {
     fn default() -> Self {
@@ -94,6 +138,10 @@ impl Default for Recent {
             next: 0,
             delivered: [0; RECENT_DELIVERED],
             next_delivered: 0,
+            positions: Positions {
+                base: None,
+                bits: [0; POSITIONS / 64],
+            },
         }
     }
 }
@@ -106,7 +154,11 @@ fn id_hash(id: &str) -> u64 {
 }
 
 impl Recent {
-    fn seen_before(&mut self, id: &str) -> bool {
+    /// `pos` is the message's place in the connection's user's stream (0: unknown).
+    fn seen_before(&mut self, id: &str, pos: i64) -> bool {
+        if pos > 0 && self.positions.record(pos) == Some(true) {
+            return true;
+        }
         let h = id_hash(id);
         if self.ids.contains(&h) {
             return true;
@@ -217,7 +269,7 @@ impl Outbox {
         if env
             .message_id
             .as_deref()
-            .is_some_and(|id| self.seen_before(id))
+            .is_some_and(|id| self.seen_before_at(id, env.seq))
         {
             return true;
         }
@@ -258,10 +310,18 @@ impl Outbox {
     /// Records `id` as given to this connection; `true` if it was among the recent ones.
     /// Always `false` without [`remembering_ids`](Self::remembering_ids).
     pub fn seen_before(&mut self, id: &str) -> bool {
+        self.seen_before_at(id, 0)
+    }
+
+    /// [`seen_before`](Self::seen_before), also by the message's stream position `pos`
+    /// when it is known (> 0), which reaches much further back.
+    pub fn seen_before_at(&mut self, id: &str, pos: i64) -> bool {
         if !self.remember_ids {
             return false;
         }
-        self.recent.get_or_insert_with(Box::default).seen_before(id)
+        self.recent
+            .get_or_insert_with(Box::default)
+            .seen_before(id, pos)
     }
 
     /// A status frame older than one this connection already showed for the same message
@@ -448,7 +508,11 @@ mod tests {
             o.push_live(message(&format!("x{i}"), 6 + i as i64));
         }
         assert!(o.push_live(message("m1", 5)));
-        assert_eq!(o.len(), 2 + RECENT);
+        assert_eq!(
+            o.len(),
+            1 + RECENT,
+            "past the hashes, caught by its position"
+        );
         // Without the window (embedded mode) nothing is hashed or held.
         let mut plain = Outbox::new(4);
         assert!(plain.push_live(message("m1", 5)) && plain.push_live(message("m1", 5)));
@@ -488,6 +552,28 @@ mod tests {
         plain.push_live(status("m1", Status::Sent));
         assert_eq!(plain.len(), 2, "embedded: one path, nothing checked");
         assert!(plain.recent.is_none());
+    }
+
+    /// A redrive seconds later (hundreds of messages on) is still caught, by position; a
+    /// position far below the window falls back to the id hashes.
+    #[test]
+    fn a_copy_far_back_is_dropped_by_its_position() {
+        let mut o = Outbox::new(4096).remembering_ids();
+        for pos in 1..=400 {
+            assert!(o.push_live(message(&format!("m{pos}"), pos)));
+        }
+        assert_eq!(o.len(), 400);
+        o.push_live(message("m10", 10));
+        assert_eq!(o.len(), 400, "a copy 390 messages back");
+        o.push_live(message("m2000", 2000));
+        o.push_live(message("m300", 300));
+        assert_eq!(
+            o.len(),
+            402,
+            "below the slid window and out of the hashes: shown"
+        );
+        o.push_live(message("m2000", 2000));
+        assert_eq!(o.len(), 402);
     }
 
     #[test]
