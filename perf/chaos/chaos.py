@@ -210,6 +210,8 @@ def main(argv):
     ap.add_argument("--pod", default=str(ROOT / "target/release/distrisocks"))
     ap.add_argument("--client", default=str(ROOT / "target/release/distrisocks-chaos"))
     a = ap.parse_args(argv)
+    # A SIGTERM unwinds like an error, so `finally` stops the pods, engines and client.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out = Path(a.out or tempfile.mkdtemp(prefix=f"chaos-{a.mode}-{a.seed}-"))
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(a.seed)
