@@ -255,7 +255,7 @@ def main(argv):
     with open(out / "verdicts.json", "w", encoding="utf-8") as f:
         json.dump({"seed": a.seed, "mode": a.mode, "faults": counts, "verdicts": verdicts}, f, indent=1)
     for v in verdicts:
-        extra = f" ({v['late_live_arrivals']} late live arrivals)" if "late_live_arrivals" in v else ""
+        extra = "".join(f" ({v[k]} {k.replace('_', ' ')})" for k in ("late_live_arrivals", "across_reconnects") if k in v)
         print(f"{'PASS' if v['ok'] else 'FAIL'}  {v['invariant']}: {v['checked']} checked, "
               f"{v['violations']} violations{extra}")
         for ex in v["examples"]:

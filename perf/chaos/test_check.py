@@ -123,7 +123,12 @@ class CheckerTest(unittest.TestCase):
     def test_a_status_going_backwards(self):
         h = replace(clean(), 7, status="DELIVERED")
         h = replace(h, 8, status="SENT")
-        self.assertOnly(h, "statuses never go backwards")
+        self.assertOnly(h, "statuses never go backwards on a connection")
+
+    def test_a_late_sent_after_a_reconnect_is_counted_not_failed(self):
+        h = replace(replace(clean(), 7, status="DELIVERED"), 8, status="SENT", s=2)
+        v = {v["invariant"]: v for v in check.check(h)}["statuses never go backwards on a connection"]
+        self.assertEqual((v["ok"], v["across_reconnects"]), (True, 1))
 
     def test_delivered_before_any_receipt(self):
         h = replace(clean(), 16, t=14.5)
