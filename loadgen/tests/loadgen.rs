@@ -120,6 +120,12 @@ fn socketio_peers_are_measured_and_pinged() {
         (c.sent, c.sent, 0),
         "{r:?}"
     );
+    // The fake server's threads may still be reading the last pongs when the run returns
+    // (seen under load: 47 of 50); wait for them, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.pongs.load(SeqCst) < 50 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         fake.pongs.load(SeqCst),
         50,
