@@ -10,7 +10,8 @@ use clap::{Parser, ValueEnum};
 /// How clients authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
-    /// HS256 JWT (`Authorization: Bearer` or `?token=`); needs --jwt-secret.
+    /// JWT (`Authorization: Bearer` or `?token=`): HS256 with --jwt-secret, RS256/ES256
+    /// with --jwt-public-keys; needs at least one of them.
     Jwt,
     /// Trust `?user_id=` (development only; logged as a warning).
     Dev,
@@ -53,7 +54,8 @@ pub struct Config {
     #[arg(long, env = "DISTRISOCKS_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Authentication mode. Default: jwt when a secret is set; dev only on a loopback address.
+    /// Authentication mode. Default: jwt when a secret or public keys are set; dev only on a
+    /// loopback address.
     #[arg(long, env = "DISTRISOCKS_AUTH", value_enum)]
     pub auth: Option<AuthMode>,
 
