@@ -51,19 +51,38 @@ pub fn ensure_topic(
             Err((t, code)) => return Err(format!("kafka: cannot create topic {t}: {code}")),
         }
     }
-    let meta = admin
-        .inner()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| format!("kafka at {brokers}: metadata of {topic}: {e}"))?;
-    let found = meta
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| t.partitions().len() as i32);
+    let found = visible_partitions(&admin, brokers, topic)?;
     if found != partitions {
         return Err(format!(
             "kafka topic {topic} has {found} partitions but this pod runs {partitions} shards"
         ));
     }
     Ok(())
+}
+
+/// The partition count of `topic` once the broker shows it. Topic creation propagates to
+/// metadata asynchronously (in Apache Kafka as in tansu): a pod that lost the creation race
+/// to another pod, or whose own creation was just acknowledged, can see the topic with no
+/// partitions or with an error for a moment. That is waited out, up to a deadline.
+fn visible_partitions(
+    admin: &AdminClient<DefaultClientContext>,
+    brokers: &str,
+    topic: &str,
+) -> Result<i32, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let meta = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| format!("kafka at {brokers}: metadata of {topic}: {e}"))?;
+        let found = meta
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as i32);
+        if found > 0 || std::time::Instant::now() >= deadline {
+            return Ok(found);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
