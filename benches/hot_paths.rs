@@ -2,6 +2,8 @@
 //! between threads and cores. `cargo bench --bench hot_paths`; figures in perf/RESULTS.md.
 //!
 //! - `route/*`: the embedded route table (home-shard hash, directory lookup at 20k users).
+//! - `users/*`: the user directory a send checks its recipient against (1M users), and
+//!   one update of it (what a record of the auth service's topic costs the feeder).
 //! - `store/*`: one SQLite transaction (synchronous=NORMAL, as `--store-full-sync false`) per
 //!   iteration, per command: batch size, and SENT+DELIVERED written apart vs folded into one
 //!   update (what the store thread does when both are queued in one batch).
@@ -32,6 +34,36 @@ fn route(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % users.len();
             dir.shards_of(black_box(&users[i]))
+        })
+    });
+    g.finish();
+}
+
+fn users(c: &mut Criterion) {
+    use distrisocks::backend::users::{UserDirectory, UserEvent};
+    let mut g = c.benchmark_group("users");
+    g.throughput(Throughput::Elements(1));
+    let ids: Vec<String> = (0..1_000_000).map(|i| format!("user-{i}")).collect();
+    let dir = UserDirectory::default();
+    dir.apply(ids.iter().map(|id| UserEvent::Created {
+        user_id: id.clone(),
+        name: None,
+    }));
+    let mut i = 0;
+    g.bench_function("knows_of_1m", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ids.len();
+            dir.knows(black_box(&ids[i]))
+        })
+    });
+    let mut n = 0u64;
+    g.bench_function("apply_one_of_1m", |b| {
+        b.iter(|| {
+            n += 1;
+            dir.apply([UserEvent::Created {
+                user_id: format!("new-{n}"),
+                name: None,
+            }])
         })
     });
     g.finish();
@@ -211,5 +243,5 @@ fn request_reply(iters: u64, cpus: usize) -> Duration {
     took
 }
 
-criterion_group!(benches, route, store, handoff);
+criterion_group!(benches, route, users, store, handoff);
 criterion_main!(benches);

@@ -129,6 +129,17 @@ pub struct Config {
     #[arg(long, env = "DISTRISOCKS_ECHO")]
     pub echo: bool,
 
+    /// The auth service's user table as a file of JSON lines (docs/PROTOCOL.md, "User
+    /// directory"), re-read whenever it changes. With a directory, only its users may
+    /// connect or be sent messages, and a deleted user's sockets are closed.
+    #[arg(long, env = "DISTRISOCKS_USERS_FILE", conflicts_with = "users_topic")]
+    pub users_file: Option<PathBuf>,
+
+    /// The auth service's Kafka topic of user events (distributed mode): every pod reads all
+    /// of it before it serves, then tails it. Same effect as --users-file.
+    #[arg(long, env = "DISTRISOCKS_USERS_TOPIC")]
+    pub users_topic: Option<String>,
+
     #[command(flatten)]
     pub cluster: Cluster,
 
@@ -454,6 +465,8 @@ pub enum ConfigError {
     Replication,
     #[error("--postgres-flushers must be between 1 and 64")]
     Flushers,
+    #[error("--users-topic needs --kafka-brokers (the distributed mode); use --users-file without a broker")]
+    UsersTopicWithoutKafka,
     #[error("--store-commit-window-us and --postgres-commit-window-us must be at most 100000 (100 ms): every send would wait that long")]
     CommitWindow,
 }
@@ -541,6 +554,9 @@ impl Config {
         let pod = self.pod_id();
         if pod.is_empty() || pod.len() > 128 || !pod.chars().all(ok) {
             return Err(ConfigError::PodId);
+        }
+        if self.users_topic.is_some() && self.cluster.kafka_brokers.is_none() {
+            return Err(ConfigError::UsersTopicWithoutKafka);
         }
         self.cluster.validate()
     }

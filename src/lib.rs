@@ -25,10 +25,11 @@
 //!   dispatch.
 //! - [`shard`]: per-core state: the connection map with each connection's outbox, the embedded
 //!   route table's slice, the inbox mesh between cores.
-//! - [`backend`]: the store, route table and bus traits and their implementations.
+//! - [`backend`]: the store, route table and bus traits and their implementations, and the
+//!   optional user directory fed by the auth service.
 //! - [`protocol`]: the wire protocol (v1, and v2's positions and device sync), sans I/O; every
 //!   client-visible code in `protocol::codes`.
-//! - [`auth`]: JWT HS256 and the dev mode. [`config`]: flags. [`metrics`]: per-shard counters
+//! - [`auth`]: JWT (HS256, RS256, ES256) and the dev mode. [`config`]: flags. [`metrics`]: per-shard counters
 //!   behind `GET /metrics`.
 //!
 //! The load generator is a crate of its own (`loadgen/`, binary `distrisocks-bench`).

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use crate::protocol::ErrorCode;
 
 /// Error codes in the order of [`ShardMetrics::errors`].
-pub const ERROR_CODES: [ErrorCode; 15] = [
+pub const ERROR_CODES: [ErrorCode; 18] = [
     ErrorCode::MalformedJson,
     ErrorCode::InvalidFrame,
     ErrorCode::UnknownType,
@@ -22,6 +22,9 @@ pub const ERROR_CODES: [ErrorCode; 15] = [
     ErrorCode::MissingId,
     ErrorCode::TooManyIds,
     ErrorCode::NotRecipient,
+    ErrorCode::InvalidConversation,
+    ErrorCode::UnknownRecipient,
+    ErrorCode::InvalidToken,
     ErrorCode::Overloaded,
     ErrorCode::StoreUnavailable,
     ErrorCode::RateLimited,

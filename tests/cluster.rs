@@ -289,3 +289,109 @@ fn devices_sync_across_pods_and_carbons_cross_the_broker() {
     assert_eq!(ids, expected, "each once, both directions");
     drop((pa, pb));
 }
+
+/// Produces user-directory records (`None`: a tombstone) to `topic`, key = user id, and waits
+/// for the broker's acknowledgement.
+fn produce_users(topic: &str, records: &[(&str, Option<String>)]) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .unwrap();
+    for (key, value) in records {
+        let mut r = BaseRecord::<str, str>::to(topic).key(*key);
+        if let Some(v) = value {
+            r = r.payload(v.as_str());
+        }
+        producer.send(r).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+fn create_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .unwrap();
+    let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let done = futures::executor::block_on(admin.create_topics([&t], &AdminOptions::new()));
+    assert!(
+        done.unwrap().iter().all(|r| r.is_ok()),
+        "topic {topic} created"
+    );
+}
+
+fn user_record(kind: &str, id: &str) -> Option<String> {
+    Some(serde_json::json!({"type": kind, "user_id": id}).to_string())
+}
+
+/// The seed's "user-table from auth svc": every pod follows the auth service's topic. Unknown
+/// users are refused at the upgrade and as recipients on both pods, a tombstone closes the
+/// deleted user's socket on the pod that holds it, and a user created later can connect.
+#[test]
+fn pods_follow_the_auth_services_user_topic() {
+    let space = Space::new();
+    let topic = format!("{}users", space.prefix);
+    create_topic(&topic, 2);
+    let (a, b, c) = (user("alice"), user("bob"), user("carol"));
+    let kinds = [
+        ("user.created", &a),
+        ("user.created", &b),
+        ("user.renamed", &a),
+    ];
+    let records: Vec<_> = kinds
+        .iter()
+        .map(|(k, id)| (id.as_str(), user_record(k, id)))
+        .collect();
+    let mut records = records;
+    records.push(("junk", Some("not a user record".into()))); // Skipped, logged.
+    produce_users(&topic, &records);
+    let flags = ["--users-topic", topic.as_str()];
+    let pa = PodProc::start_with(&space, "a", &kafka(), &flags);
+    let pb = PodProc::start_with(&space, "b", &kafka(), &flags);
+    let status = |addr, u: &str| match try_connect(addr, &format!("user_id={u}"), None) {
+        Ok(_) => 101,
+        Err(ConnectError::Http(code, _)) => code,
+        Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!((status(pa.addr, &c), status(pb.addr, &c)), (403, 403));
+    let mut alice = Client::connect(pa.addr, &a);
+    let mut bob = Client::connect(pb.addr, &b);
+    let acc = alice.send_msg(&b, "known", None);
+    assert_eq!(bob.recv_type("message")["id"], acc["id"]);
+    alice.send(serde_json::json!({"payload":"x","reciever_id":c,"client_msg_id":"u"}));
+    let not_status = |v: &serde_json::Value| v["type"] != "status";
+    assert_eq!(
+        alice.recv_until(not_status).pop().unwrap()["code"],
+        "unknown_recipient"
+    );
+
+    produce_users(
+        &topic,
+        &[
+            (b.as_str(), None),
+            (c.as_str(), user_record("user.created", &c)),
+        ],
+    );
+    assert_eq!(bob.expect_close(), 4010);
+    let until = |addr, u: &str, want| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while status(addr, u) != want {
+            assert!(std::time::Instant::now() < deadline, "{u} never {want}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    until(pa.addr, &b, 403);
+    until(pa.addr, &c, 101);
+    alice.send(serde_json::json!({"payload":"x","reciever_id":b,"client_msg_id":"v"}));
+    let e = alice.recv_until(not_status).pop().unwrap();
+    let want = serde_json::json!({"code": "unknown_recipient", "client_msg_id": "v"});
+    assert_eq!(
+        (&e["code"], &e["client_msg_id"]),
+        (&want["code"], &want["client_msg_id"])
+    );
+    let stored = space.sql("SELECT count(*) FROM messages");
+    assert_eq!(stored, "1", "refused sends store nothing");
+    drop((pa, pb));
+}

@@ -25,6 +25,7 @@ fn frame_like() -> impl Strategy<Value = String> {
         "ids",
         "conversation_id",
         "seq",
+        "token",
         "x",
     ]);
     let value = prop_oneof![
@@ -32,6 +33,7 @@ fn frame_like() -> impl Strategy<Value = String> {
         Just("\"ack\"".to_owned()),
         Just("\"read\"".to_owned()),
         Just("\"typing\"".to_owned()),
+        Just("\"auth\"".to_owned()),
         Just("\"dm:5:alice:bob\"".to_owned()),
         Just("\"dm:3:bob:carol\"".to_owned()),
         Just("null".to_owned()),
@@ -61,6 +63,7 @@ fn check_frame(text: &str) {
             }
         }
         Ok(ClientFrame::Ack { id }) => assert!(!id.is_empty(), "{text}"),
+        Ok(ClientFrame::Auth { token }) => assert!(!token.is_empty(), "{text}"),
         Ok(ClientFrame::AckMany { ids }) => {
             assert!((1..=256).contains(&ids.len()), "{text}");
             assert!(ids.iter().all(|i| !i.is_empty()), "{text}");

@@ -78,6 +78,15 @@ pub fn verify_hs256(token: &str, secret: &[u8], now: i64) -> Result<String, Auth
 
 /// Verifies `token` against `policy` at `now` (seconds since the epoch); returns its `sub`.
 pub fn verify(token: &str, policy: &JwtPolicy, now: i64) -> Result<String, AuthError> {
+    verify_identity(token, policy, now).map(|id| id.user)
+}
+
+/// [`verify`], also returning when the token stops being accepted.
+pub fn verify_identity(
+    token: &str,
+    policy: &JwtPolicy,
+    now: i64,
+) -> Result<super::Identity, AuthError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -123,7 +132,11 @@ fn verify_hmac(h: &str, p: &str, s: &str, secrets: &[Vec<u8>]) -> Result<(), Aut
 }
 
 /// Issuer, audience, lifetime (with leeway) and subject: the same rules for every algorithm.
-fn check_claims(claims: Claims, policy: &JwtPolicy, now: i64) -> Result<String, AuthError> {
+fn check_claims(
+    claims: Claims,
+    policy: &JwtPolicy,
+    now: i64,
+) -> Result<super::Identity, AuthError> {
     if policy.issuer.is_some() && claims.iss != policy.issuer {
         return Err(AuthError::WrongIssuer);
     }
@@ -140,7 +153,12 @@ fn check_claims(claims: Claims, policy: &JwtPolicy, now: i64) -> Result<String, 
     if claims.nbf.is_some_and(|nbf| (now as f64) + leeway < nbf) {
         return Err(AuthError::NotYetValid);
     }
-    claims.sub.ok_or(AuthError::MissingSub)
+    let user = claims.sub.ok_or(AuthError::MissingSub)?;
+    Ok(super::Identity {
+        user,
+        // The first whole second at which `now >= exp + leeway` holds.
+        expires_at: Some((exp + leeway).ceil() as i64),
+    })
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, AuthError> {

@@ -4,7 +4,7 @@
 mod jwt;
 mod keys;
 
-pub use jwt::{sign_hs256, verify, verify_hs256, JwtPolicy};
+pub use jwt::{sign_hs256, verify, verify_hs256, verify_identity, JwtPolicy};
 pub use keys::PublicKeys;
 
 use crate::protocol::valid_user_id;
@@ -64,6 +64,27 @@ pub enum AuthError {
     InvalidUserId,
 }
 
+/// Who a connection is, and until when its credentials hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    /// Seconds since the epoch from which the token is no longer accepted (its `exp` plus
+    /// `--jwt-leeway-secs`); `None` in dev mode. A connection still open then is closed
+    /// unless it sent a fresh token (`refresh`).
+    pub expires_at: Option<i64>,
+}
+
+/// Why a token sent on an open socket was refused (the connection keeps its old token).
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("{0}")]
+    Invalid(#[from] AuthError),
+    #[error("the token is for another user than this connection's")]
+    OtherUser,
+    #[error("this pod does not use tokens (dev auth)")]
+    NoTokens,
+}
+
 /// The credential-bearing parts of an upgrade request.
 #[derive(Debug, Default)]
 pub struct Credentials<'a> {
@@ -73,21 +94,37 @@ pub struct Credentials<'a> {
 }
 
 impl Authenticator {
-    /// Returns the authenticated user id.
-    pub fn authenticate(&self, c: &Credentials<'_>, now_secs: i64) -> Result<String, AuthError> {
-        let user = match self {
+    /// Returns the authenticated user and when the credentials expire.
+    pub fn authenticate(&self, c: &Credentials<'_>, now_secs: i64) -> Result<Identity, AuthError> {
+        let id = match self {
             Authenticator::Jwt(policy) => {
                 let token = c
                     .bearer
                     .or(c.token_param.as_deref())
                     .ok_or(AuthError::Missing)?;
-                verify(token, policy, now_secs)?
+                verify_identity(token, policy, now_secs)?
             }
-            Authenticator::Dev => c.user_id_param.clone().ok_or(AuthError::MissingUserId)?,
+            Authenticator::Dev => Identity {
+                user: c.user_id_param.clone().ok_or(AuthError::MissingUserId)?,
+                expires_at: None,
+            },
         };
-        if !valid_user_id(&user) {
+        if !valid_user_id(&id.user) {
             return Err(AuthError::InvalidUserId);
         }
-        Ok(user)
+        Ok(id)
+    }
+
+    /// Checks a fresh token sent on `user`'s open socket; returns its new expiry.
+    pub fn refresh(&self, token: &str, user: &str, now_secs: i64) -> Result<i64, RefreshError> {
+        let Authenticator::Jwt(policy) = self else {
+            return Err(RefreshError::NoTokens);
+        };
+        let id = verify_identity(token, policy, now_secs)?;
+        match (id.user == user, id.expires_at) {
+            (true, Some(at)) => Ok(at),
+            (true, None) => Err(RefreshError::Invalid(AuthError::MissingExp)),
+            (false, _) => Err(RefreshError::OtherUser),
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod redis_routes;
 pub mod routes;
 pub mod store;
+pub mod users;
 
 use std::sync::Arc;
 

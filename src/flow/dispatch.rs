@@ -42,6 +42,7 @@ pub async fn run_inbox(
                 let _ = c.ack.send(c.offset); // The consumer may have stopped; it re-reads then.
             }
             ShardMsg::LeaseLost => keepalive::close_for_lost_lease(&shard),
+            ShardMsg::UsersDeleted(users) => keepalive::close_for_deleted_users(&shard, &users),
             ShardMsg::RouteAdd {
                 user,
                 shard: at,

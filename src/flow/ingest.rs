@@ -5,7 +5,8 @@ use std::rc::Rc;
 
 use crate::backend::store::{NewMessage, ReplyTo, StatusUpdate, StoreCmd, SubmitError};
 use crate::protocol::{
-    decode_client_frame, encode_error, now_micros, ClientFrame, ErrorCode, SendFrame, Status,
+    decode_client_frame, encode_error, encode_token_accepted, now_micros, ClientFrame, ErrorCode,
+    SendFrame, Status,
 };
 use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
@@ -42,12 +43,30 @@ pub async fn on_text(shard: &Rc<Shard>, from: &Origin<'_>, text: &str) {
             conversation_id,
             seq,
         }) => super::read::on_read(shard, from.conn, from.user, &conversation_id, seq).await,
+        Ok(ClientFrame::Auth { token }) => refresh_token(shard, from, &token),
         Err(e) => {
             shard.metrics().error(e.code);
             let frame = encode_error(e.code, &e.message, e.client_msg_id.as_deref(), None);
             from.outbox.borrow_mut().push(Out::Text(frame.into()));
         }
     }
+}
+
+/// A fresh token on the open socket: the connection's expiry moves to the new token's, or
+/// the token is refused and the old expiry stays.
+fn refresh_token(shard: &Shard, from: &Origin<'_>, token: &str) {
+    let now = now_micros() / 1_000_000;
+    let frame = match shard.settings().auth.refresh(token, from.user, now) {
+        Ok(at) => {
+            from.outbox.borrow_mut().token_expires_at(at);
+            encode_token_accepted(at)
+        }
+        Err(e) => {
+            shard.metrics().error(ErrorCode::InvalidToken);
+            encode_error(ErrorCode::InvalidToken, &e.to_string(), None, None)
+        }
+    };
+    from.outbox.borrow_mut().push(Out::Text(frame.into()));
 }
 
 /// A frame over the connection's rate limit: answered `rate_limited` (with the send's
@@ -66,6 +85,14 @@ pub fn refuse_rate_limited(shard: &Shard, from: &Origin<'_>, text: &str) {
 
 async fn store_send(shard: &Rc<Shard>, from: &Origin<'_>, send: SendFrame<'_>) {
     let (conn, user, outbox) = (from.conn, from.user, from.outbox);
+    if !shard.pod.user_exists(&send.reciever_id) {
+        let code = ErrorCode::UnknownRecipient;
+        shard.metrics().error(code);
+        let text = "the user directory does not know the recipient; nothing was stored";
+        let frame = encode_error(code, text, send.client_msg_id.as_deref(), None);
+        outbox.borrow_mut().push(Out::Text(frame.into()));
+        return;
+    }
     let msg = NewMessage {
         id: uuid::Uuid::now_v7().to_string(),
         sender_id: user.to_owned(),

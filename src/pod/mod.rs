@@ -18,6 +18,9 @@ use crate::backend::routes::home_shard;
 use crate::backend::store::{
     spawn_writer, EventSink, SqliteStore, StoreEvent, StoreHandle, StoreTuning,
 };
+use crate::backend::users::file::FileFeeder;
+use crate::backend::users::topic::TopicFeeder;
+use crate::backend::users::{Feeder, OnDeleted, UserDirectory};
 use crate::config::{AuthMode, Config, ConfigError};
 use crate::protocol::Limits;
 use crate::shard::{Mesh, PodShared, Settings, ShardMsg};
@@ -49,6 +52,7 @@ pub struct Pod {
     store_threads: Vec<JoinHandle<()>>,
     drained: crossbeam_channel::Receiver<usize>,
     cluster: Option<cluster::ClusterParts>,
+    users_feeder: Option<Feeder>,
 }
 
 /// Forwards store outcomes to shard inboxes: replies to the origin shard, status changes to
@@ -104,6 +108,8 @@ impl Pod {
         };
         let metrics = Arc::new(crate::metrics::Metrics::new(shards));
         let lease_epoch = Arc::default();
+        let users = (config.users_file.is_some() || config.users_topic.is_some())
+            .then(|| Arc::new(UserDirectory::default()));
         let (store, store_threads, cluster, parts) = if config.cluster.enabled()? {
             let c = cluster::start(&config, &mesh, tuning, &metrics, &lease_epoch)?;
             (c.store, c.threads, Some(c.shared), Some(c.parts))
@@ -125,6 +131,7 @@ impl Pod {
             lease_epoch,
             sockets: socket_caps(&config.tuning),
             syncing: Default::default(),
+            users: users.clone(),
         });
         let (drained_tx, drained) = crossbeam_channel::unbounded();
         let mut started = Pod {
@@ -135,7 +142,17 @@ impl Pod {
             store_threads,
             drained,
             cluster: parts,
+            users_feeder: None,
         };
+        if let Some(dir) = users {
+            match start_users_feeder(&config, dir, &started.mesh) {
+                Ok(f) => started.users_feeder = Some(f),
+                Err(e) => {
+                    started.shutdown();
+                    return Err(StartError::Backend(e));
+                }
+            }
+        }
         for (id, inbox) in receivers.into_iter().enumerate() {
             let start = CoreStart {
                 id,
@@ -211,6 +228,9 @@ impl Pod {
                 tracing::error!(error = %e, "shard thread failed");
             }
         }
+        if let Some(feeder) = self.users_feeder.take() {
+            feeder.stop();
+        }
         if let Some(parts) = self.cluster.take() {
             parts.stop();
         }
@@ -221,6 +241,29 @@ impl Pod {
         }
         tracing::info!("pod stopped");
     }
+}
+
+/// Loads the user directory from its source and keeps it current. Deleted users' sockets
+/// are closed through every shard's inbox (blocking: the feeder thread may wait for room).
+fn start_users_feeder(
+    config: &Config,
+    dir: Arc<UserDirectory>,
+    mesh: &Mesh,
+) -> Result<Feeder, String> {
+    let mesh = mesh.clone();
+    let on_deleted: OnDeleted = Box::new(move |gone| {
+        tracing::info!(users = gone.len(), "deleted users' connections closing");
+        let gone: Arc<[String]> = gone.into();
+        for inbox in mesh.iter() {
+            let _ = inbox.send_blocking(ShardMsg::UsersDeleted(gone.clone())); // Closed: stopping.
+        }
+    });
+    if let Some(path) = &config.users_file {
+        return FileFeeder::start(path.clone(), dir, on_deleted).map(Feeder::File);
+    }
+    let topic = config.users_topic.as_deref().unwrap_or_default();
+    let brokers = config.cluster.kafka_brokers.as_deref().unwrap_or_default();
+    TopicFeeder::start(brokers, topic, dir, on_deleted).map(Feeder::Topic)
 }
 
 /// The allowlist as compared: trimmed, lower-cased, without a trailing slash; `*` anywhere in

@@ -37,6 +37,12 @@ pub enum ErrorCode {
     /// A read frame whose `conversation_id` is missing, malformed, or a conversation this
     /// user is not a member of.
     InvalidConversation,
+    /// A user directory is configured (`--users-file`, `--users-topic`) and it does not know
+    /// the recipient: nothing was stored.
+    UnknownRecipient,
+    /// An `auth` frame's token was refused (malformed, forged, expired, another user's, or
+    /// the pod does not use tokens): the connection keeps its current token and expiry.
+    InvalidToken,
     /// The pod's store queue is full: the message was not stored; resend it (same
     /// `client_msg_id`) after a short pause.
     Overloaded,
@@ -76,6 +82,12 @@ pub mod close {
     /// The pod lost its route leases (it was paused or cut off from Redis for a whole lease):
     /// other pods may no longer reach this connection. Reconnect.
     pub const ROUTE_LOST: u16 = 4009;
+    /// The connection's token expired (`exp` plus `--jwt-leeway-secs`) and no fresh one came
+    /// on the socket (an `auth` frame). Reconnect with a fresh token.
+    pub const TOKEN_EXPIRED: u16 = 4011;
+    /// The user directory says this connection's user was deleted. Do not reconnect: the
+    /// upgrade is refused (403) for as long as the user does not exist.
+    pub const USER_DELETED: u16 = 4010;
     /// The connection's outbound queue overflowed (the client reads too slowly). Undelivered
     /// messages stay stored and are replayed on reconnect.
     pub const SLOW_CONSUMER: u16 = 4008;

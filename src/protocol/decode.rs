@@ -33,6 +33,8 @@ pub enum ClientFrame<'a> {
         conversation_id: Cow<'a, str>,
         seq: i64,
     },
+    /// A fresh token for this connection, before the current one expires.
+    Auth { token: Cow<'a, str> },
 }
 
 /// Most ids one ack frame may carry: bounds the store commands one frame can queue.
@@ -76,6 +78,8 @@ struct RawFrame<'a> {
     seq: Option<i64>,
     #[serde(default)]
     active: Option<bool>,
+    #[serde(borrow, default)]
+    token: Option<Cow<'a, str>>,
 }
 
 /// Decodes one text frame sent by `user`.
@@ -89,6 +93,14 @@ pub fn decode_client_frame<'a>(
         None | Some("send") => validate_send(raw, user, limits).map(ClientFrame::Send),
         Some("ack") => validate_ack(raw),
         Some("read") => validate_read(raw, user),
+        Some("auth") => match raw.token {
+            Some(token) if !token.is_empty() => Ok(ClientFrame::Auth { token }),
+            _ => Err(err(
+                ErrorCode::InvalidFrame,
+                "an auth frame needs \"token\", a JWT",
+                None,
+            )),
+        },
         Some("typing") => {
             let conversation_id = member_conversation(raw.conversation_id, user, "typing")?;
             let active = raw.active.unwrap_or(true);

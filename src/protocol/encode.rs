@@ -61,6 +61,9 @@ enum Frame<'a> {
     HistoryTruncated {
         through_pos: i64,
     },
+    TokenAccepted {
+        expires_at: i64,
+    },
     Read {
         conversation_id: &'a str,
         user_id: &'a str,
@@ -102,6 +105,12 @@ pub fn encode_accepted(a: Accepted<'_>) -> String {
 /// for; positions up to `through_pos` may be missing.
 pub fn encode_truncated(through_pos: i64) -> String {
     to_text(&Frame::HistoryTruncated { through_pos })
+}
+
+/// `{"type":"token_accepted","expires_at":N}`: an `auth` frame's token now holds the
+/// connection open until `expires_at` (seconds since the epoch).
+pub fn encode_token_accepted(expires_at: i64) -> String {
+    to_text(&Frame::TokenAccepted { expires_at })
 }
 
 /// `{"type":"status",...}`: a stored status change, sent to the sender's devices.

@@ -15,7 +15,7 @@ pub use encode::{
     encode_accepted, encode_error, encode_message, encode_status, encode_truncated, Accepted,
     MessageView,
 };
-pub use encode::{encode_read, encode_typing, status_of_frame};
+pub use encode::{encode_read, encode_token_accepted, encode_typing, status_of_frame};
 pub use time::{now_micros, rfc3339_micros};
 
 /// Delivery state of a stored message. Ordered: a status never moves backwards.

@@ -30,8 +30,14 @@ pub async fn run(shard: Rc<Shard>) {
             close_for_lost_lease(&shard);
         }
         let now = Instant::now();
+        let now_secs = crate::protocol::now_micros() / 1_000_000;
         shard.conns.borrow().for_each_outbox(|outbox| {
-            let _: Keepalive = outbox.borrow_mut().keepalive(now, ping_every, pong_within);
+            let mut outbox = outbox.borrow_mut();
+            if outbox.token_expired(now_secs) {
+                let reason = "token expired; reconnect with a fresh token";
+                outbox.abort(close::TOKEN_EXPIRED, reason);
+            }
+            let _: Keepalive = outbox.keepalive(now, ping_every, pong_within);
         });
     }
 }
@@ -43,6 +49,19 @@ pub fn close_for_lost_lease(shard: &Shard) {
         let lost = "route lease lost; reconnect";
         outbox.borrow_mut().abort(close::ROUTE_LOST, lost);
     });
+}
+
+/// Closes every connection of these users on the shard with 4010, ahead of what is queued
+/// for them (the user no longer exists; what was queued stays stored).
+pub fn close_for_deleted_users(shard: &Shard, users: &[String]) {
+    let conns = shard.conns.borrow();
+    for user in users {
+        conns.each_outbox_of(user, |_, outbox| {
+            outbox
+                .borrow_mut()
+                .abort(close::USER_DELETED, "user deleted");
+        });
+    }
 }
 
 /// A quarter of the shorter of the two periods, between 10 ms and 1 s: a ping or a timeout

@@ -58,6 +58,8 @@ pub enum ShardMsg {
     Consumed(Consumed),
     /// The pod could not renew its route leases: close every connection with 4009.
     LeaseLost,
+    /// The user directory deleted these users: close their connections here with 4010.
+    UsersDeleted(Arc<[String]>),
     /// Begin the graceful shutdown of this shard.
     Shutdown,
 }
@@ -98,6 +100,16 @@ pub struct PodShared {
     /// is 0: nobody could take one, and a carbon costs a route lookup and a frame encoding
     /// per message (perf/RESULTS.md §12). Written at connect and close only.
     pub syncing: std::sync::atomic::AtomicUsize,
+    /// The auth service's user table (`--users-file`, `--users-topic`); `None`: every user
+    /// a token names exists.
+    pub users: Option<Arc<crate::backend::users::UserDirectory>>,
+}
+
+impl PodShared {
+    /// Whether `user` may connect or be sent messages.
+    pub fn user_exists(&self, user: &str) -> bool {
+        self.users.as_ref().map_or(true, |d| d.knows(user))
+    }
 }
 
 impl PodShared {
@@ -120,6 +132,9 @@ pub struct Shard {
     pub ip_slots: RefCell<std::collections::HashMap<u64, std::net::IpAddr>>,
     /// v2 sync cursors (`?since=`) of connections being set up, by connection id.
     pub sync_cursors: RefCell<std::collections::HashMap<u64, i64>>,
+    /// Token expiries (seconds since the epoch) of connections being set up, by connection
+    /// id: parked here, like the cursors, so the connection's task does not carry them.
+    pub token_expiries: RefCell<std::collections::HashMap<u64, i64>>,
     /// The last typing frame each connection sent through (`flow::typing`'s rate limit).
     pub typing: RefCell<std::collections::HashMap<u64, (std::time::Instant, bool)>>,
     /// Warnings an outage repeats for every message (a route or publish failed, the store
@@ -152,6 +167,7 @@ impl Shard {
             conns: RefCell::new(Conns::default()),
             ip_slots: RefCell::default(),
             sync_cursors: RefCell::default(),
+            token_expiries: RefCell::default(),
             typing: RefCell::default(),
             route_failures: Default::default(),
             store_failures: Default::default(),

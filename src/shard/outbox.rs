@@ -71,6 +71,9 @@ pub struct Outbox {
     last_seen: Instant,
     /// When the outstanding keepalive ping was queued, if one is.
     ping_sent: Option<Instant>,
+    /// When the connection's token stops being accepted, seconds since the epoch
+    /// (`i64::MAX`: never); moved by a token refresh, enforced by the keepalive sweep.
+    expires_at: i64,
 }
 
 /// The last [`RECENT`] message ids of a connection, and the last [`RECENT_DELIVERED`] ids
@@ -212,6 +215,7 @@ impl Outbox {
             reader: None,
             last_seen: Instant::now(),
             ping_sent: None,
+            expires_at: i64::MAX,
         }
     }
 
@@ -299,6 +303,23 @@ impl Outbox {
 
     pub fn is_syncing(&self) -> bool {
         self.sync
+    }
+
+    /// Sets when the connection's token stops being accepted (on each refresh), seconds
+    /// since the epoch.
+    pub fn token_expires_at(&mut self, at: i64) {
+        self.expires_at = at;
+    }
+
+    /// [`token_expires_at`](Self::token_expires_at) at construction (the upgrade's token).
+    pub fn expiring_at(mut self, at: i64) -> Self {
+        self.expires_at = at;
+        self
+    }
+
+    /// Whether the token expired by `now_secs` without a refresh.
+    pub fn token_expired(&self, now_secs: i64) -> bool {
+        self.expires_at <= now_secs
     }
 
     /// Turns on the window of recent ids (see `recent`).

@@ -19,6 +19,8 @@ pub enum Upgraded {
         rest: Vec<u8>,
         ip: Option<IpAddr>,
         since: Option<i64>,
+        /// When the token stops being accepted, seconds since the epoch (`i64::MAX`: never).
+        expires_at: i64,
     },
     Echo {
         rest: Vec<u8>,
@@ -35,7 +37,11 @@ pub enum Decision {
     /// Answer with this complete response and close.
     Respond(String),
     /// Upgrade to the messaging socket as `user`; `since` is a v2 device's sync cursor.
-    Ws { user: String, since: Option<i64> },
+    Ws {
+        user: String,
+        since: Option<i64>,
+        expires_at: i64,
+    },
     /// Upgrade to the echo socket.
     Echo,
 }
@@ -88,11 +94,16 @@ async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
         return None;
     }
     match decision {
-        Decision::Ws { user, since } => Some(Upgraded::Ws {
+        Decision::Ws {
+            user,
+            since,
+            expires_at,
+        } => Some(Upgraded::Ws {
             user,
             rest,
             ip,
             since,
+            expires_at,
         }),
         _ => Some(Upgraded::Echo { rest, ip }),
     }
@@ -295,7 +306,20 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
     };
     let now = crate::protocol::now_micros() / 1_000_000;
     match settings.auth.authenticate(&creds, now) {
-        Ok(user) => Decision::Ws { user, since },
+        Ok(id) if !shard.pod.user_exists(&id.user) => {
+            let user = id.user;
+            tracing::debug!(
+                shard = shard.id,
+                user,
+                "upgrade refused: not in the directory"
+            );
+            respond(403, "Forbidden", "", "user not in the directory")
+        }
+        Ok(id) => Decision::Ws {
+            user: id.user,
+            since,
+            expires_at: id.expires_at.unwrap_or(i64::MAX),
+        },
         Err(e) => {
             tracing::debug!(shard = shard.id, error = %e, "upgrade refused");
             let challenge = "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n";

@@ -76,7 +76,15 @@ pub(super) async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             rest,
             ip,
             since,
-        }) => Either::Left(super::session::run(shard, stream, user, rest, ip, since)),
+            expires_at,
+        }) => {
+            let session = super::session::Setup {
+                ip,
+                since,
+                expires_at,
+            };
+            Either::Left(super::session::run(shard, stream, user, rest, session))
+        }
         Some(Upgraded::Echo { rest, ip }) => {
             Either::Right(Box::pin(super::echo::run(shard, stream, rest, ip)))
         }

@@ -16,8 +16,8 @@ pub mod writer;
 /// Guards the idle footprint: the connection task's future lives as long as the connection,
 /// so state of one-off or per-frame steps (upgrade, replay, a frame being handled, a write
 /// batch) must be boxed, not inlined. It was 3,336 B (plus a 1,224 B writer task) before.
-/// The bound is tight on purpose: 944 B today (968 B before the handshake's answer stopped
-/// keeping its room in the task), and at 992 B the task moved into a larger
+/// The bound is tight on purpose: 960 B today (944 B before the upgrade carried the token's
+/// expiry; 968 B before the handshake's answer stopped keeping its room in the task), and at 992 B the task moved into a larger
 /// allocation class and idle memory rose by ~250 B per connection (perf/RESULTS.md §10e).
 #[cfg(test)]
 mod sizes {

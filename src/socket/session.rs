@@ -36,17 +36,38 @@ pub fn run(
     stream: TcpStream,
     user: String,
     rest: Vec<u8>,
-    ip: Option<std::net::IpAddr>,
-    since: Option<i64>,
+    setup: Setup,
 ) -> impl std::future::Future<Output = ()> {
     let conn = shard.next_conn_id();
-    if let Some(ip) = ip {
+    if let Some(ip) = setup.ip {
         shard.ip_slots.borrow_mut().insert(conn, ip);
     }
-    if let Some(since) = since {
+    if let Some(since) = setup.since {
         shard.sync_cursors.borrow_mut().insert(conn, since);
     }
+    if setup.expires_at != i64::MAX {
+        shard
+            .token_expiries
+            .borrow_mut()
+            .insert(conn, setup.expires_at);
+    }
     serve(shard, stream, user, rest, conn)
+}
+
+/// The token expiry `run` parked for `conn` (`i64::MAX`: none).
+fn parked_expiry(shard: &Shard, conn: u64) -> i64 {
+    let parked = shard.token_expiries.borrow_mut().remove(&conn);
+    parked.unwrap_or(i64::MAX)
+}
+
+/// What the handshake decided for a connection besides its user.
+pub struct Setup {
+    /// The per-address slot it holds (`--max-connections-per-ip`).
+    pub ip: Option<std::net::IpAddr>,
+    /// A v2 device's sync cursor.
+    pub since: Option<i64>,
+    /// When its token stops being accepted, seconds since the epoch (`i64::MAX`: never).
+    pub expires_at: i64,
 }
 
 async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>, conn: u64) {
@@ -60,7 +81,10 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
     .await;
     let (sink, mut source) = ws.split();
     let user: Rc<str> = user.into();
-    let mut outbox = Outbox::new(shard.settings().tuning.outbound_queue);
+    // By value, like the builders below: a `&mut` of this local before the first await
+    // kept a copy of the whole outbox in the task's state (+208 B per connection).
+    let outbox = Outbox::new(shard.settings().tuning.outbound_queue);
+    let mut outbox = outbox.expiring_at(parked_expiry(&shard, conn));
     if shard.pod.cluster.is_some() {
         outbox = outbox.remembering_ids(); // Redrives may repeat an id (see Outbox::recent).
     }
@@ -75,6 +99,14 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
         .borrow_mut()
         .insert(conn, user.clone(), outbox.clone());
     shard.metrics().connections.fetch_add(1, Relaxed);
+    if !shard.pod.user_exists(&user) {
+        // Deleted since the handshake checked: the deletion's close may have missed this
+        // connection, which was not in the map yet. The directory is updated before the
+        // shards are told, so one of the two checks sees it.
+        outbox
+            .borrow_mut()
+            .abort(close::USER_DELETED, "user deleted");
+    }
     tracing::debug!(shard = shard.id, conn, "connection open");
     let mut writing = pin!(super::writer::writer(&shard, sink, &outbox).run());
 
