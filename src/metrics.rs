@@ -4,7 +4,8 @@
 //! shares nothing on the hot path; a scrape sums the slots.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use crate::protocol::ErrorCode;
 
@@ -66,6 +67,8 @@ pub struct StoreMetrics {
     pub failed_batches: AtomicU64,
     /// Status updates folded into a later update of the same message in the same batch.
     pub coalesced: AtomicU64,
+    /// The last commit (of any lane) failed.
+    pub failing: AtomicBool,
 }
 
 impl StoreMetrics {
@@ -77,6 +80,7 @@ impl StoreMetrics {
         if !ok {
             self.failed_batches.fetch_add(1, Relaxed);
         }
+        self.failing.store(!ok, Relaxed);
     }
 }
 
@@ -84,6 +88,17 @@ impl StoreMetrics {
 pub struct Metrics {
     pub shards: Vec<ShardMetrics>,
     pub store: StoreMetrics,
+    pub reach: Reachability,
+}
+
+/// The backends' last known reachability, for `GET /readyz`. Each flag is written by the
+/// thread that talks to that backend after every attempt (the store: each commit; Redis:
+/// each lease renewal, every third of the lease; Kafka: each delivery report), so it says
+/// what the last attempt met. The store's flag is [`StoreMetrics::failing`].
+#[derive(Default)]
+pub struct Reachability {
+    pub routes_failing: Arc<AtomicBool>,
+    pub bus_failing: Arc<AtomicBool>,
 }
 
 /// Queue depths sampled at scrape time.
@@ -97,6 +112,7 @@ impl Metrics {
         Metrics {
             shards: (0..shards).map(|_| ShardMetrics::default()).collect(),
             store: StoreMetrics::default(),
+            reach: Reachability::default(),
         }
     }
 

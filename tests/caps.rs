@@ -22,6 +22,12 @@ fn a_full_pod_answers_503_with_retry_after_and_still_serves_healthz() {
     let dir = tempfile::tempdir().unwrap();
     let pod = start_pod(dir.path(), |c| c.tuning.max_connections = 3);
     let addr = pod.local_addr();
+    let ready = || raw(addr, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let before = ready();
+    assert!(
+        before.starts_with("HTTP/1.1 200") && before.ends_with("ready\n"),
+        "{before}"
+    );
     let mut held: Vec<Client> = (0..3).map(|_| Client::connect(addr, &user("u"))).collect();
 
     let refused = raw(addr, &upgrade_request(&user("late")));
@@ -30,6 +36,10 @@ fn a_full_pod_answers_503_with_retry_after_and_still_serves_healthz() {
     assert!(refused.contains("connection limit"), "{refused}");
     let health = raw(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // Not ready for more: a load balancer should send new connections elsewhere.
+    let full = ready();
+    assert!(full.starts_with("HTTP/1.1 503"), "{full}");
+    assert!(full.ends_with("at its connection limit\n"), "{full}");
 
     // The connections held are not disturbed, and a slot frees up when one leaves.
     let mut alice = held.pop().unwrap();

@@ -289,6 +289,8 @@ fn redis_unreachable_closes_connections_with_4009_and_loses_nothing() {
     let pa = PodProc::start_with_redis(&space, "a", &redis);
     let (mut alice, mut bob) = pair(pa.addr, pa.addr);
     send_and_confirm(&mut alice, &mut bob, "before");
+    let ready = || raw(pa.addr, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(ready().starts_with("HTTP/1.1 200"));
     proxy.cut();
     let b = bob.user.clone();
     let ids: Vec<String> = (0..5)
@@ -301,9 +303,21 @@ fn redis_unreachable_closes_connections_with_4009_and_loses_nothing() {
         .collect();
     assert_eq!(bob.expect_close(), 4009);
     assert_eq!(alice.expect_close(), 4009);
+    // The lease lapsed, so renewals failed: not ready, still alive.
+    let cut = ready();
+    assert!(cut.starts_with("HTTP/1.1 503"), "{cut}");
+    assert!(cut.contains("route table unreachable"), "{cut}");
+    let health = raw(pa.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     proxy.restore();
     let mut alice = Client::connect(pa.addr, &alice.user);
     let mut bob = Client::connect(pa.addr, &b);
     let copies = copies_per_id(&space, &mut alice, &mut bob, &ids);
     assert_once_each(&copies, &ids);
+    // Ready again once a renewal went through (every third of the lease).
+    assert!(
+        eventually(|| ready().starts_with("HTTP/1.1 200")),
+        "{}",
+        ready()
+    );
 }

@@ -54,6 +54,8 @@ pub struct RedisRouteConfig {
     pub prefix: String,
     pub pod: Arc<str>,
     pub lease: Duration,
+    /// Set while lease renewals fail (`/readyz`).
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The pod-wide Redis thread. Cloning [`RedisRouter::handle`] gives each shard its table.

@@ -69,6 +69,7 @@ pub fn start(
         prefix: c.prefix.clone(),
         pod: pod.clone(),
         lease: Duration::from_millis(c.route_lease_ms),
+        failing: metrics.reach.routes_failing.clone(),
     };
     let router = RedisRouter::start(route_cfg, on_lost).map_err(err("redis"))?;
     let broadcast = c.routing == Routing::Broadcast;
@@ -88,7 +89,8 @@ pub fn start(
         linger: Duration::from_millis(c.kafka_linger_ms),
         idempotence: c.kafka_idempotence,
     };
-    let producer = KafkaProducer::start(brokers, settings).map_err(err("kafka"))?;
+    let failing = metrics.reach.bus_failing.clone();
+    let producer = KafkaProducer::start(brokers, settings, failing).map_err(err("kafka"))?;
     let bus = producer.bus(&c.prefix);
     let idle = Duration::from_millis(c.status_relay_idle_ms);
     let relay = match c.status_relay {

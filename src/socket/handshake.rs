@@ -2,6 +2,7 @@
 //! authenticate and switch protocols.
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -249,6 +250,7 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
     }
     match head.target {
         Target::Healthz => return respond(200, "OK", "", "ok"),
+        Target::Readyz => return readiness(shard),
         Target::Metrics => return Decision::Respond(metrics_response(shard)),
         Target::Other => return respond(404, "Not Found", "", "not found"),
         Target::Echo if settings.echo_ws.is_none() => {
@@ -326,6 +328,31 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
             respond(401, "Unauthorized", challenge, &e.to_string())
         }
     }
+}
+
+/// `/readyz`: 200 `ready`, or 503 naming every reason this pod should get no new
+/// connections: it is shutting down, at its connection cap, or its last attempt to reach the
+/// store, the route table or the broker failed. `/healthz` stays 200 meanwhile: the process
+/// is alive and must not be restarted for a backend's outage.
+fn readiness(shard: &Shard) -> Decision {
+    let pod = &shard.pod;
+    let reach = &pod.metrics.reach;
+    let down = [
+        (shard.draining.get(), "shutting down"),
+        (pod.sockets.full(), "at its connection limit"),
+        (pod.metrics.store.failing.load(Relaxed), "store unreachable"),
+        (
+            reach.routes_failing.load(Relaxed),
+            "route table unreachable",
+        ),
+        (reach.bus_failing.load(Relaxed), "broker unreachable"),
+    ];
+    let reasons: Vec<&str> = down.iter().filter(|(d, _)| *d).map(|(_, r)| *r).collect();
+    let (code, reason, body) = match reasons.is_empty() {
+        true => (200, "OK", "ready".to_owned()),
+        false => (503, "Service Unavailable", reasons.join(", ")),
+    };
+    Decision::Respond(plain(code, reason, "", &format!("{body}\n")))
 }
 
 /// A sync cursor: a position in the user's stream, 0 for "from the beginning".

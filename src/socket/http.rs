@@ -18,6 +18,8 @@ pub enum Target {
     Echo,
     /// `GET /healthz`.
     Healthz,
+    /// `GET /readyz`: whether this pod should get new connections.
+    Readyz,
     /// `GET /metrics` (Prometheus text format).
     Metrics,
     /// Anything else.
@@ -74,6 +76,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
             "/ws" => Target::Ws,
             "/echo" => Target::Echo,
             "/healthz" => Target::Healthz,
+            "/readyz" => Target::Readyz,
             "/metrics" => Target::Metrics,
             _ => Target::Other,
         },

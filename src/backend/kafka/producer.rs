@@ -28,6 +28,8 @@ pub struct Reports {
     /// Failed deliveries: an outage fails every record in flight, and one line per record
     /// would bury everything else.
     failures: crate::metrics::LogEvery,
+    /// Whether the latest delivery report was a failure (`/readyz`).
+    failing: Arc<AtomicBool>,
 }
 
 impl ClientContext for Reports {}
@@ -40,6 +42,7 @@ impl ProducerContext for Reports {
             .as_ref()
             .map(|_| ())
             .map_err(|(e, _)| BusError::Produce(e.to_string()));
+        self.failing.store(outcome.is_err(), Ordering::Relaxed);
         if let Err(e) = &outcome {
             if let Some(n) = self.failures.count_now() {
                 tracing::warn!(error = %e, failed = n, "kafka deliveries failed (latest error shown)");
@@ -70,7 +73,12 @@ pub struct KafkaProducer {
 }
 
 impl KafkaProducer {
-    pub fn start(brokers: &str, s: ProducerSettings) -> Result<KafkaProducer, String> {
+    /// Starts the producer; `failing` follows its delivery reports.
+    pub fn start(
+        brokers: &str,
+        s: ProducerSettings,
+        failing: Arc<AtomicBool>,
+    ) -> Result<KafkaProducer, String> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", brokers)
@@ -86,7 +94,10 @@ impl KafkaProducer {
             config.set("max.in.flight.requests.per.connection", "1");
         }
         let inner: BaseProducer<Reports> = config
-            .create_with_context(Reports::default())
+            .create_with_context(Reports {
+                failures: Default::default(),
+                failing,
+            })
             .map_err(|e| format!("kafka producer: {e}"))?;
         let inner = Arc::new(inner);
         let stop = Arc::new(AtomicBool::new(false));

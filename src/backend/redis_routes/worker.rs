@@ -1,5 +1,6 @@
 //! The Redis thread: pipelined batches and the lease heartbeat.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::RecvTimeoutError;
@@ -204,10 +205,12 @@ impl Worker {
             tracing::error!("route leases not renewed for a whole lease; closing connections");
             (self.on_lease_lost)();
             self.last_renewed = Instant::now();
+            self.cfg.failing.store(true, Relaxed);
             return;
         }
         if let Err(e) = self.sync_clock() {
             tracing::warn!(error = %e, "route lease renewal failed");
+            self.cfg.failing.store(true, Relaxed);
             return;
         }
         self.renew_fence();
@@ -223,9 +226,11 @@ impl Worker {
             }
             if let Err(e) = self.query(&pipe) {
                 tracing::warn!(error = %e, "route lease renewal failed");
+                self.cfg.failing.store(true, Relaxed);
                 return;
             }
         }
         self.last_renewed = started;
+        self.cfg.failing.store(false, Relaxed);
     }
 }
