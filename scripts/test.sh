@@ -3,7 +3,7 @@
 #
 # 1. services the tests need (Postgres, Redis, a Kafka-protocol broker), started or installed
 #    when missing (scripts/services.sh);
-# 2. formatting and lints;
+# 2. formatting and lints, and the deployment examples against the Kubernetes schemas;
 # 3. unit and integration tests (real sockets, real WebSocket clients, real backends);
 # 4. the chaos suite's short run (perf/chaos/, perf/chaos.sh for long ones);
 # 5. Autobahn conformance of the WebSocket layer against the expected results in conformance/.
@@ -25,6 +25,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --all-targets -- -D warnings
+
+step "deployment examples (deploy/kubernetes)"
+scripts/check-deploy.sh
 
 step "cargo test"
 cargo test --all-targets 2>&1 | tee target/test-output.log
