@@ -471,6 +471,28 @@ pub enum ConfigError {
     CommitWindow,
 }
 
+/// Reads a `--config` file: `KEY=value` lines in the dotenv format (comments, quotes,
+/// escapes, `export`), parsed by dotenvy rather than by hand. Every key must be a variable the
+/// pod reads: a typo in a file written for the pod is an error, never silently ignored.
+fn read_config_file(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let shown = path.display();
+    let entries = dotenvy::from_path_iter(path).map_err(|e| format!("config file {shown}: {e}"))?;
+    let known = Config::known_variables();
+    let mut vars = Vec::new();
+    for entry in entries {
+        let (key, value) = entry.map_err(|e| format!("config file {shown}: {e}"))?;
+        if !known.contains(&key) {
+            let what = match key.starts_with("DISTRISOCKS_") {
+                true => "is not a variable of this pod (see --help)",
+                false => "is not a DISTRISOCKS_ variable",
+            };
+            return Err(format!("config file {shown}: {key} {what}"));
+        }
+        vars.push((key, value));
+    }
+    Ok(vars)
+}
+
 /// Longest group-commit window accepted, µs.
 const MAX_COMMIT_WINDOW_US: u64 = 100_000;
 
@@ -482,33 +504,32 @@ impl Config {
         let Some(path) = first.config.clone() else {
             return Ok(first);
         };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("config file {}: {e}", path.display()))?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(format!(
-                    "config file {}:{}: expected KEY=value",
-                    path.display(),
-                    n + 1
-                ));
-            };
-            let key = key.trim();
-            if !key.starts_with("DISTRISOCKS_") {
-                return Err(format!(
-                    "config file {}:{}: {key} is not a DISTRISOCKS_ variable",
-                    path.display(),
-                    n + 1
-                ));
-            }
-            if std::env::var_os(key).is_none() {
-                std::env::set_var(key, value.trim());
+        for (key, value) in read_config_file(&path)? {
+            if std::env::var_os(&key).is_none() {
+                std::env::set_var(key, value);
             }
         }
         Ok(Config::parse())
+    }
+
+    /// Every variable the pod reads: each flag's, and the log filter's.
+    pub fn known_variables() -> Vec<String> {
+        use clap::CommandFactory;
+        let cmd = Config::command();
+        let flags = cmd.get_arguments().filter_map(|a| a.get_env());
+        let mut known: Vec<String> = flags.map(|e| e.to_string_lossy().into_owned()).collect();
+        known.push("DISTRISOCKS_LOG".into());
+        known
+    }
+
+    /// `DISTRISOCKS_*` variables of the environment that the pod does not read (a typo, or
+    /// a flag renamed since): logged as warnings, not refused, because the environment is
+    /// shared with other tools (test harnesses set their own `DISTRISOCKS_TEST_*`).
+    pub fn unknown_env_variables() -> Vec<String> {
+        let known = Config::known_variables();
+        let ours = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+        ours.filter(|k| k.starts_with("DISTRISOCKS_") && !known.contains(k))
+            .collect()
     }
 
     /// A configuration with every default, as if parsed from no arguments.
@@ -634,6 +655,51 @@ mod tests {
         let slow = ["--postgres-commit-window-us", "100001"];
         assert!(matches!(cluster(&slow), Err(ConfigError::CommitWindow)));
         assert!(cluster(&["--postgres-commit-window-us", "100000"]).is_ok());
+    }
+
+    #[test]
+    fn a_config_file_is_read_as_dotenv_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pod.env");
+        let text = "# pod settings\nDISTRISOCKS_SHARDS=3\nexport DISTRISOCKS_POD_ID='pod-7'\n\
+                    DISTRISOCKS_JWT_ISSUER=\"https://auth.example # not a comment\"\n";
+        std::fs::write(&path, text).unwrap();
+        let vars = read_config_file(&path).unwrap();
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("DISTRISOCKS_SHARDS"), Some("3"));
+        assert_eq!(get("DISTRISOCKS_POD_ID"), Some("pod-7"));
+        assert_eq!(
+            get("DISTRISOCKS_JWT_ISSUER"),
+            Some("https://auth.example # not a comment")
+        );
+        for (line, want) in [
+            (
+                "DISTRISOCKS_JWT_SECRT=x",
+                "DISTRISOCKS_JWT_SECRT is not a variable of this pod",
+            ),
+            ("PATH=/bin", "PATH is not a DISTRISOCKS_ variable"),
+            ("DISTRISOCKS_SHARDS", "config file"),
+        ] {
+            std::fs::write(&path, format!("DISTRISOCKS_SHARDS=2\n{line}\n")).unwrap();
+            let e = read_config_file(&path).unwrap_err();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+        assert!(read_config_file(&dir.path().join("missing")).is_err());
+        let known = Config::known_variables();
+        for var in [
+            "DISTRISOCKS_LISTEN",
+            "DISTRISOCKS_KAFKA_BROKERS",
+            "DISTRISOCKS_OUTBOUND_QUEUE",
+        ] {
+            assert!(
+                known.iter().any(|k| k == var),
+                "{var} (flattened groups too)"
+            );
+        }
     }
 
     #[test]

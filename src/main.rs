@@ -14,6 +14,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let unknown = distrisocks::Config::unknown_env_variables();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -22,6 +23,12 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    for var in unknown {
+        tracing::warn!(
+            var,
+            "DISTRISOCKS_ variable not read by this pod (a typo?); see --help"
+        );
+    }
     let result = distrisocks::Shutdown::on_signals()
         .map_err(|e| e.to_string())
         .and_then(|s| distrisocks::run(config, s).map_err(|e| e.to_string()));

@@ -357,3 +357,65 @@ fn tokens_and_secrets_are_never_logged() {
         assert!(hit.is_none(), "logged: {hit:?}");
     }
 }
+
+/// `--config` files are strict (an unknown key stops the start, exit 2, naming it); the
+/// environment is shared with other tools, so an unknown `DISTRISOCKS_` variable there is a
+/// warning in the log, and the pod starts with the file's settings.
+#[test]
+fn config_files_refuse_unknown_keys_and_the_environment_warns_of_them() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pod.env");
+    let bin = env!("CARGO_BIN_EXE_distrisocks");
+    std::fs::write(
+        &file,
+        "DISTRISOCKS_LISTEN=127.0.0.1:0\nDISTRISOCKS_SHARDZ=2\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("DISTRISOCKS_SHARDZ is not a variable of this pod"),
+        "{err}"
+    );
+
+    let text = "# one shard\nDISTRISOCKS_LISTEN=127.0.0.1:0\nexport DISTRISOCKS_SHARDS='1'\n";
+    std::fs::write(&file, text).unwrap();
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("DISTRISOCKS_JWT_SECRT", "typo")
+        .env("DISTRISOCKS_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let started = line.contains("pod started");
+        log.push(line);
+        if started {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let all = log.join("\n");
+    assert!(
+        all.contains("pod started") && all.contains("shards=1"),
+        "{all}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("WARN") && l.contains("DISTRISOCKS_JWT_SECRT")),
+        "{all}"
+    );
+}
