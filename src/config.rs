@@ -140,6 +140,23 @@ pub struct Config {
     #[arg(long, env = "DISTRISOCKS_USERS_TOPIC")]
     pub users_topic: Option<String>,
 
+    /// URL the pod POSTs webhook events to (`user.connected`, `user.disconnected`; see
+    /// docs/PROTOCOL.md "Webhooks"). Off when unset. Needs --webhook-secret.
+    #[arg(long, env = "DISTRISOCKS_WEBHOOK_URL", requires = "webhook_secret")]
+    pub webhook_url: Option<String>,
+
+    /// HMAC-SHA256 key of the `X-Distrisocks-Signature` header of every webhook request.
+    #[arg(long, env = "DISTRISOCKS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Webhook events waiting to be sent; one more is dropped (and counted), never waited for.
+    #[arg(long, env = "DISTRISOCKS_WEBHOOK_QUEUE", default_value_t = 10_000)]
+    pub webhook_queue: usize,
+
+    /// A webhook request without a complete answer within this fails and is retried, ms.
+    #[arg(long, env = "DISTRISOCKS_WEBHOOK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub webhook_timeout_ms: u64,
+
     #[command(flatten)]
     pub cluster: Cluster,
 

@@ -89,6 +89,15 @@ pub struct Metrics {
     pub shards: Vec<ShardMetrics>,
     pub store: StoreMetrics,
     pub reach: Reachability,
+    pub webhooks: Arc<WebhookCounters>,
+}
+
+/// The webhook thread's counters (`backend::webhook`).
+#[derive(Default)]
+pub struct WebhookCounters {
+    pub delivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub dropped: AtomicU64,
 }
 
 /// The backends' last known reachability, for `GET /readyz`. Each flag is written by the
@@ -113,6 +122,7 @@ impl Metrics {
             shards: (0..shards).map(|_| ShardMetrics::default()).collect(),
             store: StoreMetrics::default(),
             reach: Reachability::default(),
+            webhooks: Arc::default(),
         }
     }
 
@@ -234,6 +244,24 @@ impl Metrics {
                 "counter",
                 "Status updates folded into another update of the same message in the same store batch.",
                 s.coalesced.load(Relaxed),
+            ),
+            (
+                "webhook_delivered_total",
+                "counter",
+                "Webhook events the receiver took (2xx).",
+                self.webhooks.delivered.load(Relaxed),
+            ),
+            (
+                "webhook_retries_total",
+                "counter",
+                "Webhook POSTs that failed and were retried.",
+                self.webhooks.retried.load(Relaxed),
+            ),
+            (
+                "webhook_dropped_total",
+                "counter",
+                "Webhook events dropped because the queue (--webhook-queue) was full.",
+                self.webhooks.dropped.load(Relaxed),
             ),
             (
                 "store_queue_depth",

@@ -10,6 +10,7 @@ pub mod redis_routes;
 pub mod routes;
 pub mod store;
 pub mod users;
+pub mod webhook;
 
 use std::sync::Arc;
 

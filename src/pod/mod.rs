@@ -21,6 +21,7 @@ use crate::backend::store::{
 use crate::backend::users::file::FileFeeder;
 use crate::backend::users::topic::TopicFeeder;
 use crate::backend::users::{Feeder, OnDeleted, UserDirectory};
+use crate::backend::webhook::{WebhookConfig, WebhookThread, Webhooks};
 use crate::config::{AuthMode, Config, ConfigError};
 use crate::protocol::Limits;
 use crate::shard::{Mesh, PodShared, Settings, ShardMsg};
@@ -53,6 +54,7 @@ pub struct Pod {
     drained: crossbeam_channel::Receiver<usize>,
     cluster: Option<cluster::ClusterParts>,
     users_feeder: Option<Feeder>,
+    webhook_thread: Option<WebhookThread>,
 }
 
 /// Forwards store outcomes to shard inboxes: replies to the origin shard, status changes to
@@ -122,6 +124,10 @@ impl Pod {
             let (h, t) = spawn_writer(sqlite, sink, tuning, metrics.clone());
             (h, vec![t], None, None)
         };
+        let (webhooks, webhook_thread) = match start_webhooks(&config, &metrics)? {
+            Some((h, t)) => (Some(h), Some(t)),
+            None => (None, None),
+        };
         let pod = Arc::new(PodShared {
             settings,
             mesh: mesh.clone(),
@@ -132,6 +138,7 @@ impl Pod {
             sockets: socket_caps(&config.tuning),
             syncing: Default::default(),
             users: users.clone(),
+            webhooks,
         });
         let (drained_tx, drained) = crossbeam_channel::unbounded();
         let mut started = Pod {
@@ -143,6 +150,7 @@ impl Pod {
             drained,
             cluster: parts,
             users_feeder: None,
+            webhook_thread,
         };
         if let Some(dir) = users {
             match start_users_feeder(&config, dir, &started.mesh) {
@@ -231,6 +239,9 @@ impl Pod {
         if let Some(feeder) = self.users_feeder.take() {
             feeder.stop();
         }
+        if let Some(hooks) = self.webhook_thread.take() {
+            hooks.stop(); // After the shards: their last user.disconnected are queued.
+        }
         if let Some(parts) = self.cluster.take() {
             parts.stop();
         }
@@ -241,6 +252,25 @@ impl Pod {
         }
         tracing::info!("pod stopped");
     }
+}
+
+type StartedWebhooks = Option<(Webhooks, WebhookThread)>;
+
+fn start_webhooks(
+    config: &Config,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Result<StartedWebhooks, StartError> {
+    let (Some(url), Some(secret)) = (&config.webhook_url, &config.webhook_secret) else {
+        return Ok(None);
+    };
+    let hooks = WebhookConfig {
+        url: url.clone(),
+        secret: secret.as_bytes().to_vec(),
+        queue: config.webhook_queue,
+        timeout: Duration::from_millis(config.webhook_timeout_ms),
+    };
+    let started = WebhookThread::start(hooks, metrics.webhooks.clone());
+    started.map(Some).map_err(StartError::Backend)
 }
 
 /// Loads the user directory from its source and keeps it current. Deleted users' sockets

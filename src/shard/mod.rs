@@ -103,6 +103,8 @@ pub struct PodShared {
     /// The auth service's user table (`--users-file`, `--users-topic`); `None`: every user
     /// a token names exists.
     pub users: Option<Arc<crate::backend::users::UserDirectory>>,
+    /// Events for the application's backend (`--webhook-url`).
+    pub webhooks: Option<crate::backend::webhook::Webhooks>,
 }
 
 impl PodShared {

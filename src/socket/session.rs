@@ -54,6 +54,22 @@ pub fn run(
     serve(shard, stream, user, rest, conn)
 }
 
+/// Tells the application's backend (`--webhook-url`) that a connection of `user` opened (its
+/// route registered, its replay sent) or ended.
+fn announce(shard: &Shard, kind: &'static str, user: &str, conn: u64) {
+    let Some(hooks) = &shard.pod.webhooks else {
+        return;
+    };
+    let pod = &shard.settings().pod_id;
+    let fields = serde_json::json!({
+        "user_id": user,
+        "connection": format!("{pod}/{}/{conn}", shard.id),
+        "pod": pod.as_ref(),
+        "at": crate::protocol::rfc3339_micros(crate::protocol::now_micros()),
+    });
+    hooks.emit(crate::backend::webhook::WebhookEvent { kind, fields });
+}
+
 /// The token expiry `run` parked for `conn` (`i64::MAX`: none).
 fn parked_expiry(shard: &Shard, conn: u64) -> i64 {
     let parked = shard.token_expiries.borrow_mut().remove(&conn);
@@ -118,6 +134,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
     let mut close_queued = false;
     match select(setup, writing.as_mut()).await {
         Either::Left((Ok(()), _)) => {
+            announce(&shard, "user.connected", &user, conn);
             let from = Origin {
                 conn,
                 user: &user,
@@ -139,6 +156,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
                     let _ = glommio::timer::timeout(CLOSE_GRACE, reading.map(Ok)).await;
                 }
             }
+            announce(&shard, "user.disconnected", &user, conn);
         }
         Either::Left((Err(e), _)) => {
             tracing::warn!(shard = shard.id, conn, error = %e, "connection setup failed");
