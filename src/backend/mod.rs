@@ -8,6 +8,7 @@ pub mod bus;
 pub mod kafka;
 pub mod redis_routes;
 pub mod routes;
+pub mod stoppable;
 pub mod store;
 pub mod users;
 pub mod webhook;

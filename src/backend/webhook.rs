@@ -16,12 +16,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::backend::stoppable::StoppableThread;
 use crate::metrics::WebhookCounters;
 
 /// One event for the application. The JSON body is `{"type": …, "id": …, …fields}`.
@@ -57,10 +57,7 @@ impl Webhooks {
 }
 
 /// The sending thread; [`stop`](Self::stop) ends it (what is still queued is lost).
-pub struct WebhookThread {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct WebhookThread(StoppableThread);
 
 impl WebhookThread {
     pub fn start(
@@ -68,25 +65,13 @@ impl WebhookThread {
         counters: Arc<WebhookCounters>,
     ) -> Result<(Webhooks, WebhookThread), String> {
         let (tx, rx) = crossbeam_channel::bounded(config.queue.max(1));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (flag, count) = (stop.clone(), counters.clone());
-        let thread = std::thread::Builder::new()
-            .name("webhooks".into())
-            .spawn(move || Sender::new(config, count).run(rx, &flag))
-            .map_err(|e| e.to_string())?;
-        let hooks = Webhooks { tx, counters };
-        let thread = WebhookThread {
-            stop,
-            thread: Some(thread),
-        };
-        Ok((hooks, thread))
+        let mut sender = Sender::new(config, counters.clone());
+        let thread = StoppableThread::spawn("webhooks", move |stop| sender.run(rx, stop))?;
+        Ok((Webhooks { tx, counters }, WebhookThread(thread)))
     }
 
-    pub fn stop(mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn stop(self) {
+        self.0.stop()
     }
 }
 

@@ -5,11 +5,10 @@
 //! or a broker outage repeats a round (at least once), it never skips one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::backend::kafka::KafkaBus;
+use crate::backend::stoppable::StoppableThread;
 use crate::backend::store::{PostgresStore, StatusEvent, StatusOutbox};
 use crate::protocol::rfc3339_micros;
 
@@ -17,10 +16,7 @@ use crate::protocol::rfc3339_micros;
 const ROUND: i64 = 1000;
 
 /// The relay thread; [`stop`](Self::stop) ends it after the current round.
-pub struct StatusRelay {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct StatusRelay(StoppableThread);
 
 impl StatusRelay {
     /// Starts the relay on a connection of its own; `idle` is the pause when nothing is due
@@ -32,26 +28,13 @@ impl StatusRelay {
         idle: Duration,
     ) -> Result<StatusRelay, String> {
         let outbox = store.outbox().map_err(|e| e.to_string())?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("status-relay".into())
-            .spawn(move || {
-                let mut r = Relay { bus, topic, idle };
-                r.run(outbox, &flag)
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(StatusRelay {
-            stop,
-            thread: Some(thread),
-        })
+        let mut relay = Relay { bus, topic, idle };
+        let thread = StoppableThread::spawn("status-relay", move |stop| relay.run(outbox, stop))?;
+        Ok(StatusRelay(thread))
     }
 
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn stop(self) {
+        self.0.stop()
     }
 }
 

@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use super::{OnDeleted, UserDirectory, UserEvent};
+use crate::backend::stoppable::StoppableThread;
 
 /// How often the watcher looks at the file's metadata.
 const POLL: Duration = Duration::from_millis(500);
@@ -33,10 +33,7 @@ pub fn read_events(path: &Path) -> Result<Vec<UserEvent>, String> {
 }
 
 /// The watcher thread; [`stop`](Self::stop) ends it.
-pub struct FileFeeder {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct FileFeeder(StoppableThread);
 
 impl FileFeeder {
     /// Loads `path` into `dir` (an error stops the start) and watches it.
@@ -48,32 +45,21 @@ impl FileFeeder {
         let mut seen = stamp(&path);
         dir.replace(read_events(&path)?);
         tracing::info!(users = dir.len(), file = %path.display(), "user directory loaded");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("users-file".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(POLL);
-                    let now = stamp(&path);
-                    if now != seen {
-                        seen = now;
-                        reload(&path, &dir, &on_deleted);
-                    }
+        let watch = move |stop: &AtomicBool| {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(POLL);
+                let now = stamp(&path);
+                if now != seen {
+                    seen = now;
+                    reload(&path, &dir, &on_deleted);
                 }
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(FileFeeder {
-            stop,
-            thread: Some(thread),
-        })
+            }
+        };
+        StoppableThread::spawn("users-file", watch).map(FileFeeder)
     }
 
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn stop(self) {
+        self.0.stop()
     }
 }
 

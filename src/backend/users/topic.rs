@@ -9,7 +9,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -18,6 +17,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{OnDeleted, UserDirectory, UserEvent};
+use crate::backend::stoppable::StoppableThread;
 
 /// Longest wait for the catch-up at startup.
 const CATCH_UP: Duration = Duration::from_secs(60);
@@ -25,10 +25,7 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 const BATCH: usize = 1024;
 
 /// The tailing thread; [`stop`](Self::stop) ends it.
-pub struct TopicFeeder {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct TopicFeeder(StoppableThread);
 
 impl TopicFeeder {
     /// Reads `topic` up to its current end into `dir`, then tails it on a thread.
@@ -46,27 +43,16 @@ impl TopicFeeder {
         };
         feeder.catch_up(topic)?;
         tracing::info!(users = feeder.dir.len(), topic, "user directory loaded");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("users-topic".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    feeder.poll_batch(Duration::from_millis(200));
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(TopicFeeder {
-            stop,
-            thread: Some(thread),
-        })
+        let tail = move |stop: &AtomicBool| {
+            while !stop.load(Ordering::Relaxed) {
+                feeder.poll_batch(Duration::from_millis(200));
+            }
+        };
+        StoppableThread::spawn("users-topic", tail).map(TopicFeeder)
     }
 
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn stop(self) {
+        self.0.stop()
     }
 }
 
