@@ -112,9 +112,7 @@ impl PodShared {
     pub fn user_exists(&self, user: &str) -> bool {
         self.users.as_ref().map_or(true, |d| d.knows(user))
     }
-}
 
-impl PodShared {
     /// Whether a message's carbon could reach anyone: always with other pods (their
     /// devices are unknown here), else only with a v2 connection on this pod.
     pub fn carbons_wanted(&self) -> bool {

@@ -75,14 +75,19 @@ fn visible_partitions(
             .inner()
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .map_err(|e| format!("kafka at {brokers}: metadata of {topic}: {e}"))?;
-        let found = meta
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len() as i32);
+        let found = partition_count(&meta, topic);
         if found > 0 || std::time::Instant::now() >= deadline {
             return Ok(found);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// How many partitions `meta` shows for `topic`: 0 when it is missing or reported with an
+/// error (not created, or not propagated yet).
+pub fn partition_count(meta: &rdkafka::metadata::Metadata, topic: &str) -> i32 {
+    meta.topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len() as i32)
 }

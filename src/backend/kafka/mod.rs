@@ -8,7 +8,7 @@ mod admin;
 mod consumer;
 mod producer;
 
-pub use admin::{ensure_topic, Replication};
+pub use admin::{ensure_topic, partition_count, Replication};
 pub use consumer::{spawn_consumer, ConsumerHandle, HandOff};
 pub use producer::{KafkaBus, KafkaProducer, ProducerSettings};
 

@@ -70,11 +70,7 @@ fn assign_all(brokers: &str, topic: &str) -> Result<BaseConsumer, String> {
     let meta = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .map_err(|e| format!("kafka at {brokers}: metadata of users topic {topic}: {e}"))?;
-    let partitions = meta
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map_or(0, |t| t.partitions().len() as i32);
+    let partitions = crate::backend::kafka::partition_count(&meta, topic);
     if partitions == 0 {
         return Err(format!(
             "users topic {topic} does not exist (the auth service owns it)"
