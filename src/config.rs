@@ -720,6 +720,20 @@ mod tests {
     }
 
     #[test]
+    fn a_users_topic_needs_a_broker_and_excludes_a_users_file() {
+        let c = Config::parse_from(["distrisocks", "--users-topic", "auth.users"]);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::UsersTopicWithoutKafka)
+        ));
+        let both =
+            Config::try_parse_from(["distrisocks", "--users-topic", "t", "--users-file", "f"]);
+        assert!(both.is_err(), "one source of users at a time");
+        let hook = Config::try_parse_from(["distrisocks", "--webhook-url", "http://x/"]);
+        assert!(hook.is_err(), "a webhook URL without a secret is refused");
+    }
+
+    #[test]
     fn empty_jwt_secrets_are_refused() {
         let parse = |args: &[&str]| {
             let all = ["distrisocks"].iter().chain(args);

@@ -177,6 +177,20 @@ fn misconfiguration_and_unreachable_backends_fail_with_one_line() {
         &p,
     ]);
     assert!(kf.contains("kafka"), "{kf}");
+    // The auth service owns the users topic: a pod never creates it, and refuses to serve
+    // without the directory it was told to follow.
+    let missing = format!("{}no-such-users", space.prefix);
+    let users = run(&[
+        "--kafka-brokers",
+        &k,
+        "--redis-url",
+        &r,
+        "--postgres-url",
+        &p,
+        "--users-topic",
+        &missing,
+    ]);
+    assert!(users.contains("does not exist"), "{users}");
 }
 
 /// The seed's other scaling method: `--routing broadcast`. Every pod consumes one topic and
