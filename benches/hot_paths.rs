@@ -3,7 +3,8 @@
 //!
 //! - `route/*`: the embedded route table (home-shard hash, directory lookup at 20k users).
 //! - `users/*`: the user directory a send checks its recipient against (1M users), and
-//!   one update of it (what a record of the auth service's topic costs the feeder).
+//!   one update of it (what a record of the auth service's topic costs the feeder), against
+//!   a std `HashSet` probe of the same keys in the same run.
 //! - `store/*`: one SQLite transaction (synchronous=NORMAL, as `--store-full-sync false`) per
 //!   iteration, per command: batch size, and SENT+DELIVERED written apart vs folded into one
 //!   update (what the store thread does when both are queued in one batch).
@@ -54,6 +55,15 @@ fn users(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % ids.len();
             dir.knows(black_box(&ids[i]))
+        })
+    });
+    // The same-run baseline: one probe of a std HashSet of the same keys, same stride.
+    let flat: std::collections::HashSet<&str> = ids.iter().map(|s| s.as_str()).collect();
+    let mut j = 0;
+    g.bench_function("std_hashset_of_1m", |b| {
+        b.iter(|| {
+            j = (j + 7919) % ids.len();
+            flat.contains(black_box(ids[j].as_str()))
         })
     });
     let mut n = 0u64;
