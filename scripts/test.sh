@@ -36,6 +36,9 @@ if grep -qE '^test result: FAILED|error: test failed' target/test-output.log; th
     exit 1
 fi
 
+step "crash windows (failpoints build)"
+cargo test --features failpoints --test crash_windows
+
 step "chaos suite: the checker's own tests, then a short seeded run per mode"
 python3 perf/chaos/test_check.py
 python3 perf/chaos/test_proxy.py

@@ -32,11 +32,14 @@
 //! - [`auth`]: JWT (HS256, RS256, ES256) and the dev mode. [`config`]: flags. [`metrics`]: per-shard counters
 //!   behind `GET /metrics`.
 //!
+//! - [`failpoints`]: crash points for the crash-window tests (`--features failpoints`).
+//!
 //! The load generator is a crate of its own (`loadgen/`, binary `distrisocks-bench`).
 
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod failpoints;
 pub mod flow;
 pub mod metrics;
 pub mod pod;
@@ -48,6 +51,9 @@ pub use config::Config;
 pub use pod::{Pod, StartError};
 
 use crossbeam_channel::{Receiver, Sender};
+
+#[cfg(all(feature = "failpoints", not(debug_assertions)))]
+compile_error!("failpoints abort the process on demand: build them into test (debug) builds only");
 
 /// Tells [`run`] to stop. Cloneable; trigger from any thread, or from SIGINT/SIGTERM.
 #[derive(Clone)]

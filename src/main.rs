@@ -14,6 +14,8 @@ fn main() {
             std::process::exit(2);
         }
     };
+    #[cfg(feature = "failpoints")]
+    let _failpoints = distrisocks::failpoints::arm_from_env();
     let unknown = distrisocks::Config::unknown_env_variables();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

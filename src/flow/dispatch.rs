@@ -39,6 +39,7 @@ pub async fn run_inbox(
             ShardMsg::Route(env) => flow::route::spawn_route_here(&shard, env),
             ShardMsg::Consumed(c) => {
                 flow::consume::on_consumed(&shard, c.env);
+                crate::failpoints::crash_point("after_consume_before_offset");
                 let _ = c.ack.send(c.offset); // The consumer may have stopped; it re-reads then.
             }
             ShardMsg::LeaseLost => keepalive::close_for_lost_lease(&shard),

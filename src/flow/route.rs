@@ -139,6 +139,7 @@ async fn forward(shard: &Shard, home: usize, env: Arc<Envelope>) {
 async fn route_envelope(shard: &Shard, env: Arc<Envelope>) {
     // No live connection: the message stays at NONE and is replayed when the user connects.
     if let Produced::Reached(_) = produce(shard, &env.user, env.clone()).await {
+        crate::failpoints::crash_point("after_produce_before_sent");
         if let Some(id) = &env.message_id {
             super::status::advance(shard, id, Status::Sent).await;
         }

@@ -11,7 +11,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
-use tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::{Authenticator, JwtPolicy, PublicKeys};
 use crate::backend::routes::home_shard;
@@ -326,12 +325,7 @@ fn allowed_origins(list: &[String]) -> Vec<String> {
 
 fn settings(config: &Config) -> Result<Settings, StartError> {
     let t = &config.tuning;
-    let ws = WebSocketConfig::default()
-        .read_buffer_size(t.read_buffer_bytes)
-        .write_buffer_size(t.write_buffer_bytes)
-        .max_write_buffer_size(t.write_buffer_bytes.max(t.max_message_bytes) * 2)
-        .max_message_size(Some(t.max_message_bytes))
-        .max_frame_size(Some(t.max_message_bytes));
+    let ws = crate::socket::websocket_config(t);
     let echo_ws = config.echo.then(|| {
         ws.max_message_size(Some(t.echo_max_message_bytes))
             .max_frame_size(Some(t.echo_max_message_bytes))

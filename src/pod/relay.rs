@@ -73,6 +73,7 @@ impl Relay {
 
     /// Produces a round and deletes it once every event is acknowledged.
     fn relay(&mut self, outbox: &mut StatusOutbox, events: Vec<StatusEvent>) -> Round {
+        crate::failpoints::crash_point("after_status_commit_before_event");
         let through = events.last().map_or(0, |e| e.seq);
         let mut reports = Vec::with_capacity(events.len());
         for e in &events {

@@ -10,7 +10,7 @@ mod encode;
 mod time;
 
 pub use codes::ErrorCode;
-pub use decode::{decode_client_frame, ClientFrame, DecodeError, Limits, SendFrame};
+pub use decode::{decode_client_frame, ClientFrame, DecodeError, Limits, SendFrame, MAX_ACK_IDS};
 pub use encode::{
     encode_accepted, encode_error, encode_message, encode_status, encode_truncated, Accepted,
     MessageView,

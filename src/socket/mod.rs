@@ -13,6 +13,19 @@ pub mod listener;
 pub mod session;
 pub mod writer;
 
+use tungstenite::protocol::WebSocketConfig;
+
+/// The framing limits every `/ws` connection reads with; public so the fuzz targets
+/// (`fuzz/`) drive tungstenite with exactly the pod's settings.
+pub fn websocket_config(t: &crate::config::Tuning) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(t.read_buffer_bytes)
+        .write_buffer_size(t.write_buffer_bytes)
+        .max_write_buffer_size(t.write_buffer_bytes.max(t.max_message_bytes) * 2)
+        .max_message_size(Some(t.max_message_bytes))
+        .max_frame_size(Some(t.max_message_bytes))
+}
+
 /// Guards the idle footprint: the connection task's future lives as long as the connection,
 /// so state of one-off or per-frame steps (upgrade, replay, a frame being handled, a write
 /// batch) must be boxed, not inlined. It was 3,336 B (plus a 1,224 B writer task) before.

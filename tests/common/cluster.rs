@@ -111,6 +111,23 @@ impl PodProc {
         PodProc::wait_started(child.stderr.take().unwrap(), child, id)
     }
 
+    /// Starts pod `name` with `env` added to its environment (failpoints).
+    pub fn start_env(space: &Space, name: &str, env: &[(&str, &str)]) -> PodProc {
+        let id = space.pod_id(name);
+        let mut child = PodProc::command(space, name, &kafka())
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pod binary starts");
+        PodProc::wait_started(child.stderr.take().unwrap(), child, id)
+    }
+
+    /// Waits for the process to end (a failpoint's abort) and returns how it ended.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     /// The command line of pod `name` of `space`, on `brokers`.
     pub fn command(space: &Space, name: &str, brokers: &str) -> Command {
         PodProc::command_on(space, name, brokers, &redis_url(), &[])
@@ -296,7 +313,7 @@ pub fn status_events(space: &Space, id: &str, want: usize) -> Vec<serde_json::Va
 /// One read of the status topic from its start until it has been quiet for a second, with a
 /// fresh consumer: the relay may not have produced yet, and on tansu a fetch can skip records
 /// (perf/RESULTS.md §9e), so the caller reads again until it has what it waits for.
-fn status_events_once(space: &Space, id: &str) -> Vec<serde_json::Value> {
+pub fn status_events_once(space: &Space, id: &str) -> Vec<serde_json::Value> {
     use rdkafka::consumer::Consumer;
     use rdkafka::message::Message;
     let consumer = probe_consumer(space);

@@ -284,6 +284,25 @@ impl Client {
         panic!("no close within {WAIT:?}");
     }
 
+    /// Reads until the connection breaks without a close frame (the pod process died);
+    /// returns the text frames that came before.
+    pub fn expect_gone(&mut self) -> Vec<Value> {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => seen.push(serde_json::from_str(t.as_str()).unwrap()),
+                Ok(Message::Close(f)) => panic!("a clean close ({f:?}), not a crash"),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    panic!("{} still connected after {WAIT:?}", self.user)
+                }
+                Err(_) => return seen,
+            }
+        }
+        panic!("{} still connected after {WAIT:?}", self.user);
+    }
+
     pub fn ack(&mut self, id: &str) {
         self.send(json!({"type": "ack", "id": id}));
     }

@@ -18,6 +18,16 @@ impl ProcPod {
     /// Starts the pod on 127.0.0.1:0 storing under `dir`, under `ulimit -n nofile` when given,
     /// with `DISTRISOCKS_LOG` at `trace` (every log line the pod can write); `args` come last.
     pub fn start(dir: &Path, nofile: Option<u32>, args: &[&str]) -> ProcPod {
+        ProcPod::start_env(dir, nofile, &[], args)
+    }
+
+    /// [`start`](Self::start) with `env` added to the pod's environment.
+    pub fn start_env(
+        dir: &Path,
+        nofile: Option<u32>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> ProcPod {
         let bin = env!("CARGO_BIN_EXE_distrisocks");
         let limit = nofile
             .map(|n| format!("ulimit -n {n} && "))
@@ -30,6 +40,7 @@ impl ProcPod {
             .args(["--store-full-sync", "false"])
             .args(args)
             .env("DISTRISOCKS_LOG", "trace")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -52,6 +63,11 @@ impl ProcPod {
             }
         });
         ProcPod { child, addr, log }
+    }
+
+    /// Waits for the process to end and returns how it ended.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
     }
 
     /// Every line logged so far.

@@ -278,7 +278,10 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
         if !inserts.is_empty() || !updates.is_empty() {
             let result = self.commit_timed(&inserts, &updates);
             refused_folds = match result {
-                Ok((ins, ups)) => self.report(batch.inserts, ins, batch.updates, ups),
+                Ok((ins, ups)) => {
+                    crate::failpoints::crash_point("after_commit_before_accepted");
+                    self.report(batch.inserts, ins, batch.updates, ups)
+                }
                 Err(error) => {
                     self.report_failure(batch.inserts, &error);
                     Vec::new()

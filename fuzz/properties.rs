@@ -1,0 +1,209 @@
+//! What the fuzz targets check, one function per target. Shared by the libFuzzer binaries
+//! (`fuzz_targets/`, nightly, `cargo fuzz run`) and by the stable regression test
+//! (`tests/fuzz_regressions.rs`), which replays every stored input: the corpus in
+//! `fuzz/corpus/` and every input that ever failed, kept in `fuzz/regressions/`.
+//!
+//! Each function panics when the pod's code misbehaves on `data`: a panic inside it, or a
+//! result that breaks a rule the protocol document states.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use clap::Parser;
+use distrisocks::protocol::{self, decode_client_frame, ClientFrame, Limits};
+use distrisocks::socket::http::{parse_head, MAX_HEAD_BYTES};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The user every decoded frame is attributed to.
+const USER: &str = "alice";
+/// A payload limit small enough for the fuzzer to cross.
+const MAX_PAYLOAD: usize = 64;
+/// The longest error text a refused frame may carry back: the error frame must not echo an
+/// attacker's input at full length.
+pub const MAX_ERROR_MESSAGE: usize = 256;
+/// The secret the JWT target verifies against.
+pub const SECRET: &[u8] = b"fuzz-secret";
+/// The clock the JWT target verifies at.
+pub const NOW: i64 = 1_800_000_000;
+
+/// A client text frame, as the socket reader hands it to the decoder.
+pub fn client_frame(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    check_frame(text);
+}
+
+fn check_frame(text: &str) {
+    let limits = Limits {
+        max_payload_bytes: MAX_PAYLOAD,
+    };
+    let frame = match decode_client_frame(text, USER, limits) {
+        Ok(frame) => frame,
+        Err(e) => {
+            assert!(!e.message.is_empty(), "an error without a message");
+            assert!(
+                e.message.len() <= MAX_ERROR_MESSAGE,
+                "error message of {} bytes: {:?}",
+                e.message.len(),
+                &e.message[..e.message.len().min(80)]
+            );
+            let echoed = e.client_msg_id.as_deref().map_or(0, str::len);
+            assert!(
+                echoed <= protocol::MAX_ID_BYTES,
+                "echoed a long client_msg_id"
+            );
+            return;
+        }
+    };
+    let json: serde_json::Value = serde_json::from_str(text).expect("accepted frame is JSON");
+    match frame {
+        ClientFrame::Send(s) => {
+            assert!(s.payload.len() <= MAX_PAYLOAD, "payload over the limit");
+            assert!(protocol::valid_user_id(&s.reciever_id), "bad recipient");
+            let cmid = s.client_msg_id.as_deref().map_or(1, str::len);
+            assert!(
+                (1..=protocol::MAX_ID_BYTES).contains(&cmid),
+                "bad client_msg_id"
+            );
+            if let Some(sender) = json.get("sender_id").and_then(|v| v.as_str()) {
+                assert_eq!(sender, USER, "a spoofed sender_id was accepted");
+            }
+        }
+        ClientFrame::Ack { id } => assert!(!id.is_empty()),
+        ClientFrame::AckMany { ids } => {
+            assert!((1..=protocol::MAX_ACK_IDS).contains(&ids.len()));
+            assert!(ids.iter().all(|i| !i.is_empty()));
+        }
+        ClientFrame::Read {
+            conversation_id,
+            seq,
+        } => {
+            assert!(seq >= 1);
+            assert_member(&conversation_id);
+        }
+        ClientFrame::Typing {
+            conversation_id, ..
+        } => assert_member(&conversation_id),
+        ClientFrame::Auth { token } => assert!(!token.is_empty()),
+    }
+}
+
+fn assert_member(conversation_id: &str) {
+    let (lo, hi) = protocol::direct_conversation_members(conversation_id)
+        .expect("accepted a conversation id that does not parse");
+    assert!(
+        lo == USER || hi == USER,
+        "accepted another pair's conversation"
+    );
+    assert_eq!(
+        protocol::direct_conversation_id(lo, hi),
+        conversation_id,
+        "accepted a non-canonical conversation id"
+    );
+}
+
+/// Bytes a client sends before its upgrade, as the listener buffers them.
+pub fn http_head(data: &[u8]) {
+    match parse_head(data) {
+        Ok(Some((head, len))) => {
+            assert!(len <= data.len(), "head longer than its input");
+            let again = parse_head(&data[..len]).expect("the same head parses again");
+            assert_eq!(again.map(|(_, l)| l), Some(len), "head length is unstable");
+            for param in [&head.token_param, &head.user_id_param, &head.since_param] {
+                assert!(param.as_ref().map_or(0, String::len) <= data.len());
+            }
+        }
+        Ok(None) => assert!(data.len() < MAX_HEAD_BYTES, "waits past the head limit"),
+        Err(_) => {}
+    }
+}
+
+/// A client's bytes after the upgrade, read by tungstenite with the pod's own framing limits
+/// (a smaller message limit, so the fuzzer reaches it), each text message then decoded as a
+/// frame. The first byte sets how many bytes each socket read returns, so frames split at
+/// every boundary.
+pub fn ws_frames(data: &[u8]) {
+    let Some((&chunk, input)) = data.split_first() else {
+        return;
+    };
+    let mut tuning = distrisocks::Config::parse_from(["distrisocks"]).tuning;
+    tuning.max_message_bytes = 1024;
+    let config = distrisocks::socket::websocket_config(&tuning);
+    let io = Pipe {
+        input,
+        at: 0,
+        chunk: usize::from(chunk).max(1),
+    };
+    let mut ws = tungstenite::WebSocket::from_raw_socket(
+        io,
+        tungstenite::protocol::Role::Server,
+        Some(config),
+    );
+    for _ in 0..=input.len() {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                assert!(t.len() <= 1024, "text message over the limit");
+                check_frame(t.as_str());
+            }
+            Ok(msg) => assert!(msg.len() <= 1024, "message over the limit"),
+            Err(e) => {
+                if let Some((code, _)) = distrisocks::socket::session::close_for(&e) {
+                    assert!(matches!(code, 1002 | 1007 | 1009), "close code {code}");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The client's side of a socket: reads come from `input`, `chunk` bytes at a time, then
+/// end of stream; writes (pongs, the close reply) are dropped.
+struct Pipe<'a> {
+    input: &'a [u8],
+    at: usize,
+    chunk: usize,
+}
+
+impl std::io::Read for Pipe<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = &self.input[self.at..];
+        let n = rest.len().min(buf.len()).min(self.chunk);
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl std::io::Write for Pipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A token in an upgrade or an auth frame, verified with HS256: it is accepted only when its
+/// signature really is the HMAC of its first two parts under the secret.
+pub fn jwt(data: &[u8]) {
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(user) = distrisocks::auth::verify_hs256(token, SECRET, NOW) else {
+        return;
+    };
+    assert!(!user.is_empty(), "accepted a token without a subject");
+    let (signed, sig) = token.rsplit_once('.').expect("three parts");
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET).expect("any key length");
+    mac.update(signed.as_bytes());
+    let expected = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    let given = URL_SAFE_NO_PAD
+        .decode(sig)
+        .expect("accepted signature is base64url");
+    assert_eq!(
+        URL_SAFE_NO_PAD.encode(given),
+        expected,
+        "accepted a token whose signature is not its HMAC"
+    );
+}
