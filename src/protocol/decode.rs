@@ -226,8 +226,18 @@ fn json_error(e: serde_json::Error) -> DecodeError {
         Category::Syntax | Category::Eof | Category::Io => ErrorCode::MalformedJson,
         Category::Data => ErrorCode::InvalidFrame,
     };
-    err(code, &e.to_string(), None)
+    // serde_json quotes the offending value ("invalid type: string \"…\""): cut it, so an
+    // error frame never echoes an attacker's input at length.
+    let text = e.to_string();
+    let mut end = text.len().min(MAX_JSON_ERROR_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    err(code, &text[..end], None)
 }
+
+/// Longest JSON error text an error frame carries.
+const MAX_JSON_ERROR_BYTES: usize = 160;
 
 fn err(code: ErrorCode, message: &str, client_msg_id: Option<&str>) -> DecodeError {
     DecodeError {
