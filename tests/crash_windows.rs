@@ -127,7 +127,7 @@ fn after_consume_before_offset_the_reconnected_device_shows_it_once() {
 
     let pb = PodProc::start(&space, "b");
     let mut bob = Client::connect(pb.addr, &to);
-    let copies = copies_per_id(&space, &mut alice, &mut bob, &[id.clone()]);
+    let copies = copies_per_id(&space, &mut alice, &mut bob, std::slice::from_ref(&id));
     assert_once_each(&copies, &[id]);
 }
 

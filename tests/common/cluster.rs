@@ -91,36 +91,34 @@ impl PodProc {
 
     /// Starts a pod whose Redis is at `redis` (a proxy the test controls).
     pub fn start_with_redis(space: &Space, name: &str, redis: &str) -> PodProc {
-        let id = space.pod_id(name);
-        let mut child = PodProc::command_on(space, name, &kafka(), redis, &[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("pod binary starts");
-        PodProc::wait_started(child.stderr.take().unwrap(), child, id)
+        PodProc::spawn(
+            PodProc::command_on(space, name, &kafka(), redis, &[]),
+            space,
+            name,
+        )
     }
 
     /// Starts a pod with `extra` flags besides the harness' own (none of the same name).
     pub fn start_with(space: &Space, name: &str, brokers: &str, extra: &[&str]) -> PodProc {
-        let id = space.pod_id(name);
-        let mut child = PodProc::command_on(space, name, brokers, &redis_url(), extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("pod binary starts");
-        PodProc::wait_started(child.stderr.take().unwrap(), child, id)
+        let cmd = PodProc::command_on(space, name, brokers, &redis_url(), extra);
+        PodProc::spawn(cmd, space, name)
     }
 
     /// Starts pod `name` with `env` added to its environment (failpoints).
     pub fn start_env(space: &Space, name: &str, env: &[(&str, &str)]) -> PodProc {
-        let id = space.pod_id(name);
-        let mut child = PodProc::command(space, name, &kafka())
-            .envs(env.iter().copied())
+        let mut cmd = PodProc::command(space, name, &kafka());
+        cmd.envs(env.iter().copied());
+        PodProc::spawn(cmd, space, name)
+    }
+
+    /// Runs `cmd` (pod `name` of `space`) and waits until it serves.
+    fn spawn(mut cmd: Command, space: &Space, name: &str) -> PodProc {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("pod binary starts");
-        PodProc::wait_started(child.stderr.take().unwrap(), child, id)
+        PodProc::wait_started(child.stderr.take().unwrap(), child, space.pod_id(name))
     }
 
     /// Waits for the process to end (a failpoint's abort) and returns how it ended.
