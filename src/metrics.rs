@@ -42,6 +42,8 @@ pub struct ShardMetrics {
     pub status_delivered: AtomicU64,
     pub frames_out: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
+    pub ping_timeout_closes: AtomicU64,
+    pub stuck_write_drops: AtomicU64,
     pub errors: [AtomicU64; ERROR_CODES.len()],
 }
 
@@ -191,6 +193,20 @@ impl Metrics {
             "Connections closed with 4008.",
             "counter",
             &|s| u(&s.slow_consumer_closes),
+        );
+        per_shard(
+            &mut out,
+            "ping_timeout_closes_total",
+            "Connections closed with 4001 (no frame within the pong timeout after a ping).",
+            "counter",
+            &|s| u(&s.ping_timeout_closes),
+        );
+        per_shard(
+            &mut out,
+            "stuck_write_drops_total",
+            "Connections dropped without a close frame: aborted while their socket took no bytes for the close grace (a peer that stopped reading).",
+            "counter",
+            &|s| u(&s.stuck_write_drops),
         );
         self.render_errors(&mut out);
         self.render_store(&mut out, depths);

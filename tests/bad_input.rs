@@ -208,6 +208,89 @@ fn slow_consumer_is_closed_and_its_messages_stay_stored() {
     pod.shutdown();
 }
 
+/// The sum over shards of one of the pod's counters or gauges.
+fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
+    let text = raw(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let prefix = format!("distrisocks_{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A client that stops reading for good is let go even when not one more byte fits into
+/// its socket: the backlog below `--outbound-queue` fills the socket buffers, the client
+/// answers no ping, and the 4001 close cannot be written; after the close grace the pod
+/// drops the connection. Its messages stay stored for its next connection, where each
+/// arrives once.
+#[test]
+fn a_client_that_never_reads_again_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| {
+        c.tuning.ping_interval_ms = 1000;
+        c.tuning.pong_timeout_ms = 1000;
+    });
+    let addr = pod.local_addr();
+    let (mut alice, mut bob) = pair(addr, addr);
+    let b = bob.user.clone();
+    send_and_confirm(&mut alice, &mut bob, "warm-up");
+    // 9.6 MB: more than loopback's socket buffers hold (4 MiB send, 128 KiB receive for a
+    // reader that never reads), fewer frames than the outbound queue's 1024.
+    let body = "p".repeat(16 * 1024);
+    let n = 600;
+    for i in 0..n {
+        alice.send(json!({"payload": body, "reciever_id": b, "client_msg_id": format!("s{i}")}));
+    }
+    let mut accepted = 0;
+    while accepted < n {
+        match alice.recv()["type"].as_str() {
+            Some("accepted") => accepted += 1,
+            Some("status") => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(alice);
+    assert!(
+        eventually(|| metric(addr, "connections") == 0),
+        "the pod still holds the connection of a client that does not read: {} dropped",
+        metric(addr, "stuck_write_drops_total"),
+    );
+    assert_eq!(metric(addr, "stuck_write_drops_total"), 1);
+    assert_eq!(metric(addr, "ping_timeout_closes_total"), 1);
+    assert_eq!(metric(addr, "slow_consumer_closes_total"), 0);
+    // What bob's socket still holds ends without a close frame: none could be sent.
+    let ended = loop {
+        match bob.ws.read() {
+            Ok(Message::Close(f)) => break format!("close {f:?}"),
+            Ok(_) => continue,
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(!ended.starts_with("close"), "no close frame fits: {ended}");
+    let mut bob = Client::connect(addr, &b);
+    let mut copies = std::collections::HashMap::<String, u32>::new();
+    while copies.len() < n {
+        let m = bob.recv_type("message");
+        let id = m["id"].as_str().unwrap().to_owned();
+        *copies.entry(id.clone()).or_default() += 1;
+        bob.ack(&id);
+    }
+    // Anything repeated would come before a message sent after them all.
+    let mut alice = Client::connect(addr, &user("alice"));
+    let last = alice.send_msg(&b, "sentinel", None)["id"].clone();
+    loop {
+        let m = bob.recv_type("message");
+        if m["id"] == last {
+            break;
+        }
+        *copies
+            .entry(m["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert!(copies.values().all(|c| *c == 1), "a message came twice");
+    pod.shutdown();
+}
+
 /// Over `--max-frames-per-sec`, frames are answered `rate_limited` (carrying the send's
 /// `client_msg_id`) and not processed: nothing of them is stored, the connection stays open,
 /// and the same send goes through once the bucket refilled (each refused frame costs a token,

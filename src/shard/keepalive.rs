@@ -37,7 +37,12 @@ pub async fn run(shard: Rc<Shard>) {
                 let reason = "token expired; reconnect with a fresh token";
                 outbox.abort(close::TOKEN_EXPIRED, reason);
             }
-            let _: Keepalive = outbox.keepalive(now, ping_every, pong_within);
+            if outbox.keepalive(now, ping_every, pong_within) == Keepalive::Dead {
+                shard
+                    .metrics()
+                    .ping_timeout_closes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         });
     }
 }

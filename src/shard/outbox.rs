@@ -232,6 +232,9 @@ impl Outbox {
         ping_every: Duration,
         pong_within: Duration,
     ) -> Keepalive {
+        if self.abort.is_some() {
+            return Keepalive::Quiet; // Closing already: Dead is reported once.
+        }
         match self.ping_sent {
             Some(sent) if now.saturating_duration_since(sent) >= pong_within => {
                 self.abort(close::PING_TIMEOUT, "no pong");
@@ -461,6 +464,18 @@ impl Outbox {
         }
         if let Some(out) = self.queue.pop_front() {
             return Poll::Ready(out);
+        }
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Ready with the abort's code once the connection was aborted. The writer polls it
+    /// while a write is pending, so an abort reaches a writer stuck on a peer that stopped
+    /// reading (the slot is `poll_next`'s: both run in the connection's one task, and only
+    /// one of them waits at a time).
+    pub fn poll_aborted(&mut self, cx: &mut Context<'_>) -> Poll<u16> {
+        if let Some((code, _)) = self.abort {
+            return Poll::Ready(code);
         }
         self.waker = Some(cx.waker().clone());
         Poll::Pending

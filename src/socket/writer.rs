@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use futures::future::{select, Either, FutureExt};
 use futures::SinkExt;
 use glommio::Task;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -17,6 +18,7 @@ use crate::protocol::codes::close;
 use crate::protocol::Status;
 use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
+use crate::socket::session::CLOSE_GRACE;
 
 /// Most frames written before one flush.
 const BATCH: usize = 64;
@@ -52,15 +54,38 @@ enum Step {
 impl Writer {
     /// Writes until a close was sent or the connection broke.
     pub async fn run(mut self) {
-        loop {
-            let out = futures::future::poll_fn(|cx| self.outbox.borrow_mut().poll_next(cx)).await;
+        let outbox = self.outbox.clone();
+        let stuck = loop {
+            let out = futures::future::poll_fn(|cx| outbox.borrow_mut().poll_next(cx)).await;
             // Boxed: the batch's state (frames being fed, a status update in flight) exists
             // only while writing, so an idle connection's task stays small.
-            if !matches!(Box::pin(self.write_batch(out)).await, Ok(Step::Continue)) {
-                break;
+            let write = Box::pin(self.write_batch(out));
+            let aborted = futures::future::poll_fn(|cx| outbox.borrow_mut().poll_aborted(cx));
+            let step = match select(write, aborted).await {
+                Either::Left((step, _)) => step,
+                // Aborted while the write waits for the socket: a peer that stopped reading
+                // would hold it forever, and the close frame behind it. A short grace, then
+                // the connection is dropped without one.
+                Either::Right((code, write)) => {
+                    match glommio::timer::timeout(CLOSE_GRACE, write.map(Ok)).await {
+                        Ok(step) => step,
+                        Err(_) => break Some(code),
+                    }
+                }
+            };
+            if !matches!(step, Ok(Step::Continue)) {
+                break None;
             }
-        }
+        };
         self.outbox.borrow_mut().finish();
+        if let Some(code) = stuck {
+            let m = self.shard.metrics();
+            m.stuck_write_drops.fetch_add(1, Relaxed);
+            if code == close::SLOW_CONSUMER {
+                m.slow_consumer_closes.fetch_add(1, Relaxed);
+            }
+            return; // The socket takes nothing: no flush could end.
+        }
         // A close reply tungstenite queued while reading (the peer closed first) must still go
         // out, even when our own last write failed on the closing connection.
         let _ = self.sink.flush().await;
