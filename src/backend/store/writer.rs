@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, Sender};
 use futures::channel::oneshot;
 
 use crate::metrics::Metrics;
-use batch::{Batch, Queued};
+use batch::{Batch, Deferred, Queued};
 
 use super::{
     InsertResult, MessageStore, NewMessage, PendingMessage, StatusChange, StatusUpdate,
@@ -210,6 +210,7 @@ fn spawn_lane<S: MessageStore, E: EventSink>(
                 rx,
                 tuning,
                 metrics,
+                deferred: Deferred::default(),
             }
             .run()
         })
@@ -223,14 +224,22 @@ struct Writer<S, E> {
     rx: Receiver<StoreCmd>,
     tuning: StoreTuning,
     metrics: Arc<Metrics>,
+    /// Status updates of failed commits, retried with the next batch.
+    deferred: Deferred,
 }
+
+/// How often kept status updates are retried while no command comes.
+const DEFERRED_RETRY: Duration = Duration::from_millis(500);
 
 impl<S: MessageStore, E: EventSink> Writer<S, E> {
     fn run(mut self) {
         let _span = tracing::info_span!("store_writer").entered();
-        while let Ok(first) = self.rx.recv() {
+        while let Some(first) = self.next_command() {
             let mut batch = Batch::default();
-            batch.take(first);
+            self.deferred.move_into(&mut batch);
+            if let Some(cmd) = first {
+                batch.take(cmd);
+            }
             self.gather(&mut batch);
             let stop = batch.stop;
             self.process(batch);
@@ -239,6 +248,19 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
             }
         }
         tracing::info!("store writer stopped");
+    }
+
+    /// The next command; `Some(None)` when kept updates are due for a retry and none came,
+    /// `None` when every sender is gone.
+    fn next_command(&self) -> Option<Option<StoreCmd>> {
+        if self.deferred.is_empty() {
+            return self.rx.recv().ok().map(Some);
+        }
+        match self.rx.recv_timeout(DEFERRED_RETRY) {
+            Ok(cmd) => Some(Some(cmd)),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Some(None),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+        }
     }
 
     /// Takes what is queued, then (when pacing) waits a bounded time for a fuller batch.
@@ -279,11 +301,16 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
             let result = self.commit_timed(&inserts, &updates);
             refused_folds = match result {
                 Ok((ins, ups)) => {
+                    self.deferred.committed();
                     crate::failpoints::crash_point("after_commit_before_accepted");
                     self.report(batch.inserts, ins, batch.updates, ups)
                 }
                 Err(error) => {
                     self.report_failure(batch.inserts, &error);
+                    let dropped = self.deferred.keep(batch.updates);
+                    if dropped > 0 {
+                        tracing::error!(dropped, "kept status updates given up");
+                    }
                     Vec::new()
                 }
             };
@@ -295,9 +322,8 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
     }
 
     /// Rare: acks refused for messages whose own update was folded into them; the own
-    /// updates are committed now. If that commit fails too, the messages stay at their lower
-    /// status and the redrive or the recipient's next connect delivers them again, as for any
-    /// failed status batch.
+    /// updates are committed now. If that commit fails too, they are kept for the next batch,
+    /// as for any failed status batch.
     fn reapply_refused_folds(&mut self, folds: Vec<StatusUpdate>) {
         if folds.is_empty() {
             return;
@@ -309,11 +335,9 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
             }
             Err(error) => {
                 let n = folds.len();
-                tracing::warn!(
-                    n,
-                    error,
-                    "status updates unfolded from refused acks not stored"
-                );
+                tracing::warn!(n, error, "unfolded status updates kept for the next batch");
+                self.deferred
+                    .keep(folds.into_iter().map(Queued::own).collect());
             }
         }
     }
@@ -383,12 +407,12 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
         refused_folds
     }
 
-    /// Status updates of a failed batch are not reported: the message stays at its lower
-    /// status and is delivered again on replay (at-least-once, same id).
+    /// Status updates of a failed batch are not reported now: they are kept and written with
+    /// the next batch ([`Deferred`]).
     fn report_failure(&self, inserts: Vec<(NewMessage, ReplyTo)>, error: &str) {
         tracing::error!(
             error,
-            "store batch dropped after retries; clients told store_unavailable"
+            "store batch failed after retries; senders told store_unavailable, status updates kept"
         );
         let events: Vec<_> = inserts
             .into_iter()

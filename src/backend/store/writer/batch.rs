@@ -10,7 +10,7 @@
 //! check failed (a client acking a message that is not addressed to it). The folded update is
 //! therefore kept beside the ack and re-applied when the ack is refused ([`Queued::folded`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::{ReplyTo, StoreCmd};
 use crate::backend::store::{NewMessage, StatusUpdate};
@@ -94,6 +94,14 @@ impl Batch {
         self.coalesced += 1;
     }
 
+    /// Takes back an update of a failed commit; later ones of the same message fold into it.
+    fn restore(&mut self, queued: Queued) {
+        self.by_id
+            .entry(queued.update.id.clone())
+            .or_insert(self.updates.len());
+        self.updates.push(queued);
+    }
+
     /// Whether the batch writes anything (reads and syncs alone are never held back).
     pub fn writes(&self) -> bool {
         !self.inserts.is_empty() || !self.updates.is_empty()
@@ -107,5 +115,63 @@ impl Batch {
 fn keep_furthest(queued: &mut StatusUpdate, new: StatusUpdate) {
     if new.status > queued.status {
         *queued = new;
+    }
+}
+
+/// Most status updates kept across failed commits (about 200 bytes each).
+pub(super) const DEFERRED_MAX: usize = 65_536;
+
+/// Status updates of commits that failed even after their retries (the store was down),
+/// written with the next batch. Dropping them would leave acked messages at SENT: the
+/// redrive would then show them again on the very connection that acked them, past its
+/// memory of recent ids (found by the chaos suite's Postgres crash). They are forward-only
+/// and idempotent, so writing one late or twice is harmless.
+///
+/// Kept updates are given up after [`DEFERRED_ROUNDS`] failed batches in a row, so that one
+/// the store refuses for good (rather than because it is down) cannot fail every later
+/// batch with it; those messages are then delivered again by the redrive or on replay
+/// (at-least-once, as before this was kept).
+#[derive(Default)]
+pub(super) struct Deferred {
+    updates: VecDeque<Queued>,
+    /// Failed batches in a row since the kept updates were last written.
+    rounds: u32,
+}
+
+/// About a minute and a half of retries (each round at least 850 ms: three attempts and
+/// the retry interval), longer than a database restart.
+pub(super) const DEFERRED_ROUNDS: u32 = 100;
+
+impl Deferred {
+    /// Keeps the updates of a failed batch; returns how many were given up (the oldest
+    /// beyond the cap, or all after too many rounds).
+    pub fn keep(&mut self, updates: Vec<Queued>) -> usize {
+        self.updates.extend(updates);
+        self.rounds += 1;
+        if self.rounds > DEFERRED_ROUNDS {
+            self.rounds = 0;
+            let all = self.updates.len();
+            self.updates.clear();
+            return all;
+        }
+        let over = self.updates.len().saturating_sub(DEFERRED_MAX);
+        self.updates.drain(..over);
+        over
+    }
+
+    /// A batch committed: whatever it carried of the kept updates is written.
+    pub fn committed(&mut self) {
+        self.rounds = 0;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.updates.is_empty()
+    }
+
+    /// Moves every kept update into `batch`, before anything new folds into them.
+    pub fn move_into(&mut self, batch: &mut Batch) {
+        for q in self.updates.drain(..) {
+            batch.restore(q);
+        }
     }
 }

@@ -119,8 +119,11 @@ fn a_batch_that_cannot_commit_fails_every_insert_and_announces_nothing() {
         })
         .unwrap();
     handle.sync();
+    assert_eq!(*attempts.lock().unwrap(), 3, "two retries before giving up");
     handle.stop();
     thread.join().unwrap();
+    // The kept status update is tried again with the last batch, then given up.
+    assert!(*attempts.lock().unwrap() >= 6);
     let events = sink.0.lock().unwrap();
     let failed: Vec<_> = events
         .iter()
@@ -138,7 +141,6 @@ fn a_batch_that_cannot_commit_fails_every_insert_and_announces_nothing() {
         })
         .collect();
     assert_eq!(failed, ["m1", "m2"]);
-    assert_eq!(*attempts.lock().unwrap(), 3, "two retries before giving up");
     assert!(
         metrics
             .store
@@ -327,6 +329,7 @@ fn writer_with_m1() -> (tempfile::TempDir, Writer<FailingFrom, Collect>, Collect
         rx,
         tuning: StoreTuning::default(),
         metrics: Arc::new(Metrics::new(1)),
+        deferred: Deferred::default(),
     };
     let mut insert = Batch::default();
     let reply = ReplyTo { shard: 0, conn: 7 };
@@ -382,7 +385,7 @@ fn a_refused_ack_does_not_swallow_the_sent_folded_into_it() {
 }
 
 #[test]
-fn a_sent_unfolded_from_a_refused_ack_that_cannot_be_stored_is_left_for_replay() {
+fn a_sent_unfolded_from_a_refused_ack_that_cannot_be_stored_is_kept_for_the_next_batch() {
     let (_dir, mut writer, sink) = writer_with_m1();
     // The status batch commits; the commit that re-applies the SENT fails (with retries).
     writer.store.fail_from = writer.store.commits + 2;
@@ -400,11 +403,57 @@ fn a_sent_unfolded_from_a_refused_ack_that_cannot_be_stored_is_left_for_replay()
         .failed_batches
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(failed, 1);
-    // Still NONE: replayed to the recipient on connect, and redriven in distributed mode.
     assert_eq!(
         writer.store.inner.status_of("m1").unwrap(),
         Some(Status::None)
     );
+    assert!(
+        !writer.deferred.is_empty(),
+        "the SENT waits for the next batch"
+    );
+}
+
+/// A status batch that fails even after its retries (the store is down) is not dropped: an
+/// acked message left at SENT would be redriven onto the connection that acked it. Its
+/// updates go with the next batch once the store is back, and are announced then.
+#[test]
+fn status_updates_of_a_failed_commit_are_written_with_the_next_batch() {
+    let (_dir, mut writer, sink) = writer_with_m1();
+    writer.store.fail_from = writer.store.commits + 1;
+    sent_and_ack_in_one_batch(&mut writer, "bob");
+    assert_eq!(
+        status_changes(&sink),
+        [],
+        "nothing announced that is not stored"
+    );
+    writer.store.fail_from = usize::MAX;
+    let mut next = Batch::default();
+    writer.deferred.move_into(&mut next);
+    next.take(own("m1", Status::Sent, 30)); // A later own update folds into the kept ack.
+    writer.process(next);
+    assert_eq!(status_changes(&sink), [Status::Delivered]);
+    assert_eq!(
+        writer.store.status_of("m1").unwrap(),
+        Some(Status::Delivered)
+    );
+    assert!(writer.deferred.is_empty());
+}
+
+/// An update the store refuses for good is given up after a bounded number of failed
+/// batches instead of failing every batch after it.
+#[test]
+fn kept_updates_are_given_up_after_too_many_failed_batches() {
+    let (_dir, mut writer, _sink) = writer_with_m1();
+    writer.store.fail_from = writer.store.commits + 1;
+    let mut kept = Batch::default();
+    kept.take(own("m1", Status::Sent, 10));
+    let updates = std::mem::take(&mut kept.updates);
+    assert_eq!(writer.deferred.keep(updates), 0);
+    for _ in 1..batch::DEFERRED_ROUNDS {
+        assert_eq!(writer.deferred.keep(Vec::new()), 0);
+    }
+    assert_eq!(writer.deferred.keep(Vec::new()), 1, "given up");
+    assert!(writer.deferred.is_empty());
 }
 
 #[test]
@@ -432,6 +481,7 @@ fn a_paced_writer_waits_for_a_fuller_batch_within_the_window() {
             ..StoreTuning::default()
         },
         metrics: Arc::new(Metrics::new(1)),
+        deferred: Deferred::default(),
     };
     let reply = ReplyTo { shard: 0, conn: 7 };
     let insert = |id: &str| StoreCmd::Insert {
