@@ -26,13 +26,22 @@ pub fn on_inserted(shard: &Rc<Shard>, conn: u64, msg: NewMessage, result: Insert
                 at: Some((at.cseq, at.spos)),
             })
         }
-        InsertResult::Duplicate { id, status } => encode_accepted(Accepted {
+        InsertResult::Duplicate {
             id,
-            client_msg_id,
-            status: *status,
-            conversation_id: None,
-            at: None,
-        }),
+            status,
+            original,
+        } => {
+            let conversation = original
+                .as_ref()
+                .map(|o| direct_conversation_id(&msg.sender_id, &o.reciever_id));
+            encode_accepted(Accepted {
+                id,
+                client_msg_id,
+                status: *status,
+                conversation_id: conversation.as_deref(),
+                at: original.as_ref().map(|o| (o.at.cseq, o.at.spos)),
+            })
+        }
     };
     // The sender may have disconnected; the message is stored and routed all the same.
     shard.conns.borrow().push_to(conn, Out::Text(frame.into()));

@@ -47,11 +47,7 @@ pub(crate) fn inserts_dedupe_and_replay_in_order(s: &mut impl MessageStore) {
     let (ins, _) = s.commit(&batch, &[]).unwrap();
     assert!(matches!(ins[0], InsertResult::Inserted { .. }));
     assert!(matches!(ins[1], InsertResult::Inserted { .. }));
-    let dup = InsertResult::Duplicate {
-        id: "m1".into(),
-        status: Status::None,
-    };
-    assert_eq!(ins[2], dup);
+    assert_eq!(ins[2], repeat_of("m1", Status::None, "bob", &ins[0]));
     let p = s.pending("bob", 0, 10).unwrap();
     assert_eq!(ids(p.clone()), ["m1", "m2"]);
     assert!(p[0].seq < p[1].seq);
@@ -212,7 +208,7 @@ pub(crate) fn large_batches_commit_in_one_call(s: &mut impl MessageStore) {
 /// Inserts come before updates within a batch, updates apply in order, and a duplicate
 /// reports its original's status as it was before this batch's updates.
 pub(crate) fn one_batch_mixes_inserts_and_updates_in_order(s: &mut impl MessageStore) {
-    s.commit(&[msg("old", "bob", Some("k-old"))], &[]).unwrap();
+    let (old, _) = s.commit(&[msg("old", "bob", Some("k-old"))], &[]).unwrap();
     let inserts = [
         msg("a", "bob", Some("k")),
         msg("b", "bob", Some("k")),
@@ -231,11 +227,11 @@ pub(crate) fn one_batch_mixes_inserts_and_updates_in_order(s: &mut impl MessageS
         update("c", Status::Delivered, None),
     ];
     let (ins, ups) = s.commit(&inserts, &updates).unwrap();
-    let dup = |id: &str| InsertResult::Duplicate {
-        id: id.into(),
-        status: Status::None,
-    };
-    assert_eq!((ins[1].clone(), ins[3].clone()), (dup("a"), dup("old")));
+    let dup = |id: &str, first: &InsertResult| repeat_of(id, Status::None, "bob", first);
+    assert_eq!(
+        (ins[1].clone(), ins[3].clone()),
+        (dup("a", &ins[0]), dup("old", &old[0]))
+    );
     assert!(changed(&ups[0], Status::Sent) && changed(&ups[1], Status::Sent));
     assert_eq!(ups[2], UpdateResult::NotRecipient);
     assert!(changed(&ups[3], Status::Delivered));
@@ -243,12 +239,25 @@ pub(crate) fn one_batch_mixes_inserts_and_updates_in_order(s: &mut impl MessageS
     assert_eq!(ups[5], UpdateResult::Unchanged, "a move to NONE is no move");
     assert!(changed(&ups[6], Status::Sent) && changed(&ups[8], Status::Delivered));
     assert_eq!(ups[7], UpdateResult::Unchanged);
+    let first = ins[0].clone();
     let (ins, _) = s.commit(&[msg("late", "bob", Some("k"))], &[]).unwrap();
-    let delivered = InsertResult::Duplicate {
-        id: "a".into(),
-        status: Status::Delivered,
+    assert_eq!(ins[0], repeat_of("a", Status::Delivered, "bob", &first));
+}
+
+/// What a repeat of the message stored as `stored` (for `to`) answers: its id, its status
+/// now, and where it stands, so the repeated `accepted` names the same positions.
+fn repeat_of(id: &str, status: Status, to: &str, stored: &InsertResult) -> InsertResult {
+    let InsertResult::Inserted { at } = stored else {
+        panic!("{id} was not inserted: {stored:?}");
     };
-    assert_eq!(ins[0], delivered);
+    InsertResult::Duplicate {
+        id: id.into(),
+        status,
+        original: Some(super::Original {
+            reciever_id: to.into(),
+            at: *at,
+        }),
+    }
 }
 
 fn from(sender: &str, id: &str, to: &str, cmid: Option<&str>) -> NewMessage {
@@ -275,10 +284,7 @@ pub(crate) fn streams_and_conversations_are_numbered_without_holes(s: &mut impl 
         from("carol", "c1", "bob", None),
     ];
     let (ins, _) = s.commit(&batch, &[]).unwrap();
-    let dup = InsertResult::Duplicate {
-        id: "a1".into(),
-        status: Status::None,
-    };
+    let dup = repeat_of("a1", Status::None, "bob", &at(1, 1, 1));
     assert_eq!(
         ins,
         [at(1, 1, 1), at(2, 2, 2), dup, at(3, 3, 1), at(3, 1, 1)]
@@ -292,7 +298,7 @@ pub(crate) fn streams_and_conversations_are_numbered_without_holes(s: &mut impl 
             &[],
         )
         .unwrap();
-    assert!(matches!(&ins[0], InsertResult::Duplicate { id, .. } if id == "a1"));
+    assert_eq!(ins[0], repeat_of("a1", Status::None, "bob", &at(1, 1, 1)));
     assert_eq!(ins[1], at(4, 4, 3), "the repeat took no position");
 
     let whole = positions(s, "alice", 0);

@@ -55,8 +55,23 @@ pub struct Positions {
 pub enum InsertResult {
     /// Stored now, at status NONE, at these positions.
     Inserted { at: Positions },
-    /// The sender already stored this `client_msg_id`: nothing new was stored.
-    Duplicate { id: String, status: Status },
+    /// The sender already stored this `client_msg_id`: nothing new was stored. `original`
+    /// says where the first one stands, so that the repeated `accepted` names the same
+    /// conversation and positions: a v2 device whose first `accepted` was lost (an ambiguous
+    /// commit, a crash) would otherwise never learn the position of its own message and keep
+    /// a hole in its stream (found by the chaos suite's Postgres crash).
+    Duplicate {
+        id: String,
+        status: Status,
+        original: Option<Original>,
+    },
+}
+
+/// The first message of a repeated `client_msg_id`: its recipient and its positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Original {
+    pub reciever_id: String,
+    pub at: Positions,
 }
 
 /// A requested forward move of a message's status.

@@ -5,8 +5,9 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{
-    HistoryPage, InsertResult, MessageStore, NewMessage, PendingMessage, PruneRound, ReadState,
-    StatusChange, StatusUpdate, StoreError, StuckAfter, UpdateResult, MAX_READ_STATES,
+    HistoryPage, InsertResult, MessageStore, NewMessage, Original, PendingMessage, Positions,
+    PruneRound, ReadState, StatusChange, StatusUpdate, StoreError, StuckAfter, UpdateResult,
+    MAX_READ_STATES,
 };
 use crate::protocol::Status;
 use counters::{Counters, Keys};
@@ -138,15 +139,23 @@ fn insert_one(
         return Ok(InsertResult::Inserted { at });
     }
     let mut q = tx.prepare_cached(
-        "SELECT id, status FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2",
+        "SELECT id, status, reciever_id, rpos, spos, cseq FROM messages
+         WHERE sender_id = ?1 AND client_msg_id = ?2",
     )?;
-    let (id, status): (IdText, StoredStatus) = q
-        .query_row(params![m.sender_id, m.client_msg_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+    let (id, status, original): (IdText, StoredStatus, Original) =
+        q.query_row(params![m.sender_id, m.client_msg_id], |r| {
+            let at = Positions {
+                rpos: r.get(3)?,
+                spos: r.get(4)?,
+                cseq: r.get(5)?,
+            };
+            let reciever_id = r.get(2)?;
+            Ok((r.get(0)?, r.get(1)?, Original { reciever_id, at }))
         })?;
     Ok(InsertResult::Duplicate {
         id: id.0,
         status: status.0,
+        original: Some(original),
     })
 }
 

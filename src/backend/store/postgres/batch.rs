@@ -10,7 +10,8 @@ use tokio_postgres::{Client, GenericClient, Row, Statement, Transaction};
 
 use super::{parse_status, to_time, Session};
 use crate::backend::store::{
-    InsertResult, NewMessage, Positions, StatusChange, StatusUpdate, StoreError, UpdateResult,
+    InsertResult, NewMessage, Original, Positions, StatusChange, StatusUpdate, StoreError,
+    UpdateResult,
 };
 
 mod positions;
@@ -43,7 +44,7 @@ const STORED_SQL: &str = "SELECT u.ord, m.rpos, m.spos, m.cseq
      FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord) JOIN messages m USING (id)";
 
 /// The first message of each duplicate's `(sender_id, client_msg_id)`.
-const ORIGINALS_SQL: &str = "SELECT u.ord, m.id, m.status
+const ORIGINALS_SQL: &str = "SELECT u.ord, m.id, m.status, m.reciever_id, m.rpos, m.spos, m.cseq
      FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(sender_id, client_msg_id, ord)
      JOIN messages m USING (sender_id, client_msg_id)";
 
@@ -163,6 +164,7 @@ pub(super) async fn insert_all(
         };
     }
     let fresh = plan.assign(ms, &bumped, &mut results)?;
+    positions::fill_in_batch_originals(ms, &mut results);
     let rows = positions::Columns::of(ms, &fresh);
     if fresh.iter().any(Option::is_some) {
         tx.execute(&st.insert, &rows.params()).await?;
@@ -220,7 +222,21 @@ async fn find_originals(
         let id: String = row.try_get(1)?;
         if id != ms[i].id {
             let status = parse_status(row.try_get(2)?)?;
-            found.push((i, InsertResult::Duplicate { id, status }));
+            let at = Positions {
+                rpos: row.try_get(4)?,
+                spos: row.try_get(5)?,
+                cseq: row.try_get(6)?,
+            };
+            let reciever_id = row.try_get(3)?;
+            let original = Some(Original { reciever_id, at });
+            found.push((
+                i,
+                InsertResult::Duplicate {
+                    id,
+                    status,
+                    original,
+                },
+            ));
         }
     }
     Ok(found)

@@ -406,11 +406,19 @@ fn retrying_a_committed_batch_answers_inserted_with_the_same_seq() {
     assert_eq!(n, 3);
     // A resend of c-2 under a new id is still a duplicate of m2.
     let (dup, _) = s.commit(&[msg("m4", "bob", Some("c-2"))], &[]).unwrap();
+    let InsertResult::Inserted { at } = first[1] else {
+        panic!("m2 stored: {:?}", first[1]);
+    };
+    let original = Some(crate::backend::store::Original {
+        reciever_id: "bob".into(),
+        at,
+    });
     assert_eq!(
         dup[0],
         InsertResult::Duplicate {
             id: "m2".into(),
-            status: Status::None
+            status: Status::None,
+            original,
         }
     );
 }

@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 
 use super::super::to_time;
 use crate::backend::store::{
-    InsertResult, NewMessage, Positions, StoreError, COUNTER_CONVERSATION, COUNTER_STREAM,
+    InsertResult, NewMessage, Original, Positions, StoreError, COUNTER_CONVERSATION, COUNTER_STREAM,
 };
 use crate::protocol::{direct_conversation_id, Status};
 
@@ -40,7 +40,12 @@ impl Plan {
                 if let Some(&first) = first_of.get(&(m.sender_id.as_str(), cmid)) {
                     let id = ms[first].id.clone();
                     let status = Status::None;
-                    results[i] = Some(InsertResult::Duplicate { id, status });
+                    let original = None; // Known once the first one has its positions.
+                    results[i] = Some(InsertResult::Duplicate {
+                        id,
+                        status,
+                        original,
+                    });
                     continue;
                 }
                 first_of.insert((m.sender_id.as_str(), cmid), i);
@@ -101,6 +106,28 @@ impl Plan {
             results[i] = Some(InsertResult::Inserted { at });
         }
         Ok(fresh)
+    }
+}
+
+/// Gives each repeat of a `client_msg_id` earlier in the same batch the recipient and
+/// positions of that first message, assigned by now.
+pub(super) fn fill_in_batch_originals(ms: &[NewMessage], results: &mut [Option<InsertResult>]) {
+    for i in 0..ms.len() {
+        let Some(InsertResult::Duplicate {
+            id, original: None, ..
+        }) = &results[i]
+        else {
+            continue;
+        };
+        let Some(first) = ms.iter().position(|m| &m.id == id) else {
+            continue;
+        };
+        if let Some(InsertResult::Inserted { at }) = results[first] {
+            let reciever_id = ms[first].reciever_id.clone();
+            if let Some(InsertResult::Duplicate { original, .. }) = &mut results[i] {
+                *original = Some(Original { reciever_id, at });
+            }
+        }
     }
 }
 
