@@ -26,6 +26,9 @@ const STALE_AFTER: Duration = Duration::from_secs(8);
 /// Codes that mean "not processed, resend later"; any other error for a send is final.
 const RETRYABLE: [&str; 3] = ["overloaded", "store_unavailable", "rate_limited"];
 
+/// Ids per `ack` frame (docs/PROTOCOL.md: at most 256).
+const ACK_CHUNK: usize = 200;
+
 type Ws = WebSocket<TcpStream>;
 
 struct Pending {
@@ -49,6 +52,8 @@ pub struct Device {
     /// v2 positions this device has (received frames and its own accepted sends).
     positions: BTreeSet<i64>,
     cursor: i64,
+    /// The current connection was opened with a tiny receive buffer (a non-reading client).
+    tiny_buffer: bool,
 }
 
 enum End {
@@ -71,6 +76,7 @@ impl Device {
             outbox: Vec::new(),
             positions: BTreeSet::new(),
             cursor: 0,
+            tiny_buffer: false,
         }
     }
 
@@ -113,7 +119,8 @@ impl Device {
             .split('/')
             .next()
             .unwrap_or_default();
-        let tcp = TcpStream::connect(host).map_err(|e| e.to_string())?;
+        self.tiny_buffer = self.run.is_deaf(self.index);
+        let tcp = open_tcp(host, self.tiny_buffer).map_err(|e| e.to_string())?;
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
         tcp.set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
@@ -150,6 +157,19 @@ impl Device {
                     .record(&self.user, self.session, "close", json!({"by": "storm"}));
                 return End::Closed;
             }
+            if self.run.is_deaf(self.index) {
+                if !self.tiny_buffer {
+                    let _ = ws.close(None);
+                    let _ = ws.flush();
+                    self.rec
+                        .record(&self.user, self.session, "close", json!({"by": "deaf"}));
+                    return End::Closed;
+                }
+                // Neither reads nor sends until the pod gives up on it (4008).
+                std::thread::sleep(Duration::from_millis(10));
+                next_send = Instant::now();
+                continue;
+            }
             if slow && self.run.readers_stalled() {
                 // A client that stops reading (and sending): the pod's queue for it fills.
                 std::thread::sleep(Duration::from_millis(10));
@@ -170,9 +190,11 @@ impl Device {
                     self.new_message(now);
                 }
             }
+            // Reads first: a client waking from a stall sees the pod's close frame before
+            // its own stale-send timeout would drop the connection.
             let step = self
-                .send_due(&mut ws, now)
-                .and_then(|()| self.read(&mut ws));
+                .read(&mut ws)
+                .and_then(|()| self.send_due(&mut ws, now));
             if let Err(why) = step {
                 self.rec.record(&self.user, self.session, "close", why);
                 return End::Closed;
@@ -183,11 +205,15 @@ impl Device {
 
     fn new_message(&mut self, now: Instant) {
         let users = self.run.opts.users;
-        // Half to the pair partner (a busy conversation), half to anyone (many conversations).
+        // Half to the pair partner (a busy conversation), half to anyone (many conversations);
+        // while a device does not read, half of the latter go to it (a popular user who
+        // stopped reading), so that its queue at the pod overflows in seconds.
         let r = self.next_rand();
-        let to = match r % 2 {
-            0 => self.index ^ 1,
-            _ => (r >> 1) as usize % users,
+        let deaf = self.run.deaf_device().filter(|d| *d != self.index);
+        let to = match (r % 4, deaf) {
+            (0 | 1, _) => self.index ^ 1,
+            (2, Some(d)) => d,
+            _ => (r >> 2) as usize % users,
         };
         self.next_msg += 1;
         let cmid = format!("{}-{}", self.user, self.next_msg);
@@ -252,12 +278,13 @@ impl Device {
                 Err(e) => return Err(json!({"err": e.to_string()})),
             }
         }
-        if !acks.is_empty() {
-            let frame = json!({"type": "ack", "ids": acks});
+        // The protocol takes at most 256 ids per ack; a replay after a long stall brings more.
+        for ids in acks.chunks(ACK_CHUNK) {
+            let frame = json!({"type": "ack", "ids": ids});
             ws.send(Message::text(frame.to_string()))
                 .map_err(|e| json!({"err": e.to_string()}))?;
             self.rec
-                .record(&self.user, self.session, "ack", json!({"ids": acks}));
+                .record(&self.user, self.session, "ack", json!({"ids": ids}));
         }
         Ok(())
     }
@@ -269,4 +296,20 @@ impl Device {
         self.rng ^= self.rng >> 27;
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+}
+
+/// A client socket; `tiny` sets a 4 KiB receive buffer before connecting (so the window
+/// is small from the handshake on), which makes a non-reading client fill the pod's
+/// queue in seconds rather than minutes.
+fn open_tcp(host: &str, tiny: bool) -> std::io::Result<TcpStream> {
+    if !tiny {
+        return TcpStream::connect(host);
+    }
+    let addr: std::net::SocketAddr = host
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.set_recv_buffer_size(4096)?;
+    s.connect(&addr.into())?;
+    Ok(s.into())
 }

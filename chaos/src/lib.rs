@@ -57,7 +57,9 @@ pub struct Options {
     /// A directory the orchestrator drops commands into: a file `storm` makes every device
     /// drop its connection and reconnect at once; a file `stall` holding a number of
     /// seconds makes every fourth device (1, 5, 9, …) stop reading that long (a slow,
-    /// then non-reading client). Each file is removed once obeyed.
+    /// then non-reading client); a file `deaf` holding a device number makes that device
+    /// reconnect with a 4 KiB receive buffer and stop reading until a file `hear` (holding
+    /// why: `dropped` or `timeout`) arrives. Each file is removed once obeyed.
     #[arg(long)]
     pub control: Option<PathBuf>,
 }
@@ -103,8 +105,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Traffic for the set time (obeying control commands), then the drain until everything
-/// settled or its time is up.
+/// Carries out the orchestrator's commands dropped into `dir`.
 fn obey(run: &Run, rec: &history::Recorder, dir: &std::path::Path) {
     if std::fs::remove_file(dir.join("storm")).is_ok() {
         run.storm();
@@ -116,8 +117,26 @@ fn obey(run: &Run, rec: &history::Recorder, dir: &std::path::Path) {
         run.stall_readers(Duration::from_secs_f64(secs));
         rec.record("", 0, "stall", json!({"secs": secs}));
     }
+    if let Ok(text) = std::fs::read_to_string(dir.join("deaf")) {
+        let _ = std::fs::remove_file(dir.join("deaf"));
+        if let Ok(i) = text.trim().parse::<usize>() {
+            run.set_deaf(Some(i));
+            rec.record(&format!("u{i}"), 0, "deaf", json!({}));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("hear")) {
+        let _ = std::fs::remove_file(dir.join("hear"));
+        let who = run
+            .deaf_device()
+            .map(|i| format!("u{i}"))
+            .unwrap_or_default();
+        run.set_deaf(None);
+        rec.record(&who, 0, "hear", json!({"reason": text.trim()}));
+    }
 }
 
+/// Traffic for the set time (obeying control commands), then the drain until everything
+/// settled or its time is up.
 fn drive(run: &Run, rec: &history::Recorder) -> bool {
     let end = Instant::now() + Duration::from_secs(run.opts.duration_secs);
     while Instant::now() < end {

@@ -28,6 +28,8 @@ pub struct Run {
     storms: AtomicU32,
     /// Slow readers stop reading until this many ms after `start`.
     stall_until_ms: AtomicU32,
+    /// The one device that stops reading until the pod closes it (`usize::MAX`: none).
+    deaf: AtomicUsize,
     start: Instant,
     outboxes: Vec<AtomicUsize>,
     ids: Mutex<Ids>,
@@ -47,6 +49,7 @@ impl Run {
             phase: AtomicU8::new(Phase::Traffic as u8),
             storms: AtomicU32::new(0),
             stall_until_ms: AtomicU32::new(0),
+            deaf: AtomicUsize::new(usize::MAX),
             start: Instant::now(),
             outboxes: (0..opts.users).map(|_| AtomicUsize::new(0)).collect(),
             ids: Mutex::default(),
@@ -82,6 +85,23 @@ impl Run {
 
     pub fn readers_stalled(&self) -> bool {
         (self.start.elapsed().as_millis() as u32) < self.stall_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Makes `device` a non-reading client (`None`: every device reads again).
+    pub fn set_deaf(&self, device: Option<usize>) {
+        self.deaf
+            .store(device.unwrap_or(usize::MAX), Ordering::Relaxed);
+    }
+
+    pub fn deaf_device(&self) -> Option<usize> {
+        let d = self.deaf.load(Ordering::Relaxed);
+        (d != usize::MAX).then_some(d)
+    }
+
+    /// Whether `device` is the non-reading one; only while traffic lasts, so that a
+    /// forgotten `hear` cannot keep the drain from settling.
+    pub fn is_deaf(&self, device: usize) -> bool {
+        self.phase() == Phase::Traffic && self.deaf.load(Ordering::Relaxed) == device
     }
 
     pub fn set_outbox(&self, device: usize, len: usize) {

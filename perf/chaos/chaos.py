@@ -6,13 +6,15 @@
 
 embedded:    one pod (2 shards, SQLite); faults: kill -9 and restart, graceful restart
              (SIGTERM), SIGSTOP/SIGCONT, a reconnect storm of every device, slow readers
-             (every fourth device stops reading for 1-5 s).
-distributed: two pods on a private tansu, a private Redis and the shared Postgres (own
-             schema), each engine behind a chaos proxy (proxy.py); faults: kill -9 of a pod
-             and restart, graceful restart, SIGSTOP past the route lease, the reconnect
-             storm and slow readers, broker stalled or
-             its connections reset, Redis killed and restarted empty, Redis stalled,
-             Postgres connections reset or stalled.
+             (every fourth device stops reading for 1-5 s), a non-reading client (one
+             device stops reading until the pod drops it).
+distributed: two pods on a private tansu, a private Redis and a private Postgres cluster
+             (engines.py), each engine behind a chaos proxy (proxy.py); faults: kill -9 of a
+             pod and restart, graceful restart, SIGSTOP past the route lease, the reconnect
+             storm, slow readers and the non-reading client, the broker killed and
+             restarted (its log kept), stalled or its connections reset, Redis killed and
+             restarted empty, Redis stalled, Postgres crashed (immediate stop) and
+             restarted, its connections reset or stalled.
 
 Every fault is logged to DIR/faults.jsonl; pod RSS and open files every second to
 DIR/resources.jsonl; the client's history to DIR/history.jsonl. Exit status: the checker's
@@ -163,6 +165,62 @@ def slow_readers(rng, pods, engines):
     return {"secs": round(secs, 2)}
 
 
+def metric_sum(port, name):
+    """The sum over shards of a pod's counter; None when the pod does not answer."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(f"distrisocks_{name}{{"))
+
+
+LET_GO = ("slow_consumer_closes_total", "ping_timeout_closes_total", "stuck_write_drops_total")
+
+
+def non_reader(users):
+    """One device reconnects with a tiny receive buffer and stops reading; a watcher tells
+    it to read again once some pod let a connection go (4008 when its queue overflowed;
+    4001 when it answered no ping, which at these rates comes first, as the pod's kernel
+    send buffer grows to take megabytes; dropped without a close frame when not even that
+    fits: the sum of those counters rose: `dropped`), or after 90 s (`timeout`, a violation
+    for the checker). One such device at a time."""
+    busy = threading.Event()
+
+    def let_go(port):
+        counts = [metric_sum(port, name) for name in LET_GO]
+        return None if None in counts else sum(counts)
+
+    def watch(pods, control):
+        last = {p.name: None for p in pods}
+        rose, deadline = False, time.time() + 90
+        while not rose and time.time() < deadline:
+            time.sleep(0.2)
+            for p in pods:
+                n = let_go(p.port)
+                if n is None:
+                    continue
+                prev = last[p.name]
+                # A restarted pod counts from zero again: take its new value as the base.
+                rose |= prev is not None and n > prev
+                last[p.name] = n
+        (control / "hear").write_text("dropped" if rose else "timeout")
+        busy.clear()
+
+    def fault(rng, pods, engines):
+        if busy.is_set():
+            return {"skipped": "a device is already not reading"}
+        busy.set()
+        device = rng.randrange(users)
+        (engines.out / "control" / "deaf").write_text(str(device))
+        threading.Thread(target=watch, args=(pods, engines.out / "control"), daemon=True).start()
+        return {"device": f"u{device}"}
+    fault.__name__ = "non_reader"
+    return fault
+
+
 def engine_fault(kind):
     def fault(rng, _pods, engines):
         return engines.fault(kind, rng)
@@ -170,10 +228,12 @@ def engine_fault(kind):
     return fault
 
 
-EMBEDDED = [kill9, graceful_restart, pause, client_storm, slow_readers]
-DISTRIBUTED = [kill9, graceful_restart, pause_past_lease, client_storm, slow_readers] + [
-    engine_fault(k) for k in ("broker_stall", "broker_reset", "redis_restart", "redis_stall",
-                              "postgres_reset", "postgres_stall")]
+def fault_kinds(mode, users, engines):
+    clients = [client_storm, slow_readers, non_reader(users)]
+    if mode == "embedded":
+        return [kill9, graceful_restart, pause] + clients
+    return [kill9, graceful_restart, pause_past_lease] + clients + [
+        engine_fault(k) for k in engines.kinds()]
 
 
 def run_faults(rng, kinds, pods, engines, until, log):
@@ -191,6 +251,8 @@ def run_faults(rng, kinds, pods, engines, until, log):
         name = f.__name__
         started = time.time()
         detail = f(rng, pods, engines)
+        if detail and "skipped" in detail:
+            name += "_skipped"
         counts[name] = counts.get(name, 0) + 1
         log.write(json.dumps({"t": started, "fault": name, "secs": round(time.time() - started, 2),
                               **(detail or {})}) + "\n")
@@ -207,6 +269,7 @@ def main(argv):
     ap.add_argument("--users", type=int, default=40)
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--max-rss-mib", type=int, default=512)
+    ap.add_argument("--only", help="comma-separated fault kinds: a schedule of these alone")
     ap.add_argument("--pod", default=str(ROOT / "target/release/distrisocks"))
     ap.add_argument("--client", default=str(ROOT / "target/release/distrisocks-chaos"))
     a = ap.parse_args(argv)
@@ -235,7 +298,9 @@ def main(argv):
              "--duration-secs", str(traffic), "--drain-secs", "90",
              "--history", str(out / "history.jsonl"), "--control", str(out / "control")] + [x for p in pods for x in ("--url", p.url)])
         with open(out / "faults.jsonl", "w", encoding="utf-8") as log:
-            kinds = EMBEDDED if a.mode == "embedded" else DISTRIBUTED
+            kinds = fault_kinds(a.mode, a.users, engines)
+            if a.only:
+                kinds = [k for k in kinds if k.__name__ in a.only.split(",")]
             counts = run_faults(rng, kinds, pods, engines, time.time() + traffic, log)
         for p in pods:
             if not p.alive():
@@ -255,7 +320,7 @@ def main(argv):
     with open(out / "verdicts.json", "w", encoding="utf-8") as f:
         json.dump({"seed": a.seed, "mode": a.mode, "faults": counts, "verdicts": verdicts}, f, indent=1)
     for v in verdicts:
-        extra = "".join(f" ({v[k]} {k.replace('_', ' ')})" for k in ("late_live_arrivals", "across_reconnects") if k in v)
+        extra = "".join(f" ({v[k]} {k.replace('_', ' ')})" for k in check.EXTRAS if k in v)
         print(f"{'PASS' if v['ok'] else 'FAIL'}  {v['invariant']}: {v['checked']} checked, "
               f"{v['violations']} violations{extra}")
         for ex in v["examples"]:

@@ -19,6 +19,8 @@ from collections import defaultdict
 RETRYABLE = {"overloaded", "store_unavailable", "rate_limited"}
 RANK = {"NONE": 0, "SENT": 1, "DELIVERED": 2}
 EXAMPLES = 5
+# Counts a verdict reports beside its violations.
+EXTRAS = ("late_live_arrivals", "across_reconnects", "close_frames_seen")
 
 
 class History:
@@ -266,6 +268,29 @@ def v2_streams_gapless(h):
     return verdict("v2 streams complete, no hole", bad, len(h.v2_users))
 
 
+def non_readers_closed(h):
+    """A client that stops reading is let go by the pod (aborted with 4008 or 4001, then
+    dropped when not even the close frame fits) before the orchestrator gives up waiting:
+    it writes `hear` with reason `dropped` when a pod's count of such drops rose,
+    `timeout` when none did. An episode the end of the traffic cut short is not judged.
+    Reports how many of those devices still read a close frame (`close_frames_seen`)."""
+    bad, n, seen, open_at = [], 0, 0, {}
+    for e in h.events:
+        ev, u = e.get("ev"), e.get("u")
+        if ev == "deaf":
+            open_at[u] = e["t"]
+        elif ev == "hear" and u in open_at:
+            n += 1
+            if e.get("reason") != "dropped":
+                bad.append({"device": u, "deaf_at": open_at[u], "reason": e.get("reason")})
+        elif ev == "close" and u in open_at and e.get("by") in ("server", None):
+            seen += e.get("code") in (4001, 4008)
+            del open_at[u]
+    v = verdict("non-reading clients let go", bad, n)
+    v["close_frames_seen"] = seen
+    return v
+
+
 def settled(h):
     """The client's drain ended with every send accepted and every message received."""
     e = h.end or {}
@@ -282,7 +307,8 @@ def resources(samples, max_rss_mib, max_fds):
 
 CHECKS = [one_id_per_send, no_loss, no_phantom, stored_once, no_duplicate_in_session,
           conversations_orderable, statuses_forward, delivered_after_receipt,
-          refused_not_delivered, expected_errors_only, v2_streams_gapless, settled]
+          refused_not_delivered, expected_errors_only, v2_streams_gapless, non_readers_closed,
+          settled]
 
 
 def read_lines(path):
@@ -315,7 +341,7 @@ def main(argv):
     verdicts = check(events, samples, a.max_rss_mib, a.max_fds)
     for v in verdicts:
         mark = "PASS" if v["ok"] else "FAIL"
-        extra = "".join(f" ({v[k]} {k.replace('_', ' ')})" for k in ("late_live_arrivals", "across_reconnects") if k in v)
+        extra = "".join(f" ({v[k]} {k.replace('_', ' ')})" for k in EXTRAS if k in v)
         print(f"{mark}  {v['invariant']}: {v['checked']} checked, {v['violations']} violations{extra}")
         for ex in v["examples"]:
             print(f"        {json.dumps(ex)}")

@@ -1,12 +1,15 @@
 """The engines of a chaos run and their faults. Embedded mode has none (SQLite lives in the
-pod). Distributed mode starts a private tansu and a private Redis, uses the shared Postgres
-with a schema of its own, and puts a chaos proxy in front of each, so a fault hits only
-this run's pods."""
+pod). Distributed mode starts a private tansu, a private Redis and a private Postgres
+cluster (initdb; the shared server with a schema of its own when no initdb is found), and
+puts a chaos proxy in front of each, so a fault hits only this run's pods."""
 
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,11 +17,13 @@ from proxy import Proxy
 
 TANSU = os.environ.get("DISTRISOCKS_TANSU_BIN",
                        str(Path.home() / ".cache/distrisocks/tansu/bin/tansu"))
-POSTGRES_PORT = int(os.environ.get("DISTRISOCKS_CHAOS_POSTGRES_PORT", "5432"))
-# The private broker's storage. In memory by default: the 30-minute soak of session 7 had
-# tansu's SQLite engine stop acknowledging produces after 20 minutes (148 MB database);
-# the broker is never restarted here, so nothing needs to persist.
-TANSU_STORAGE = os.environ.get("DISTRISOCKS_CHAOS_TANSU_STORAGE", "memory://tansu/")
+SHARED_POSTGRES_PORT = int(os.environ.get("DISTRISOCKS_CHAOS_POSTGRES_PORT", "5432"))
+# The private broker's storage: a SQLite file in the run's directory by default, so that the
+# broker can be killed and restarted with its log kept, as Apache Kafka keeps it. In memory
+# (`memory://tansu/`) the broker_restart fault is left out (a restart would lose every
+# record, which no Kafka deployment does); the 30-minute soak of session 7 had tansu's SQLite
+# engine stop acknowledging produces after 20 minutes (148 MB database).
+TANSU_STORAGE = os.environ.get("DISTRISOCKS_CHAOS_TANSU_STORAGE", "sqlite")
 
 
 def free_port():
@@ -47,20 +52,38 @@ class Engines:
         self.procs = {}
         if mode != "distributed":
             return
+        self.pg = None
+        try:
+            self._start_all()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_all(self):
         self.redis_port = free_port()
         self._start_redis()
         self.redis = Proxy(self.redis_port)
-        self.postgres = Proxy(POSTGRES_PORT)
-        broker_port = free_port()
-        self.broker = Proxy(broker_port)
+        self.pg = PrivatePostgres.start(self.out) if PrivatePostgres.available() else None
+        self.postgres = Proxy(self.pg.port if self.pg else SHARED_POSTGRES_PORT)
+        self.broker_port = free_port()
+        self.broker = Proxy(self.broker_port)
         (self.out / "tansu").mkdir(exist_ok=True)
+        self._start_broker()
+
+    def _broker_storage(self):
+        if TANSU_STORAGE != "sqlite":
+            return TANSU_STORAGE
+        # Four slashes: tansu 0.6 reads sqlite:///x as a path relative to its directory.
+        return f"sqlite:///{(self.out / 'tansu' / 'tansu.db').resolve()}"
+
+    def _start_broker(self):
         self.procs["tansu"] = subprocess.Popen(
-            [TANSU, "broker", "--listener-url", f"tcp://127.0.0.1:{broker_port}",
+            [TANSU, "broker", "--listener-url", f"tcp://127.0.0.1:{self.broker_port}",
              "--advertised-listener-url", f"tcp://127.0.0.1:{self.broker.port}",
-             "--storage-engine", TANSU_STORAGE],
+             "--storage-engine", self._broker_storage()],
             cwd=self.out / "tansu", stdout=subprocess.DEVNULL,
             stderr=open(self.out / "tansu.log", "ab"))
-        wait_listening(broker_port, "tansu", self.procs["tansu"])
+        wait_listening(self.broker_port, "tansu", self.procs["tansu"])
 
     def _start_redis(self):
         # No persistence: a restart is also a flush (every route and lease gone).
@@ -71,7 +94,9 @@ class Engines:
         wait_listening(self.redis_port, "redis-server", self.procs["redis"])
 
     def pod_args(self, name, out):
-        data = ["--data-dir", str(Path(out) / f"data-{name}")]
+        # A short outbound queue (default 1024) lets the non-reading client overflow it in
+        # seconds; every other device reads far faster than it fills.
+        data = ["--data-dir", str(Path(out) / f"data-{name}"), "--outbound-queue", "64"]
         if self.mode != "distributed":
             return data
         lease = "3000"
@@ -89,7 +114,30 @@ class Engines:
             "--kafka-idempotence", "false",
         ]
 
+    def kinds(self):
+        """The engine faults this run can inject."""
+        kinds = ["broker_stall", "broker_reset", "redis_restart", "redis_stall",
+                 "postgres_reset", "postgres_stall"]
+        kinds += ["postgres_restart"] if self.pg else []
+        return kinds + (["broker_restart"] if not TANSU_STORAGE.startswith("memory:") else [])
+
     def fault(self, kind, rng):
+        if kind == "postgres_restart":
+            # An immediate stop is a crash for the server: no checkpoint, WAL replay on
+            # start. The proxy's connections die with it.
+            down = rng.uniform(0.2, 3.0)
+            self.pg.ctl("stop", "-m", "immediate")
+            self.postgres.reset()
+            time.sleep(down)
+            return {"down_secs": round(down, 2), "up": self.pg.start_again()}
+        if kind == "broker_restart":
+            down = rng.uniform(0.2, 3.0)
+            self.procs["tansu"].send_signal(signal.SIGKILL)
+            self.procs["tansu"].wait()
+            self.broker.reset()
+            time.sleep(down)
+            self._start_broker()
+            return {"down_secs": round(down, 2)}
         if kind == "redis_restart":
             self.procs["redis"].send_signal(signal.SIGKILL)
             self.procs["redis"].wait()
@@ -111,8 +159,72 @@ class Engines:
             p.kill()
             p.wait()
         if self.mode == "distributed":
-            for proxy in (self.broker, self.redis, self.postgres):
-                proxy.close()
-            subprocess.run(["psql", f"postgres://postgres@127.0.0.1:{POSTGRES_PORT}/test", "-qc",
-                            f"DROP SCHEMA IF EXISTS {self.tag} CASCADE"],
+            for name in ("broker", "redis", "postgres"):
+                if hasattr(self, name):
+                    getattr(self, name).close()
+            if self.pg:
+                self.pg.remove()
+                return
+            subprocess.run(["psql", f"postgres://postgres@127.0.0.1:{SHARED_POSTGRES_PORT}/test",
+                            "-qc", f"DROP SCHEMA IF EXISTS {self.tag} CASCADE"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class PrivatePostgres:
+    """A Postgres cluster of this run alone, so that it can be crashed and restarted without
+    touching the machine's server. initdb refuses to run as root: as root it runs as the
+    `postgres` user, in a directory of its own under the temp dir."""
+
+    def __init__(self, bindir, data, port):
+        self.bindir, self.data, self.port = bindir, data, port
+
+    @staticmethod
+    def bindir():
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        override = os.environ.get("DISTRISOCKS_CHAOS_PG_BINDIR")
+        return override or (os.path.dirname(found[-1]) if found else None)
+
+    @staticmethod
+    def available():
+        return os.environ.get("DISTRISOCKS_CHAOS_SHARED_POSTGRES") != "1" and \
+            PrivatePostgres.bindir() is not None
+
+    @classmethod
+    def start(cls, out):
+        data = Path(tempfile.mkdtemp(prefix="chaos-pg-"))
+        pg = cls(cls.bindir(), data, free_port())
+        if os.geteuid() == 0:
+            shutil.chown(data, "postgres", "postgres")
+        pg.run("initdb", "-D", str(data / "db"), "-U", "postgres", "--auth=trust",
+               "--no-sync", "-E", "UTF8", "--locale=C")
+        pg.ctl("start", "-w")
+        pg.run("createdb", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "test")
+        return pg
+
+    def run(self, tool, *args):
+        cmd = [os.path.join(self.bindir, tool), *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def ctl(self, action, *args):
+        opts = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1"
+        self.run("pg_ctl", "-D", str(self.data / "db"), "-l", str(self.data / "log"),
+                 "-o", opts, action, *args)
+
+    def start_again(self, tries=3):
+        """Starts the stopped server; False when it would not come back."""
+        for _ in range(tries):
+            try:
+                self.ctl("start", "-w")
+                return True
+            except subprocess.CalledProcessError:
+                time.sleep(1)
+        return False
+
+    def remove(self):
+        try:
+            self.ctl("stop", "-m", "immediate")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.data, ignore_errors=True)

@@ -152,6 +152,19 @@ class CheckerTest(unittest.TestCase):
         self.assertOnly(h, "drain settled")
         self.assertOnly(without(clean(), 17), "drain settled")
 
+    def deaf_episode(self, reason):
+        return clean() + [ev(9.1, "u1", 0, "deaf"), ev(9.5, "", 0, "hear", reason=reason),
+                          ev(9.6, "u1", 1, "close", by="server", code=4008)]
+
+    def test_a_non_reader_let_go(self):
+        h = replace(self.deaf_episode("dropped"), 9.5, u="u1")
+        v = {v["invariant"]: v for v in check.check(h)}["non-reading clients let go"]
+        self.assertEqual((v["ok"], v["checked"], v["close_frames_seen"]), (True, 1, 1))
+
+    def test_a_non_reader_the_pod_never_closed(self):
+        h = replace(self.deaf_episode("timeout"), 9.5, u="u1")
+        self.assertOnly(h, "non-reading clients let go")
+
     def test_resources_over_the_bound(self):
         samples = [{"pid": 1, "rss_kib": 10_000, "fds": 50}, {"pid": 1, "rss_kib": 99_000, "fds": 50}]
         vs = check.check(clean(), samples, max_rss_mib=64, max_fds=100)
