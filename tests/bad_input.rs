@@ -174,20 +174,8 @@ fn slow_consumer_is_closed_and_its_messages_stay_stored() {
     // 4008 then; this test used to fail that way about one run in four).
     send_and_confirm(&mut alice, &mut bob, "warm-up");
     // bob does not read while a burst arrives; big frames fill the socket buffers first.
-    let body = "p".repeat(16 * 1024);
     let n = 1000;
-    for i in 0..n {
-        alice.send(json!({"payload": body, "reciever_id": b, "client_msg_id": format!("s{i}")}));
-    }
-    let mut accepted = 0;
-    while accepted < n {
-        let f = alice.recv();
-        match f["type"].as_str() {
-            Some("accepted") => accepted += 1,
-            Some("status") => {}
-            _ => panic!("unexpected {f}"),
-        }
-    }
+    burst_of_16_kib(&mut alice, &b, n);
     let mut code = None;
     while code.is_none() {
         match bob.ws.read() {
@@ -206,6 +194,23 @@ fn slow_consumer_is_closed_and_its_messages_stay_stored() {
         bob.ack(m["id"].as_str().unwrap());
     }
     pod.shutdown();
+}
+
+/// Sends `n` messages of 16 KiB to `to` and waits until every one is `accepted`.
+fn burst_of_16_kib(sender: &mut Client, to: &str, n: usize) {
+    let body = "p".repeat(16 * 1024);
+    for i in 0..n {
+        sender.send(json!({"payload": body, "reciever_id": to, "client_msg_id": format!("s{i}")}));
+    }
+    let mut accepted = 0;
+    while accepted < n {
+        let f = sender.recv();
+        match f["type"].as_str() {
+            Some("accepted") => accepted += 1,
+            Some("status") => {}
+            _ => panic!("unexpected {f}"),
+        }
+    }
 }
 
 /// The sum over shards of one of the pod's counters or gauges.
@@ -236,19 +241,8 @@ fn a_client_that_never_reads_again_is_dropped() {
     send_and_confirm(&mut alice, &mut bob, "warm-up");
     // 9.6 MB: more than loopback's socket buffers hold (4 MiB send, 128 KiB receive for a
     // reader that never reads), fewer frames than the outbound queue's 1024.
-    let body = "p".repeat(16 * 1024);
     let n = 600;
-    for i in 0..n {
-        alice.send(json!({"payload": body, "reciever_id": b, "client_msg_id": format!("s{i}")}));
-    }
-    let mut accepted = 0;
-    while accepted < n {
-        match alice.recv()["type"].as_str() {
-            Some("accepted") => accepted += 1,
-            Some("status") => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    burst_of_16_kib(&mut alice, &b, n);
     drop(alice);
     assert!(
         eventually(|| metric(addr, "connections") == 0),
