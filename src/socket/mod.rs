@@ -28,10 +28,11 @@ pub fn websocket_config(t: &crate::config::Tuning) -> WebSocketConfig {
 
 /// Guards the idle footprint: the connection task's future lives as long as the connection,
 /// so state of one-off or per-frame steps (upgrade, replay, a frame being handled, a write
-/// batch) must be boxed, not inlined. It was 3,336 B (plus a 1,224 B writer task) before.
-/// The bound is tight on purpose: 960 B today (944 B before the upgrade carried the token's
-/// expiry; 968 B before the handshake's answer stopped keeping its room in the task), and at 992 B the task moved into a larger
-/// allocation class and idle memory rose by ~250 B per connection (perf/RESULTS.md §10e).
+/// batch and its race against an abort) must be boxed, not inlined. It was 3,336 B (plus a
+/// 1,224 B writer task) before. The bound is tight on purpose: 968 B today (1,072 B while the
+/// abort race and its grace timer sat inline in the task; 960 B before that race existed),
+/// and at 992 B the task moved into a larger allocation class and idle memory rose by
+/// ~250 B per connection (perf/RESULTS.md §10e).
 #[cfg(test)]
 mod sizes {
     fn size_of_future<F: std::future::Future, A, B>(_: impl Fn(A, B) -> F) -> usize {

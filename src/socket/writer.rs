@@ -57,24 +57,13 @@ impl Writer {
         let outbox = self.outbox.clone();
         let stuck = loop {
             let out = futures::future::poll_fn(|cx| outbox.borrow_mut().poll_next(cx)).await;
-            // Boxed: the batch's state (frames being fed, a status update in flight) exists
-            // only while writing, so an idle connection's task stays small.
-            let write = Box::pin(self.write_batch(out));
-            let aborted = futures::future::poll_fn(|cx| outbox.borrow_mut().poll_aborted(cx));
-            let step = match select(write, aborted).await {
-                Either::Left((step, _)) => step,
-                // Aborted while the write waits for the socket: a peer that stopped reading
-                // would hold it forever, and the close frame behind it. A short grace, then
-                // the connection is dropped without one.
-                Either::Right((code, write)) => {
-                    match glommio::timer::timeout(CLOSE_GRACE, write.map(Ok)).await {
-                        Ok(step) => step,
-                        Err(_) => break Some(code),
-                    }
-                }
-            };
-            if !matches!(step, Ok(Step::Continue)) {
-                break None;
+            // Boxed: the batch's state (frames being fed, a status update in flight, the race
+            // against an abort and its grace timer) exists only while writing, so an idle
+            // connection's task stays small.
+            match Box::pin(self.write_or_give_up(out, &outbox)).await {
+                Ok(Ok(Step::Continue)) => {}
+                Ok(_) => break None,
+                Err(code) => break Some(code),
             }
         };
         self.outbox.borrow_mut().finish();
@@ -89,6 +78,25 @@ impl Writer {
         // A close reply tungstenite queued while reading (the peer closed first) must still go
         // out, even when our own last write failed on the closing connection.
         let _ = self.sink.flush().await;
+    }
+
+    /// One batch, raced against an abort of the connection: a peer that stopped reading would
+    /// hold the write forever, and the close frame behind it. After an abort the write gets a
+    /// short grace, then the connection is given up (`Err` with the abort's close code) and
+    /// dropped without a close frame.
+    async fn write_or_give_up(
+        &mut self,
+        out: Out,
+        outbox: &Rc<RefCell<Outbox>>,
+    ) -> Result<Result<Step, tungstenite::Error>, u16> {
+        let write = std::pin::pin!(self.write_batch(out));
+        let aborted = futures::future::poll_fn(|cx| outbox.borrow_mut().poll_aborted(cx));
+        match select(write, aborted).await {
+            Either::Left((step, _)) => Ok(step),
+            Either::Right((code, write)) => glommio::timer::timeout(CLOSE_GRACE, write.map(Ok))
+                .await
+                .map_err(|_| code),
+        }
     }
 
     async fn write_batch(&mut self, first: Out) -> Result<Step, tungstenite::Error> {
