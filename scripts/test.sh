@@ -6,7 +6,8 @@
 # 2. formatting and lints, and the deployment examples against the Kubernetes schemas;
 # 3. unit and integration tests (real sockets, real WebSocket clients, real backends);
 # 4. the chaos suite's short run (perf/chaos/, perf/chaos.sh for long ones);
-# 5. Autobahn conformance of the WebSocket layer against the expected results in conformance/.
+# 5. a bounded fuzz run of every libFuzzer target (fuzz/README.md; nightly toolchain);
+# 6. Autobahn conformance of the WebSocket layer against the expected results in conformance/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -50,6 +51,9 @@ for mode in embedded distributed; do
         --minutes 1 --pod target/debug/distrisocks --client target/debug/distrisocks-chaos \
         --out "target/chaos/$mode"
 done
+
+step "fuzzing: every target for ${FUZZ_SECONDS:-60} s (fuzz/README.md)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 
 if [ -x scripts/conformance.sh ]; then
     step "Autobahn conformance (cases 1-7, 9, 10)"
