@@ -374,6 +374,17 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_MAX_FRAMES_PER_SEC", default_value_t = 0)]
     pub max_frames_per_sec: u32,
 
+    /// Text frames one user may send per second over all of their connections on this pod,
+    /// with the same bucket rules as `--max-frames-per-sec` (bursts up to the rate,
+    /// `rate_limited`, then 4029). Without it every device of a user adds a connection's
+    /// rate. Per pod, like `--max-connections-per-user`. 0 (the default): no limit.
+    #[arg(
+        long,
+        env = "DISTRISOCKS_MAX_FRAMES_PER_USER_PER_SEC",
+        default_value_t = 0
+    )]
+    pub max_frames_per_user_per_sec: u32,
+
     /// Sockets the pod keeps open at once (connections and handshakes in progress); an upgrade
     /// beyond it is answered 503 with `Retry-After`, while `/healthz` and `/metrics` are still
     /// served. 0 (the default): the open-file limit minus a reserve (an eighth of it, at most

@@ -309,6 +309,7 @@ fn socket_caps(t: &crate::config::Tuning) -> crate::shard::SocketCaps {
     crate::shard::SocketCaps::new(max, per_ip)
         .per_user(per_user)
         .handshakes_per_ip(t.handshakes_per_ip_per_sec)
+        .frames_per_user(t.max_frames_per_user_per_sec)
 }
 
 fn allowed_origins(list: &[String]) -> Vec<String> {

@@ -48,7 +48,8 @@ pub enum ErrorCode {
     Overloaded,
     /// The store failed to commit the batch: the message was not stored; resend it.
     StoreUnavailable,
-    /// The connection sent more frames than `--max-frames-per-sec` allows: this one was not
+    /// The connection sent more frames than `--max-frames-per-sec` allows, or the user more
+    /// than `--max-frames-per-user-per-sec` over all of their connections: this one was not
     /// processed (a send was not stored); resend it after a pause.
     RateLimited,
 }
@@ -92,6 +93,6 @@ pub mod close {
     /// messages stay stored and are replayed on reconnect.
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The connection kept sending while its frames were refused with `rate_limited`, until a
-    /// second's worth of `--max-frames-per-sec` was refused.
+    /// second's worth of `--max-frames-per-sec` (or of the user's shared bucket) was refused.
     pub const RATE_LIMITED: u16 = 4029;
 }

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use super::limit::{Held, SharedLimit};
 
 /// See the module doc.
 pub struct SocketCaps {
@@ -20,6 +22,10 @@ pub struct SocketCaps {
     /// Handshakes per address per second (0: no limit), and each address's bucket.
     handshake_rate: u32,
     handshakes: Mutex<HashMap<IpAddr, Bucket>>,
+    /// Frames per user per second (0: no limit), and the buckets of connected users, held by
+    /// each shard with a connection of theirs.
+    user_frame_rate: u32,
+    user_buckets: Mutex<Held<Arc<SharedLimit>>>,
 }
 
 /// A token bucket of one second's worth of handshakes.
@@ -45,7 +51,33 @@ impl SocketCaps {
             by_user: Mutex::default(),
             handshake_rate: 0,
             handshakes: Mutex::default(),
+            user_frame_rate: 0,
+            user_buckets: Mutex::default(),
         }
+    }
+
+    /// `rate` text frames per user per second over all of the user's connections on the pod
+    /// (0: no limit).
+    pub fn frames_per_user(mut self, rate: u32) -> SocketCaps {
+        self.user_frame_rate = rate;
+        self
+    }
+
+    pub fn user_frame_rate(&self) -> u32 {
+        self.user_frame_rate
+    }
+
+    /// `user`'s bucket, for a shard's first connection of the user.
+    pub fn hold_user_bucket(&self, user: &str, now_us: i64) -> Arc<SharedLimit> {
+        let rate = self.user_frame_rate;
+        let mut held = self.user_buckets.lock().unwrap_or_else(|e| e.into_inner());
+        held.hold(user, || Arc::new(SharedLimit::new(rate, now_us)))
+    }
+
+    /// Given back by a shard whose last connection of `user` closed.
+    pub fn release_user_bucket(&self, user: &str) {
+        let mut held = self.user_buckets.lock().unwrap_or_else(|e| e.into_inner());
+        held.let_go(user);
     }
 
     /// `rate` handshakes per address per second (0: no limit).

@@ -9,6 +9,7 @@ mod caps;
 mod cluster;
 mod conns;
 pub mod keepalive;
+pub mod limit;
 mod local;
 pub mod outbox;
 
@@ -130,6 +131,9 @@ pub struct Shard {
     /// Per-address slots held by this shard's connections, by connection id (only with
     /// `--max-connections-per-ip`; see `socket::session`).
     pub ip_slots: RefCell<std::collections::HashMap<u64, std::net::IpAddr>>,
+    /// The per-user frame buckets of this shard's connected users (only with
+    /// `--max-frames-per-user-per-sec`), held once per connection; see `shard::limit`.
+    pub user_buckets: RefCell<limit::Held<Arc<limit::SharedLimit>>>,
     /// v2 sync cursors (`?since=`) of connections being set up, by connection id.
     pub sync_cursors: RefCell<std::collections::HashMap<u64, i64>>,
     /// Token expiries (seconds since the epoch) of connections being set up, by connection
@@ -166,6 +170,7 @@ impl Shard {
             pod,
             conns: RefCell::new(Conns::default()),
             ip_slots: RefCell::default(),
+            user_buckets: RefCell::default(),
             sync_cursors: RefCell::default(),
             token_expiries: RefCell::default(),
             typing: RefCell::default(),

@@ -8,7 +8,6 @@
 pub mod echo;
 pub mod handshake;
 pub mod http;
-pub mod limit;
 pub mod listener;
 pub mod session;
 pub mod writer;

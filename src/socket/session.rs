@@ -14,9 +14,9 @@ use glommio::net::TcpStream;
 use tungstenite::protocol::Role;
 use tungstenite::Message;
 
-use super::limit::Take;
 use crate::flow::ingest::Origin;
 use crate::protocol::codes::close;
+use crate::shard::limit::{FrameLimit, Take};
 use crate::shard::outbox::Outbox;
 use crate::shard::Shard;
 
@@ -44,6 +44,12 @@ pub fn run(
     }
     if let Some(since) = setup.since {
         shard.sync_cursors.borrow_mut().insert(conn, since);
+    }
+    if shard.pod.sockets.user_frame_rate() > 0 {
+        let now = crate::protocol::now_micros();
+        let caps = &shard.pod.sockets;
+        let make = || caps.hold_user_bucket(&user, now); // The shard's first connection of it.
+        shard.user_buckets.borrow_mut().hold(&user, make);
     }
     if setup.expires_at != i64::MAX {
         shard
@@ -184,6 +190,9 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
     if shard.pod.sockets.limits_users() {
         shard.pod.sockets.release_user(&user); // Every upgraded socket took one.
     }
+    if shard.pod.sockets.user_frame_rate() > 0 && shard.user_buckets.borrow_mut().let_go(&user) {
+        shard.pod.sockets.release_user_bucket(&user);
+    }
     shard.pod.sockets.closed();
     shard.metrics().connections.fetch_sub(1, Relaxed);
     if let Err(e) = shard.routes.unregister(&user, shard.location()).await {
@@ -199,7 +208,7 @@ async fn read_loop(
     source: &mut async_tungstenite::WebSocketReceiver<TcpStream>,
 ) -> Option<(u16, &'static str)> {
     let rate = shard.settings().tuning.max_frames_per_sec;
-    let mut limit = super::limit::FrameLimit::new(rate, crate::protocol::now_micros());
+    let mut limit = FrameLimit::new(rate, crate::protocol::now_micros());
     while let Some(item) = source.next().await {
         from.outbox.borrow_mut().seen(Instant::now());
         match item {
@@ -209,22 +218,19 @@ async fn read_loop(
                     // resends it after reconnecting, with the same client_msg_id).
                     return Some((close::GOING_AWAY, "pod shutting down; reconnect"));
                 }
-                // With no limit (the default) the clock is not read for every frame.
-                if rate > 0 {
-                    match limit.take(rate, crate::protocol::now_micros()) {
-                        Take::Process => {}
-                        Take::Refuse => {
-                            crate::flow::ingest::refuse_rate_limited(shard, from, text.as_str());
-                            continue;
-                        }
-                        Take::Close => {
-                            // Read no more; the sends already in the store are answered first.
-                            let answered = |cx: &mut std::task::Context<'_>| {
-                                from.outbox.borrow_mut().poll_all_answered(cx)
-                            };
-                            futures::future::poll_fn(answered).await;
-                            return Some((close::RATE_LIMITED, "frame rate limit exceeded"));
-                        }
+                match frame_verdict(shard, from, &mut limit, rate) {
+                    Take::Process => {}
+                    Take::Refuse => {
+                        crate::flow::ingest::refuse_rate_limited(shard, from, text.as_str());
+                        continue;
+                    }
+                    Take::Close => {
+                        // Read no more; the sends already in the store are answered first.
+                        let answered = |cx: &mut std::task::Context<'_>| {
+                            from.outbox.borrow_mut().poll_all_answered(cx)
+                        };
+                        futures::future::poll_fn(answered).await;
+                        return Some((close::RATE_LIMITED, "frame rate limit exceeded"));
                     }
                 }
                 // Boxed: its state (a store command in flight, a retry timer) lives only while
@@ -240,6 +246,25 @@ async fn read_loop(
         }
     }
     None
+}
+
+/// The rate limits' verdict on one more text frame: the connection's bucket (`rate`), then the
+/// user's, shared with their other connections on the pod. A frame the connection's bucket
+/// refuses costs the user's nothing. With no limit (the default) the clock is not read.
+fn frame_verdict(shard: &Shard, from: &Origin<'_>, limit: &mut FrameLimit, rate: u32) -> Take {
+    let user_rate = shard.pod.sockets.user_frame_rate();
+    if rate == 0 && user_rate == 0 {
+        return Take::Process;
+    }
+    let now = crate::protocol::now_micros();
+    let verdict = limit.take(rate, now);
+    if verdict != Take::Process || user_rate == 0 {
+        return verdict;
+    }
+    match shard.user_buckets.borrow().get(from.user) {
+        Some(bucket) => bucket.take(user_rate, now),
+        None => Take::Process, // Held from connect to close; absent only if it was off then.
+    }
 }
 
 /// The close code for a read error, or `None` when the connection is simply gone.
