@@ -116,8 +116,9 @@ class Engines:
 
     def kinds(self):
         """The engine faults this run can inject."""
-        kinds = ["broker_stall", "broker_reset", "redis_restart", "redis_stall",
-                 "postgres_reset", "postgres_stall"]
+        kinds = ["broker_stall", "broker_reset", "broker_latency", "redis_restart",
+                 "redis_stall", "redis_latency", "postgres_reset", "postgres_stall",
+                 "postgres_latency"]
         kinds += ["postgres_restart"] if self.pg else []
         return kinds + (["broker_restart"] if not TANSU_STORAGE.startswith("memory:") else [])
 
@@ -150,6 +151,12 @@ class Engines:
         if action == "reset":
             proxy.reset()
             return {}
+        if action == "latency":
+            delay, secs = rng.uniform(0.02, 0.3), rng.uniform(2, 8)
+            direction = rng.choice(["both", "up", "down"])
+            proxy.latency(delay, secs, direction)
+            return {"delay_ms": round(delay * 1000), "secs": round(secs, 2),
+                    "direction": direction}
         secs, direction = rng.uniform(1, 5), rng.choice(["both", "up", "down"])
         proxy.stall(secs, direction)
         return {"secs": round(secs, 2), "direction": direction}

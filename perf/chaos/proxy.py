@@ -1,6 +1,6 @@
 """A loopback TCP chaos proxy: forwards one listening port to an upstream address and, on
-command, stalls one or both directions (a blackhole: bytes wait, nothing is refused), or
-resets every open connection. The pods reach each engine through one of these, so network
+command, stalls one or both directions (a blackhole: bytes wait, nothing is refused), delays
+them (a slow link), or resets every open connection. The pods reach each engine through one of these, so network
 faults hit exactly one pod-to-engine path without touching the shared services."""
 
 import socket
@@ -23,6 +23,8 @@ class Proxy:
         self.flow = {"up": threading.Event(), "down": threading.Event()}
         for e in self.flow.values():
             e.set()
+        # Seconds each chunk of a direction is held before it is forwarded (0: none).
+        self.delay = {"up": 0.0, "down": 0.0}
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -34,6 +36,18 @@ class Proxy:
         time.sleep(seconds)
         for d in dirs:
             self.flow[d].set()
+
+    def latency(self, delay, seconds, direction="both"):
+        """Holds every chunk of `direction` for `delay` seconds before forwarding it, for
+        `seconds`. The pump reads again only after forwarding, so bytes that arrive meanwhile
+        wait in the kernel for the next chunk: each byte is late by one to two `delay`s, and
+        a direction carries at most a socket buffer per `delay`, as over a long thin link."""
+        dirs = ["up", "down"] if direction == "both" else [direction]
+        for d in dirs:
+            self.delay[d] = delay
+        time.sleep(seconds)
+        for d in dirs:
+            self.delay[d] = 0.0
 
     def reset(self):
         """Closes every open connection with a RST on both sides. SO_LINGER 0 makes the
@@ -83,10 +97,12 @@ class Proxy:
         conn["pumps"] = [
             threading.Thread(target=self._pump, args=(conn, client, upstream, "up"), daemon=True),
             threading.Thread(target=self._pump, args=(conn, upstream, client, "down"), daemon=True)]
+        # Started under the lock: a reset that sees the connection must find its pumps
+        # running (joining one not yet started raised and ended a 30-minute soak).
         with self.lock:
             self.conns = [c for c in self.conns if not c.get("done")] + [conn]
-        for t in conn["pumps"]:
-            t.start()
+            for t in conn["pumps"]:
+                t.start()
 
     def _pump(self, conn, src, dst, direction):
         gate = self.flow[direction]
@@ -95,6 +111,9 @@ class Proxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                delay = self.delay[direction]
+                if delay:
+                    time.sleep(delay)
                 gate.wait()
                 dst.sendall(data)
         except OSError:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Tests of the chaos proxy: bytes flow, a stall holds them, a reset reaches both ends as a
-reset (not a silent hang and not a polite close)."""
+"""Tests of the chaos proxy: bytes flow, a stall holds them, latency delays them, a reset
+reaches both ends as a reset (not a silent hang and not a polite close)."""
 
 import os
 import socket
@@ -64,6 +64,23 @@ class ProxyTest(unittest.TestCase):
         t.join()
         self.client.settimeout(5)
         self.assertEqual(self.client.recv(1), b"b")
+
+    def test_latency_delays_bytes_and_keeps_them(self):
+        t = threading.Thread(target=self.proxy.latency, args=(0.3, 1.0, "up"))
+        t.start()
+        time.sleep(0.05)  # The fault is on before the bytes are sent: no race with its start.
+        started = time.time()
+        self.client.sendall(b"late")
+        got = b""
+        while len(got) < 4:
+            got += self.client.recv(4)
+        self.assertEqual(got, b"late")
+        self.assertGreaterEqual(time.time() - started, 0.3)
+        t.join()
+        started = time.time()
+        self.client.sendall(b"on")
+        self.assertEqual(self.client.recv(2), b"on")
+        self.assertLess(time.time() - started, 0.3, "the delay ended with the fault")
 
     def test_a_reset_resets_both_ends(self):
         self.client.sendall(b"x")
