@@ -21,16 +21,7 @@ fn frames_over_the_rate_limit_are_refused_and_not_stored() {
     for i in 0..8 {
         alice.send(json!({"payload": "x", "reciever_id": b, "client_msg_id": format!("c{i}")}));
     }
-    let (mut accepted, mut limited) = (Vec::new(), Vec::new());
-    while accepted.len() + limited.len() < 8 {
-        let f = alice.recv();
-        let cmid = f["client_msg_id"].as_str().unwrap().to_owned();
-        match f["type"].as_str() {
-            Some("accepted") => accepted.push(cmid),
-            Some("error") if f["code"] == "rate_limited" => limited.push(cmid),
-            _ => panic!("unexpected {f}"),
-        }
-    }
+    let (accepted, limited) = verdicts(std::slice::from_mut(&mut alice), 8);
     // The bucket holds 5 and refills one per 200 ms (a stalled test machine may read the
     // burst over a few hundred ms).
     assert!((5..=7).contains(&accepted.len()), "{accepted:?}");
