@@ -288,7 +288,10 @@ def main(argv):
     print(f"chaos: {a.mode}, seed {a.seed}, {a.minutes} min, output in {out}", file=sys.stderr)
 
     (out / "control").mkdir(exist_ok=True)
-    engines = Engines(a.mode, out, a.seed)
+    engines = Engines(a.mode, out, a.seed, a.minutes)
+    if a.mode == "distributed" and engines.storage.startswith("memory:"):
+        print("chaos: the broker keeps its log in memory, so broker_restart is left out "
+              "(engines.py, SQLITE_BROKER_MINUTES)", file=sys.stderr)
     pods = [Pod(n, a.pod, engines.pod_args(n, out), out)
             for n in (["a"] if a.mode == "embedded" else ["a", "b"])]
     stop = threading.Event()
