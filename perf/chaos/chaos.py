@@ -276,6 +276,7 @@ def main(argv):
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--max-rss-mib", type=int, default=512)
     ap.add_argument("--only", help="comma-separated fault kinds: a schedule of these alone")
+    ap.add_argument("--skip", help="comma-separated fault kinds left out of the schedule")
     ap.add_argument("--pod", default=str(ROOT / "target/release/distrisocks"))
     ap.add_argument("--client", default=str(ROOT / "target/release/distrisocks-chaos"))
     a = ap.parse_args(argv)
@@ -310,6 +311,8 @@ def main(argv):
             kinds = fault_kinds(a.mode, a.users, engines)
             if a.only:
                 kinds = [k for k in kinds if k.__name__ in a.only.split(",")]
+            if a.skip:
+                kinds = [k for k in kinds if k.__name__ not in a.skip.split(",")]
             counts = run_faults(rng, kinds, pods, engines, time.time() + traffic, log)
         for p in pods:
             if not p.alive():
