@@ -56,7 +56,11 @@ fn check_frame(text: &str) {
             return;
         }
     };
-    let json: serde_json::Value = serde_json::from_str(text).expect("accepted frame is JSON");
+    // JSON's grammar allows a lone surrogate escape (`"\udddd"`, RFC 8259 §8.2), which the
+    // decoder skips inside an unknown field but `serde_json::Value` refuses (found by the
+    // fuzzer): the frame must be JSON syntax, and its fields are read when Value can.
+    serde_json::from_str::<serde::de::IgnoredAny>(text).expect("accepted frame is JSON");
+    let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
     match frame {
         ClientFrame::Send(s) => {
             assert!(s.payload.len() <= MAX_PAYLOAD, "payload over the limit");
