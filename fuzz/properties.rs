@@ -132,7 +132,7 @@ pub fn ws_frames(data: &[u8]) {
         return;
     };
     // Parsed once: parsing the pod's command line for every input held the target at about
-    // 1,000 executions a second; 34,000 with it parsed once, on the same loaded machine.
+    // 1,000 executions a second; 34,000 with it parsed once (two runs, perf/RESULTS.md §15b).
     static CONFIG: std::sync::OnceLock<tungstenite::protocol::WebSocketConfig> =
         std::sync::OnceLock::new();
     let config = *CONFIG.get_or_init(|| {
