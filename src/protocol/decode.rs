@@ -112,7 +112,11 @@ pub fn decode_client_frame<'a>(
         Some(other) => Err(err(
             ErrorCode::UnknownType,
             &format!("unknown frame type {:?}", truncate(other)),
-            raw.client_msg_id.as_deref(),
+            // Only a well-formed id is echoed: an unvalidated one would put up to a whole
+            // frame of the client's bytes into the error (found by the fuzzer).
+            raw.client_msg_id
+                .as_deref()
+                .filter(|c| (1..=MAX_ID_BYTES).contains(&c.len())),
         )),
     }
 }
@@ -291,6 +295,15 @@ mod tests {
             ErrorCode::InvalidFrame
         );
         assert_eq!(code(r#"{"type":"shout"}"#), ErrorCode::UnknownType);
+        let long = format!(
+            r#"{{"type":"shout","client_msg_id":"{}"}}"#,
+            "k".repeat(129)
+        );
+        let e = decode_client_frame(&long, "alice", L).unwrap_err();
+        assert_eq!((e.code, e.client_msg_id), (ErrorCode::UnknownType, None));
+        let short = r#"{"type":"shout","client_msg_id":"k"}"#;
+        let e = decode_client_frame(short, "alice", L).unwrap_err();
+        assert_eq!(e.client_msg_id.as_deref(), Some("k"));
         assert_eq!(code(r#"{"payload":"x"}"#), ErrorCode::MissingRecipient);
         assert_eq!(
             code(r#"{"payload":"x","reciever_id":""}"#),
