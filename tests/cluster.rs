@@ -409,3 +409,59 @@ fn pods_follow_the_auth_services_user_topic() {
     assert_eq!(stored, "1", "refused sends store nothing");
     drop((pa, pb));
 }
+
+/// A device that has not acked a message is never shown it again by the redrive, however
+/// many newer ones it was given meanwhile (the chaos soak's deaf device, issue 11): here 600
+/// newer ones, past the 512 positions and 64 ids a connection otherwise remembers. The
+/// message is claimed by a redrive twice before the sentinel, so at least one redriven copy
+/// was produced to bob's partition ahead of it.
+#[test]
+fn a_redrive_never_shows_an_unacked_message_twice_however_far_back() {
+    let space = Space::new();
+    // bob does not read while the test waits for the redrive: no keepalive closes.
+    let quiet = ["--ping-interval-ms", "600000"];
+    let pa = PodProc::start_with(&space, "a", &kafka(), &quiet);
+    let pb = PodProc::start_with(&space, "b", &kafka(), &quiet);
+    let (mut alice, mut bob) = pair(pa.addr, pb.addr);
+    let b = bob.user.clone();
+    bob.ws.get_mut().set_read_timeout(Some(SLOW)).unwrap();
+    let first = alice.send_msg_any(&b, "never acked")["id"].clone();
+    let first = first.as_str().unwrap().to_owned();
+    let mut copies = std::collections::HashMap::<String, usize>::new();
+    let m = bob.recv_type("message");
+    assert_eq!(m["id"].as_str(), Some(first.as_str()));
+    *copies.entry(first.clone()).or_default() += 1;
+    let newer: Vec<_> = (0..600)
+        .map(|i| alice.send_msg_any(&b, &format!("n{i}"))["id"].clone())
+        .collect();
+    let mut ids = as_strings(&newer);
+    for _ in 0..ids.len() {
+        let id = bob.recv_type("message")["id"].as_str().unwrap().to_owned();
+        bob.ack(&id);
+        *copies.entry(id).or_default() += 1;
+    }
+    let claim =
+        format!("SELECT coalesce(stuck_since::text, '') FROM messages WHERE id = '{first}'");
+    let mut claims = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + SLOW * 2;
+    while claims.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "not redriven twice");
+        let at = space.sql(&claim);
+        if !at.is_empty() {
+            claims.insert(at);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sentinel = alice.send_msg_any(&b, "sentinel")["id"].clone();
+    let sentinel = sentinel.as_str().unwrap().to_owned();
+    loop {
+        let id = bob.recv_type("message")["id"].as_str().unwrap().to_owned();
+        *copies.entry(id.clone()).or_default() += 1;
+        if id == sentinel {
+            break;
+        }
+    }
+    ids.push(first);
+    ids.push(sentinel);
+    assert_once_each(&copies, &ids);
+}

@@ -25,8 +25,12 @@ pub struct Origin<'a> {
 pub async fn on_text(shard: &Rc<Shard>, from: &Origin<'_>, text: &str) {
     match decode_client_frame(text, from.user, shard.settings().limits) {
         Ok(ClientFrame::Send(send)) => store_send(shard, from, send).await,
-        Ok(ClientFrame::Ack { id }) => ack(shard, from.conn, from.user, &id).await,
+        Ok(ClientFrame::Ack { id }) => {
+            from.outbox.borrow_mut().acked(&id);
+            ack(shard, from.conn, from.user, &id).await
+        }
         Ok(ClientFrame::AckMany { ids }) => {
+            from.outbox.borrow_mut().acked_all(&ids);
             // One store command per id, batched by the store thread like separate acks.
             for id in &ids {
                 ack(shard, from.conn, from.user, id).await;

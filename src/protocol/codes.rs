@@ -89,7 +89,8 @@ pub mod close {
     /// The user directory says this connection's user was deleted. Do not reconnect: the
     /// upgrade is refused (403) for as long as the user does not exist.
     pub const USER_DELETED: u16 = 4010;
-    /// The connection's outbound queue overflowed (the client reads too slowly). Undelivered
+    /// The connection's outbound queue overflowed (the client reads too slowly), or its
+    /// device left too many messages unacknowledged (distributed mode). Undelivered
     /// messages stay stored and are replayed on reconnect.
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The connection kept sending while its frames were refused with `rate_limited`, until a

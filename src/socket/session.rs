@@ -14,6 +14,7 @@ use glommio::net::TcpStream;
 use tungstenite::protocol::Role;
 use tungstenite::Message;
 
+use crate::config::DeliveryConfirm;
 use crate::flow::ingest::Origin;
 use crate::protocol::codes::close;
 use crate::shard::limit::{FrameLimit, Take};
@@ -109,6 +110,9 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
     let mut outbox = outbox.expiring_at(parked_expiry(&shard, conn));
     if shard.pod.cluster.is_some() {
         outbox = outbox.remembering_ids(); // Redrives may repeat an id (see Outbox::recent).
+        if shard.settings().delivery == DeliveryConfirm::Ack {
+            outbox = outbox.awaiting_acks();
+        }
     }
     let since = shard.sync_cursors.borrow_mut().remove(&conn);
     if since.is_some() {

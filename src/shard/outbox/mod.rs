@@ -19,7 +19,16 @@ use tungstenite::Utf8Bytes;
 
 use crate::backend::bus::Envelope;
 use crate::protocol::codes::close;
-use crate::protocol::{status_of_frame, Status};
+use crate::protocol::status_of_frame;
+
+mod recent;
+use recent::{Given, Recent};
+pub use recent::{MAX_UNACKED, RECENT, RECENT_DELIVERED};
+
+/// Most unacknowledged messages a replay leaves a connection with before it waits for acks:
+/// half the credit, so live messages that arrive while the device acks its backlog have the
+/// other half (see [`recent`]).
+pub const REPLAY_UNACKED: usize = MAX_UNACKED / 2;
 
 /// One item for the writer.
 pub enum Out {
@@ -60,6 +69,9 @@ pub struct Outbox {
     /// twice, so its connections neither hash ids nor hold the ~850 bytes of the box.
     recent: Option<Box<Recent>>,
     remember_ids: bool,
+    /// The device confirms messages with acks (`--delivery-confirm ack`): the ids it was
+    /// given and has not acked are remembered, within a credit (see [`recent`]).
+    await_acks: bool,
     /// A v2 device (`?since=`): takes carbons of what its user sent from elsewhere.
     sync: bool,
     finished: bool,
@@ -74,118 +86,6 @@ pub struct Outbox {
     /// When the connection's token stops being accepted, seconds since the epoch
     /// (`i64::MAX`: never); moved by a token refresh, enforced by the keepalive sweep.
     expires_at: i64,
-}
-
-/// The last [`RECENT`] message ids of a connection, and the last [`RECENT_DELIVERED`] ids
-/// it was told are DELIVERED, as hashes, oldest overwritten first.
-pub struct Recent {
-    ids: [u64; RECENT],
-    next: usize,
-    delivered: [u64; RECENT_DELIVERED],
-    next_delivered: usize,
-    positions: Positions,
-}
-
-/// Which of the last [`POSITIONS`] stream positions this connection was given: a bit each.
-/// Positions have no holes, so 64 bytes remember 512 messages, where the id hashes
-/// remember 64; a redrive comes back seconds later, past the hashes (found by the chaos
-/// soak). A position below the window falls back to the hashes.
-struct Positions {
-    /// The window holds `base + 1 ..= base + POSITIONS`; `None` until the first one.
-    base: Option<i64>,
-    bits: [u64; POSITIONS / 64],
-}
-
-const POSITIONS: usize = 512;
-
-impl Positions {
-    /// Records `pos`; `Some(true)` if it was recorded before, `None` when it lies below the
-    /// window (unknown).
-    fn record(&mut self, pos: i64) -> Option<bool> {
-        let span = POSITIONS as i64;
-        // The first position sits mid-window: older ones may still come, out of order.
-        let base = *self.base.get_or_insert(pos - span / 2 - 1);
-        if pos <= base {
-            return None;
-        }
-        if pos > base + span {
-            self.slide(((pos - base - span) + 63) / 64);
-        }
-        let off = (pos - self.base.unwrap_or(base) - 1) as usize;
-        let (word, bit) = (off / 64, 1u64 << (off % 64));
-        let seen = self.bits[word] & bit != 0;
-        self.bits[word] |= bit;
-        Some(seen)
-    }
-
-    /// Moves the window up by `words` × 64 positions, forgetting the lowest ones.
-    fn slide(&mut self, words: i64) {
-        let n = (words as usize).min(self.bits.len());
-        self.bits.copy_within(n.., 0);
-        let len = self.bits.len();
-        self.bits[len - n..].fill(0);
-        self.base = self.base.map(|b| b + words * 64);
-    }
-}
-
-/// Ids a connection remembers (512 bytes of the box).
-pub const RECENT: usize = 64;
-/// DELIVERED statuses a connection remembers (256 bytes more): a sender's SENT can trail
-/// its DELIVERED by a broker stall's length, 32 messages at 5 a second and 5 s stalls.
-pub const RECENT_DELIVERED: usize = 32;
-
-impl Default for Recent {
-    fn default() -> Self {
-        Recent {
-            ids: [0; RECENT],
-            next: 0,
-            delivered: [0; RECENT_DELIVERED],
-            next_delivered: 0,
-            positions: Positions {
-                base: None,
-                bits: [0; POSITIONS / 64],
-            },
-        }
-    }
-}
-
-/// FNV-1a, never 0 (the empty slot): a collision needs 2^64 luck.
-fn id_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    }) | 1
-}
-
-impl Recent {
-    /// `pos` is the message's place in the connection's user's stream (0: unknown).
-    fn seen_before(&mut self, id: &str, pos: i64) -> bool {
-        if pos > 0 && self.positions.record(pos) == Some(true) {
-            return true;
-        }
-        let h = id_hash(id);
-        if self.ids.contains(&h) {
-            return true;
-        }
-        self.ids[self.next] = h;
-        self.next = (self.next + 1) % RECENT;
-        false
-    }
-
-    /// Whether a status frame for `id` would go backwards: SENT after this connection was
-    /// told DELIVERED. It happens in distributed mode when SENT and DELIVERED were committed
-    /// by different pods and reached this pod by different paths (Kafka, the same-pod
-    /// shortcut, a redrive), so the later commit arrived first.
-    fn status_behind(&mut self, id: &str, status: Status) -> bool {
-        let h = id_hash(id);
-        if status != Status::Delivered {
-            return self.delivered.contains(&h);
-        }
-        if !self.delivered.contains(&h) {
-            self.delivered[self.next_delivered] = h;
-            self.next_delivered = (self.next_delivered + 1) % RECENT_DELIVERED;
-        }
-        false
-    }
 }
 
 /// What the keepalive sweep does with one connection.
@@ -209,6 +109,7 @@ impl Outbox {
             replayed_through: 0,
             recent: None,
             remember_ids: false,
+            await_acks: false,
             sync: false,
             finished: false,
             unanswered: 0,
@@ -273,13 +174,6 @@ impl Outbox {
         if env.message_id.is_some() && env.seq <= self.replayed_through {
             return true;
         }
-        if env
-            .message_id
-            .as_deref()
-            .is_some_and(|id| self.seen_before_at(id, env.seq))
-        {
-            return true;
-        }
         if env.message_id.is_none() && self.status_behind(&env.frame) {
             return true;
         }
@@ -290,11 +184,28 @@ impl Outbox {
                 r.overflowed = true;
                 true
             }
+            // Remembered when released: a held copy may still be dropped for space.
             Some(r) => {
                 r.held.push(env);
                 true
             }
-            None => self.push(Out::Message(env)),
+            None => self.push_given(env),
+        }
+    }
+
+    /// Queues a live message unless this connection was given it already; a message past
+    /// the credit of unacknowledged ones closes the connection with 4008.
+    pub fn push_given(&mut self, env: Arc<Envelope>) -> bool {
+        let Some(id) = env.message_id.as_deref() else {
+            return self.push(Out::Message(env));
+        };
+        match self.give(id, env.seq, !env.carbon) {
+            Given::Repeat => true,
+            Given::New => self.push(Out::Message(env)),
+            Given::NoCredit => {
+                self.abort(close::SLOW_CONSUMER, "too many unacknowledged messages");
+                false
+            }
         }
     }
 
@@ -331,21 +242,51 @@ impl Outbox {
         self
     }
 
-    /// Records `id` as given to this connection; `true` if it was among the recent ones.
-    /// Always `false` without [`remembering_ids`](Self::remembering_ids).
-    pub fn seen_before(&mut self, id: &str) -> bool {
-        self.seen_before_at(id, 0)
+    /// Remembers unacknowledged ids (see `await_acks`); needs
+    /// [`remembering_ids`](Self::remembering_ids).
+    pub fn awaiting_acks(mut self) -> Self {
+        self.await_acks = true;
+        self
     }
 
-    /// [`seen_before`](Self::seen_before), also by the message's stream position `pos`
-    /// when it is known (> 0), which reaches much further back.
-    pub fn seen_before_at(&mut self, id: &str, pos: i64) -> bool {
+    /// Records `id` (stream position `pos`, 0 when unknown) as given to this connection;
+    /// `addressed` when it is for the device (not a carbon) and below DELIVERED, so it
+    /// awaits an ack. Always [`Given::New`] without [`remembering_ids`](Self::remembering_ids).
+    fn give(&mut self, id: &str, pos: i64, addressed: bool) -> Given {
         if !self.remember_ids {
-            return false;
+            return Given::New;
         }
+        let awaits = addressed && self.await_acks;
+        (self.recent.get_or_insert_with(Box::default)).give(id, pos, awaits)
+    }
+
+    /// A stored message the replay queues whatever was given before (a replay may repeat
+    /// an id; a later live copy may not). The replay first waits for
+    /// [`replay_credit`](Self::replay_credit) when the message awaits an ack.
+    pub fn give_replayed(&mut self, id: &str, pos: i64, awaits_ack: bool) {
+        let _ = self.give(id, pos, awaits_ack);
+    }
+
+    /// Whether the replay may give one more message that awaits an ack
+    /// ([`REPLAY_UNACKED`]).
+    pub fn replay_credit(&self) -> bool {
         self.recent
-            .get_or_insert_with(Box::default)
-            .seen_before(id, pos)
+            .as_ref()
+            .map_or(true, |r| !self.await_acks || r.unacked() < REPLAY_UNACKED)
+    }
+
+    /// The device acked `id` (see [`recent`]).
+    pub fn acked(&mut self, id: &str) {
+        if let Some(r) = self.recent.as_mut() {
+            r.acked(id);
+        }
+    }
+
+    /// [`acked`](Self::acked) for each of `ids`.
+    pub fn acked_all<S: AsRef<str>>(&mut self, ids: &[S]) {
+        if let Some(r) = self.recent.as_mut() {
+            ids.iter().for_each(|id| r.acked(id.as_ref()));
+        }
     }
 
     /// A status frame older than one this connection already showed for the same message
@@ -499,6 +440,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Status;
 
     fn env() -> Arc<Envelope> {
         Arc::new(Envelope {
@@ -610,6 +552,78 @@ mod tests {
         );
         o.push_live(message("m2000", 2000));
         assert_eq!(o.len(), 402);
+    }
+
+    /// The chaos soak's deaf device: a message it never acked comes back by redrive after
+    /// far more newer ones than the positions remember; it is still dropped.
+    #[test]
+    fn a_redrive_of_an_unacked_message_is_dropped_however_far_back() {
+        let mut o = Outbox::new(4096).remembering_ids().awaiting_acks();
+        for pos in 1..=900 {
+            assert!(o.push_live(message(&format!("m{pos}"), pos)));
+        }
+        for pos in 2..=900 {
+            o.acked(&format!("m{pos}"));
+        }
+        o.push_live(message("m1", 1));
+        assert_eq!(o.len(), 900, "m1 is unacked: a redrive of it is a repeat");
+        o.push_live(message("m5", 5));
+        assert_eq!(
+            o.len(),
+            901,
+            "acked long ago and redriven: shown, as before"
+        );
+        let mut write_mode = Outbox::new(4096).remembering_ids();
+        for pos in 1..=900 {
+            write_mode.push_live(message(&format!("m{pos}"), pos));
+        }
+        write_mode.push_live(message("m1", 1));
+        assert_eq!(
+            write_mode.len(),
+            901,
+            "without acks there is no credit to keep"
+        );
+    }
+
+    #[test]
+    fn a_device_past_its_credit_is_closed_with_slow_consumer() {
+        let mut o = Outbox::new(4 * MAX_UNACKED)
+            .remembering_ids()
+            .awaiting_acks();
+        for pos in 1..=MAX_UNACKED as i64 {
+            assert!(o.push_live(message(&format!("m{pos}"), pos)));
+            assert_eq!(o.replay_credit(), pos < REPLAY_UNACKED as i64);
+        }
+        let next = MAX_UNACKED as i64 + 1;
+        let mut carbon = message("c", next);
+        Arc::get_mut(&mut carbon).unwrap().carbon = true;
+        o.sync = true;
+        assert!(o.push_live(carbon), "a carbon takes no credit");
+        assert!(!o.push_live(message("late", next + 1)));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(
+            o.poll_next(&mut cx),
+            Poll::Ready(Out::Close(
+                close::SLOW_CONSUMER,
+                "too many unacknowledged messages"
+            ))
+        ));
+    }
+
+    #[test]
+    fn acks_give_credit_back_to_the_replay() {
+        let mut o = Outbox::new(4 * MAX_UNACKED)
+            .remembering_ids()
+            .awaiting_acks();
+        let ids: Vec<String> = (1..=REPLAY_UNACKED).map(|i| format!("m{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            o.give_replayed(id, i as i64 + 1, true);
+        }
+        assert!(!o.replay_credit());
+        o.give_replayed("delivered", REPLAY_UNACKED as i64 + 1, false);
+        o.acked_all(&ids[..1]);
+        assert!(o.replay_credit());
     }
 
     #[test]
