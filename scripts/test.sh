@@ -6,7 +6,7 @@
 # 2. formatting and lints, and the deployment examples against the Kubernetes schemas;
 # 3. unit and integration tests (real sockets, real WebSocket clients, real backends);
 # 4. the chaos suite's short run (perf/chaos/, perf/chaos.sh for long ones);
-# 5. a bounded fuzz run of every libFuzzer target (fuzz/README.md; nightly toolchain);
+# 5. a repeatable fuzz check of every libFuzzer target (fuzz/README.md; nightly toolchain);
 # 6. Autobahn conformance of the WebSocket layer against the expected results in conformance/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,8 +55,8 @@ for mode in embedded distributed; do
         --skip non_reader --out "target/chaos/$mode"
 done
 
-step "fuzzing: every target for ${FUZZ_SECONDS:-60} s (fuzz/README.md)"
-scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+step "fuzzing: ${FUZZ_RUNS:-1000000} inputs per target from a fixed seed (fuzz/README.md)"
+FUZZ_RUNS="${FUZZ_RUNS:-1000000}" scripts/fuzz.sh
 
 if [ -x scripts/conformance.sh ]; then
     step "Autobahn conformance (cases 1-7, 9, 10)"
