@@ -144,10 +144,10 @@ async fn push_replayed(
     outbox: &Rc<RefCell<Outbox>>,
     m: PendingMessage,
 ) -> Result<(), ReplayError> {
+    wait_for_room(outbox).await?;
     let carbon = m.reciever_id != user;
     // A DELIVERED message is never redriven, so it needs no ack from this device.
     let awaits_ack = !carbon && m.status < Status::Delivered;
-    wait_for_room(outbox, awaits_ack).await?;
     let env = envelope(m.view(), carbon);
     let pushed = {
         let mut ob = outbox.borrow_mut();
@@ -163,16 +163,15 @@ async fn push_replayed(
     Ok(())
 }
 
-/// Replay paces itself to the writer instead of overflowing the outbox, and to the device's
-/// acks (`awaits_ack`) instead of exhausting its credit of unacknowledged messages.
-async fn wait_for_room(outbox: &Rc<RefCell<Outbox>>, awaits_ack: bool) -> Result<(), ReplayError> {
+/// Replay paces itself to the writer instead of overflowing the outbox.
+async fn wait_for_room(outbox: &Rc<RefCell<Outbox>>) -> Result<(), ReplayError> {
     loop {
         {
             let ob = outbox.borrow();
             if ob.is_finished() {
                 return Err(ReplayError::Closed);
             }
-            if ob.len() + 1 < ob.capacity() && (!awaits_ack || ob.replay_credit()) {
+            if ob.len() + 1 < ob.capacity() {
                 return Ok(());
             }
         }

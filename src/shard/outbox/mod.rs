@@ -25,9 +25,10 @@ mod recent;
 use recent::{Given, Recent};
 pub use recent::{MAX_UNACKED, RECENT, RECENT_DELIVERED};
 
-/// Most unacknowledged messages a replay leaves a connection with before it waits for acks:
-/// half the credit, so live messages that arrive while the device acks its backlog have the
-/// other half (see [`recent`]).
+/// Most unacknowledged messages a replay records (see [`recent`]): half the credit, so live
+/// messages that arrive before the device's acks of its backlog are read (the reader starts
+/// when the replay ends) have the other half. A replay does not wait for acks: it cannot
+/// read them.
 pub const REPLAY_UNACKED: usize = MAX_UNACKED / 2;
 
 /// One item for the writer.
@@ -261,15 +262,16 @@ impl Outbox {
     }
 
     /// A stored message the replay queues whatever was given before (a replay may repeat
-    /// an id; a later live copy may not). The replay first waits for
-    /// [`replay_credit`](Self::replay_credit) when the message awaits an ack.
+    /// an id; a later live copy may not). It joins the unacknowledged ids while fewer than
+    /// [`REPLAY_UNACKED`] are; past that (a backlog of more than 512 messages awaiting an
+    /// ack) it is remembered by position and id only, as before the credit existed.
     pub fn give_replayed(&mut self, id: &str, pos: i64, awaits_ack: bool) {
-        let _ = self.give(id, pos, awaits_ack);
+        let awaits = awaits_ack && self.replay_credit();
+        let _ = self.give(id, pos, awaits);
     }
 
-    /// Whether the replay may give one more message that awaits an ack
-    /// ([`REPLAY_UNACKED`]).
-    pub fn replay_credit(&self) -> bool {
+    /// Whether the replay may record one more message that awaits an ack.
+    fn replay_credit(&self) -> bool {
         self.recent
             .as_ref()
             .map_or(true, |r| !self.await_acks || r.unacked() < REPLAY_UNACKED)
@@ -612,18 +614,34 @@ mod tests {
     }
 
     #[test]
-    fn acks_give_credit_back_to_the_replay() {
+    fn a_replay_records_half_the_credit_and_never_waits() {
         let mut o = Outbox::new(4 * MAX_UNACKED)
             .remembering_ids()
             .awaiting_acks();
-        let ids: Vec<String> = (1..=REPLAY_UNACKED).map(|i| format!("m{i}")).collect();
+        let ids: Vec<String> = (1..=600).map(|i| format!("m{i}")).collect();
         for (i, id) in ids.iter().enumerate() {
             o.give_replayed(id, i as i64 + 1, true);
         }
-        assert!(!o.replay_credit());
-        o.give_replayed("delivered", REPLAY_UNACKED as i64 + 1, false);
+        let unacked = |o: &Outbox| o.recent.as_ref().map_or(0, |r| r.unacked());
+        assert_eq!(
+            unacked(&o),
+            REPLAY_UNACKED,
+            "the rest by position and id only"
+        );
+        o.give_replayed("delivered", 601, false);
+        assert_eq!(
+            unacked(&o),
+            REPLAY_UNACKED,
+            "DELIVERED history takes no credit"
+        );
         o.acked_all(&ids[..1]);
         assert!(o.replay_credit());
+        for pos in 602..602 + (MAX_UNACKED - REPLAY_UNACKED) as i64 {
+            assert!(
+                o.push_live(message(&format!("l{pos}"), pos)),
+                "live has its half"
+            );
+        }
     }
 
     #[test]
