@@ -136,6 +136,12 @@ impl Device {
             "connect",
             json!({"url": base, "since": since}),
         );
+        if self.tiny_buffer {
+            // The orchestrator's watcher judges the pod that holds the deaf connection.
+            if let Some(dir) = &self.run.opts.control {
+                let _ = std::fs::write(dir.join("deaf_url"), base);
+            }
+        }
         Ok(ws)
     }
 

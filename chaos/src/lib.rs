@@ -58,8 +58,9 @@ pub struct Options {
     /// drop its connection and reconnect at once; a file `stall` holding a number of
     /// seconds makes every fourth device (1, 5, 9, …) stop reading that long (a slow,
     /// then non-reading client); a file `deaf` holding a device number makes that device
-    /// reconnect with a 4 KiB receive buffer and stop reading until a file `hear` (holding
-    /// why: `dropped` or `timeout`) arrives. Each file is removed once obeyed.
+    /// reconnect with a 4 KiB receive buffer, name the pod it reached in a file `deaf_url`
+    /// and stop reading until a file `hear` (holding why: `dropped`, `pod_gone` or
+    /// `timeout`) arrives. Each file is removed once obeyed.
     #[arg(long)]
     pub control: Option<PathBuf>,
 }

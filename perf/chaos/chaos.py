@@ -183,31 +183,46 @@ LET_GO = ("slow_consumer_closes_total", "ping_timeout_closes_total", "stuck_writ
 
 def non_reader(users):
     """One device reconnects with a tiny receive buffer and stops reading; a watcher tells
-    it to read again once some pod let a connection go (4008 when its queue overflowed;
-    4001 when it answered no ping, which at these rates comes first, as the pod's kernel
-    send buffer grows to take megabytes; dropped without a close frame when not even that
-    fits: the sum of those counters rose: `dropped`), or after 90 s (`timeout`, a violation
-    for the checker). One such device at a time."""
+    it to read again once the pod holding it let it go (4008 when its credit of
+    unacknowledged messages or its queue ran out; 4001 when it answered no ping; dropped
+    without a close frame when not even that fits: that pod's sum of those counters rose:
+    `dropped`), once that pod's process went away (killed, or exited fenced: `pod_gone`,
+    the kernel let the connection go), or after 90 s (`timeout`, a violation for the
+    checker). The device names its pod in `deaf_url` when it has connected. One such
+    device at a time."""
     busy = threading.Event()
 
     def let_go(port):
         counts = [metric_sum(port, name) for name in LET_GO]
         return None if None in counts else sum(counts)
 
-    def watch(pods, control):
-        last = {p.name: None for p in pods}
-        rose, deadline = False, time.time() + 90
-        while not rose and time.time() < deadline:
+    def holder(pods, control, deadline):
+        while time.time() < deadline:
+            url = control / "deaf_url"
+            if url.exists():
+                text = url.read_text().strip()
+                url.unlink()
+                return next((p for p in pods if p.url == text), None)
+            time.sleep(0.1)
+        return None
+
+    def outcome(pod, deadline):
+        starts, base = pod.starts, let_go(pod.port)
+        while time.time() < deadline:
             time.sleep(0.2)
-            for p in pods:
-                n = let_go(p.port)
-                if n is None:
-                    continue
-                prev = last[p.name]
-                # A restarted pod counts from zero again: take its new value as the base.
-                rose |= prev is not None and n > prev
-                last[p.name] = n
-        (control / "hear").write_text("dropped" if rose else "timeout")
+            if pod.starts != starts or not pod.alive():
+                return "pod_gone"
+            n = let_go(pod.port)
+            if n is not None and base is not None and n > base:
+                return "dropped"
+            base = n if base is None else base
+        return "timeout"
+
+    def watch(pods, control):
+        deadline = time.time() + 90
+        pod = holder(pods, control, deadline)
+        reason = outcome(pod, deadline) if pod else "timeout"
+        (control / "hear").write_text(reason)
         busy.clear()
 
     def fault(rng, pods, engines):

@@ -269,25 +269,30 @@ def v2_streams_gapless(h):
 
 
 def non_readers_closed(h):
-    """A client that stops reading is let go by the pod (aborted with 4008 or 4001, then
-    dropped when not even the close frame fits) before the orchestrator gives up waiting:
-    it writes `hear` with reason `dropped` when a pod's count of such drops rose,
-    `timeout` when none did. An episode the end of the traffic cut short is not judged.
-    Reports how many of those devices still read a close frame (`close_frames_seen`)."""
-    bad, n, seen, open_at = [], 0, 0, {}
+    """A client that stops reading is let go by the pod that holds it (aborted with 4008 or
+    4001, then dropped when not even the close frame fits) before the orchestrator gives up
+    waiting: it writes `hear` with reason `dropped` when that pod's count of such drops
+    rose, `pod_gone` when that pod's process went away first (killed, or exited fenced:
+    nothing left to judge), `timeout` when neither happened. An episode the end of the
+    traffic cut short is not judged. Reports how many of those devices still read a close
+    frame (`close_frames_seen`) and how many episodes a pod's end decided (`pod_gone`)."""
+    bad, n, seen, gone, open_at = [], 0, 0, 0, {}
     for e in h.events:
         ev, u = e.get("ev"), e.get("u")
         if ev == "deaf":
             open_at[u] = e["t"]
         elif ev == "hear" and u in open_at:
             n += 1
-            if e.get("reason") != "dropped":
-                bad.append({"device": u, "deaf_at": open_at[u], "reason": e.get("reason")})
+            reason = e.get("reason")
+            gone += reason == "pod_gone"
+            if reason not in ("dropped", "pod_gone"):
+                bad.append({"device": u, "deaf_at": open_at[u], "reason": reason})
         elif ev == "close" and u in open_at and e.get("by") in ("server", None):
             seen += e.get("code") in (4001, 4008)
             del open_at[u]
     v = verdict("non-reading clients let go", bad, n)
     v["close_frames_seen"] = seen
+    v["pod_gone"] = gone
     return v
 
 

@@ -161,6 +161,11 @@ class CheckerTest(unittest.TestCase):
         v = {v["invariant"]: v for v in check.check(h)}["non-reading clients let go"]
         self.assertEqual((v["ok"], v["checked"], v["close_frames_seen"]), (True, 1, 1))
 
+    def test_a_non_reader_whose_pod_went_away(self):
+        h = replace(self.deaf_episode("pod_gone"), 9.5, u="u1")
+        v = {v["invariant"]: v for v in check.check(h)}["non-reading clients let go"]
+        self.assertEqual((v["ok"], v["checked"], v["pod_gone"]), (True, 1, 1))
+
     def test_a_non_reader_the_pod_never_closed(self):
         h = replace(self.deaf_episode("timeout"), 9.5, u="u1")
         self.assertOnly(h, "non-reading clients let go")
