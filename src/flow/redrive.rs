@@ -12,9 +12,9 @@
 //! Messages stuck at SENT for `sent_after` are redriven too, with the same claims: their
 //! record reached a pod topic, but a broker that loses acknowledged records (a crash before
 //! they were replicated or written, a wiped disk) would otherwise strand them until the
-//! recipient reconnects. A recipient device that got the record and has not acked yet may see
-//! it again; its connection drops a copy of an id it showed recently
-//! ([`Outbox::push_live`](crate::shard::outbox::Outbox::push_live)).
+//! recipient reconnects. A recipient device that got the record and has not acked yet is
+//! sent it again; its connection remembers every id its device has not acked and drops the
+//! copy ([`Outbox::push_given`](crate::shard::outbox::Outbox::push_given)).
 //!
 //! A message whose recipient has no live route is *parked*, not routed again and again: the
 //! recipient's next connect replays it.
