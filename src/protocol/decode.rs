@@ -155,6 +155,13 @@ fn validate_read<'a>(raw: RawFrame<'a>, user: &str) -> Result<ClientFrame<'a>, D
     }
 }
 
+/// An ack id is 1 to [`MAX_ID_BYTES`] bytes, as every id the pod issues is: a longer one names
+/// no message, and refusing it here keeps the `not_recipient` and `rate_limited` answers, which
+/// echo the id, from carrying a whole frame of the client's bytes.
+fn valid_ack_id(id: &str) -> bool {
+    (1..=MAX_ID_BYTES).contains(&id.len())
+}
+
 fn validate_ack(raw: RawFrame<'_>) -> Result<ClientFrame<'_>, DecodeError> {
     match (raw.id, raw.ids) {
         (Some(_), Some(_)) => Err(err(
@@ -162,18 +169,18 @@ fn validate_ack(raw: RawFrame<'_>) -> Result<ClientFrame<'_>, DecodeError> {
             "an ack frame takes \"id\" or \"ids\", not both",
             None,
         )),
-        (Some(id), None) if !id.is_empty() => Ok(ClientFrame::Ack { id }),
+        (Some(id), None) if valid_ack_id(&id) => Ok(ClientFrame::Ack { id }),
         (None, Some(ids)) if ids.len() > MAX_ACK_IDS => Err(err(
             ErrorCode::TooManyIds,
             &format!("an ack frame carries at most {MAX_ACK_IDS} ids"),
             None,
         )),
-        (None, Some(ids)) if !ids.is_empty() && ids.iter().all(|i| !i.is_empty()) => {
+        (None, Some(ids)) if !ids.is_empty() && ids.iter().all(|i| valid_ack_id(i)) => {
             Ok(ClientFrame::AckMany { ids })
         }
         _ => Err(err(
             ErrorCode::MissingId,
-            "an ack frame needs a non-empty \"id\" or a non-empty \"ids\" list of non-empty ids",
+            "an ack frame needs an \"id\" or a non-empty \"ids\" list; ids are 1 to 128 bytes",
             None,
         )),
     }
@@ -352,6 +359,21 @@ mod tests {
         let two = decode_client_frame(r#"{"type":"ack","ids":["m1","m2"]}"#, "bob", L).unwrap();
         let ids = vec![Cow::from("m1"), Cow::from("m2")];
         assert_eq!(two, ClientFrame::AckMany { ids });
+    }
+
+    #[test]
+    fn an_ack_id_longer_than_any_issued_id_is_refused_without_echo() {
+        let long = "m".repeat(MAX_ID_BYTES + 1);
+        for f in [
+            format!(r#"{{"type":"ack","id":"{long}"}}"#),
+            format!(r#"{{"type":"ack","ids":["m1","{long}"]}}"#),
+        ] {
+            let e = decode_client_frame(&f, "bob", L).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MissingId);
+            assert!(e.message.len() < 100 && e.client_msg_id.is_none());
+        }
+        let max = format!(r#"{{"type":"ack","id":"{}"}}"#, "m".repeat(MAX_ID_BYTES));
+        assert!(decode_client_frame(&max, "bob", L).is_ok());
     }
 
     #[test]
