@@ -86,7 +86,7 @@ pub async fn register_and_replay(
         }
         let mut ob = outbox.borrow_mut();
         for env in replay.held {
-            ob.push_given(env);
+            ob.push_released(env);
         }
         return Ok(());
     }

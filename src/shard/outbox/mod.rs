@@ -270,6 +270,21 @@ impl Outbox {
         let _ = self.give(id, pos, awaits);
     }
 
+    /// Queues a live message held during the replay. Like a replayed one it awaits an ack
+    /// only while the replay's half of the credit lasts: the device's acks of everything
+    /// before it are read only now, so a long replay under live traffic must not spend the
+    /// live half and close a device that reads. A repeat is dropped, as for any live copy.
+    pub fn push_released(&mut self, env: Arc<Envelope>) -> bool {
+        let Some(id) = env.message_id.as_deref() else {
+            return self.push(Out::Message(env));
+        };
+        let addressed = !env.carbon && self.replay_credit();
+        match self.give(id, env.seq, addressed) {
+            Given::Repeat => true,
+            Given::New | Given::NoCredit => self.push(Out::Message(env)),
+        }
+    }
+
     /// Whether the replay may record one more message that awaits an ack.
     fn replay_credit(&self) -> bool {
         self.recent
@@ -722,5 +737,38 @@ mod tests {
         assert!(r.overflowed && r.held.is_empty());
         assert!(o.push_live(message("m3", 3)));
         assert_eq!(o.len(), 1);
+    }
+
+    #[test]
+    fn messages_held_by_a_long_replay_leave_live_traffic_its_half_of_the_credit() {
+        let mut o = Outbox::new(4 * MAX_UNACKED)
+            .remembering_ids()
+            .awaiting_acks();
+        o.start_replay();
+        for pos in 1..=REPLAY_UNACKED as i64 {
+            o.give_replayed(&format!("r{pos}"), pos, true);
+        }
+        let live = REPLAY_UNACKED as i64 + 1..=MAX_UNACKED as i64 + 100;
+        for pos in live.clone() {
+            assert!(o.push_live(message(&format!("h{pos}"), pos)));
+        }
+        o.replayed_through(REPLAY_UNACKED as i64);
+        for env in o.end_replay().held {
+            assert!(o.push_released(env));
+        }
+        assert_eq!(o.len(), live.clone().count());
+        assert!(
+            o.push_released(message("h1100", 1100)),
+            "a recent repeat is dropped"
+        );
+        assert_eq!(o.len(), live.count());
+        let next = MAX_UNACKED as i64 + 101;
+        for pos in next..next + (MAX_UNACKED - REPLAY_UNACKED) as i64 {
+            assert!(
+                o.push_live(message(&format!("l{pos}"), pos)),
+                "live has its half"
+            );
+        }
+        assert!(!o.push_live(message("over", 5000)), "and no more");
     }
 }
