@@ -16,14 +16,18 @@
 //! - **Recent ids**: the last [`RECENT`] ids, for messages without a position and for a
 //!   redrive that races the commit of this device's own ack.
 
-/// The last [`RECENT`] message ids of a connection, and the last [`RECENT_DELIVERED`] ids
-/// it was told are DELIVERED, as hashes, oldest overwritten first; plus the unacknowledged
-/// ids and the positions (module doc).
+use std::time::Instant;
+
+use super::delivered::Delivered;
+use crate::protocol::Status;
+
+/// The last [`RECENT`] message ids of a connection, as hashes, oldest overwritten first;
+/// the ids it was told are DELIVERED ([`Delivered`]); the unacknowledged ids and the
+/// positions (module doc).
 pub struct Recent {
     ids: [u64; RECENT],
     next: usize,
-    delivered: [u64; RECENT_DELIVERED],
-    next_delivered: usize,
+    delivered: Delivered,
     positions: Positions,
     /// Hashes of the unacknowledged ids, in no order; empty (no allocation) once all are acked.
     unacked: Vec<u64>,
@@ -31,9 +35,6 @@ pub struct Recent {
 
 /// Ids a connection remembers (512 bytes of the box).
 pub const RECENT: usize = 64;
-/// DELIVERED statuses a connection remembers (256 bytes more): a sender's SENT can trail
-/// its DELIVERED by a broker stall's length, 32 messages at 5 a second and 5 s stalls.
-pub const RECENT_DELIVERED: usize = 32;
 /// Most messages a connection holds unacknowledged (module doc): 8 KiB of hashes for a
 /// device that stopped reading, 20 s of a busy chat at 50 messages a second.
 pub const MAX_UNACKED: usize = 1024;
@@ -85,8 +86,7 @@ impl Default for Recent {
         Recent {
             ids: [0; RECENT],
             next: 0,
-            delivered: [0; RECENT_DELIVERED],
-            next_delivered: 0,
+            delivered: Delivered::default(),
             positions: Positions {
                 base: None,
                 bits: [0; POSITIONS / 64],
@@ -175,15 +175,12 @@ impl Recent {
     /// told DELIVERED. It happens in distributed mode when SENT and DELIVERED were committed
     /// by different pods and reached this pod by different paths (Kafka, the same-pod
     /// shortcut, a redrive), so the later commit arrived first.
-    pub fn status_behind(&mut self, id: &str, status: crate::protocol::Status) -> bool {
+    pub fn status_behind(&mut self, id: &str, status: Status, now: Instant) -> bool {
         let h = id_hash(id);
-        if status != crate::protocol::Status::Delivered {
-            return self.delivered.contains(&h);
+        if status != Status::Delivered {
+            return self.delivered.contains(h);
         }
-        if !self.delivered.contains(&h) {
-            self.delivered[self.next_delivered] = h;
-            self.next_delivered = (self.next_delivered + 1) % RECENT_DELIVERED;
-        }
+        self.delivered.insert(h, now);
         false
     }
 }
