@@ -47,6 +47,19 @@ impl Delivered {
         }
         self.current.push(h);
     }
+
+    /// Lets go of both generations once the current one is two generations old: every id
+    /// in it came before it was one generation old, so each was kept a generation at least.
+    /// Called from the shard's keepalive sweep, so that a connection idle after a burst
+    /// does not keep the burst's hashes for good.
+    pub fn age(&mut self, now: Instant) {
+        let old = self
+            .since
+            .is_some_and(|s| now.duration_since(s) >= GENERATION * 2);
+        if old {
+            *self = Delivered::default();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -78,5 +91,10 @@ mod tests {
         assert!(d.contains(1));
         d.insert(3, t0 + GENERATION * 2);
         assert!(!d.contains(1) && d.contains(2) && d.contains(3));
+        d.age(t0 + GENERATION * 3);
+        assert!(d.contains(3), "kept while the current generation is young");
+        d.age(t0 + GENERATION * 4);
+        assert!(!d.contains(2) && !d.contains(3));
+        assert_eq!(d.current.capacity() + d.previous.capacity(), 0, "freed");
     }
 }

@@ -135,6 +135,9 @@ impl Outbox {
         ping_every: Duration,
         pong_within: Duration,
     ) -> Keepalive {
+        if let Some(r) = self.recent.as_mut() {
+            r.age(now);
+        }
         if self.abort.is_some() {
             return Keepalive::Quiet; // Closing already: Dead is reported once.
         }

@@ -171,6 +171,11 @@ impl Recent {
         self.next = (self.next + 1) % RECENT;
     }
 
+    /// See [`Delivered::age`].
+    pub fn age(&mut self, now: Instant) {
+        self.delivered.age(now);
+    }
+
     /// Whether a status frame for `id` would go backwards: SENT after this connection was
     /// told DELIVERED. It happens in distributed mode when SENT and DELIVERED were committed
     /// by different pods and reached this pod by different paths (Kafka, the same-pod
