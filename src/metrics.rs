@@ -43,6 +43,7 @@ pub struct ShardMetrics {
     pub frames_out: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     pub ping_timeout_closes: AtomicU64,
+    pub route_lost_closes: AtomicU64,
     pub stuck_write_drops: AtomicU64,
     pub errors: [AtomicU64; ERROR_CODES.len()],
 }
@@ -200,6 +201,13 @@ impl Metrics {
             "Connections closed with 4001 (no frame within the pong timeout after a ping).",
             "counter",
             &|s| u(&s.ping_timeout_closes),
+        );
+        per_shard(
+            &mut out,
+            "route_lost_closes_total",
+            "Connections closed with 4009 (the pod's route leases lapsed; it is fenced).",
+            "counter",
+            &|s| u(&s.route_lost_closes),
         );
         per_shard(
             &mut out,

@@ -213,16 +213,6 @@ fn burst_of_16_kib(sender: &mut Client, to: &str, n: usize) {
     }
 }
 
-/// The sum over shards of one of the pod's counters or gauges.
-fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
-    let text = raw(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    let prefix = format!("distrisocks_{name}{{");
-    text.lines()
-        .filter(|l| l.starts_with(&prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// A client that stops reading for good is let go even when not one more byte fits into
 /// its socket: the backlog below `--outbound-queue` fills the socket buffers, the client
 /// answers no ping, and the 4001 close cannot be written; after the close grace the pod

@@ -303,6 +303,8 @@ fn redis_unreachable_closes_connections_with_4009_and_loses_nothing() {
         .collect();
     assert_eq!(bob.expect_close(), 4009);
     assert_eq!(alice.expect_close(), 4009);
+    // Counted once each, though both the inbox and the sweep close them.
+    assert_eq!(metric(pa.addr, "route_lost_closes_total"), 2);
     // The lease lapsed, so renewals failed: not ready, still alive.
     let cut = ready();
     assert!(cut.starts_with("HTTP/1.1 503"), "{cut}");

@@ -49,11 +49,18 @@ pub async fn run(shard: Rc<Shard>) {
 
 /// Closes every connection of the shard with 4009 so its clients reconnect and register
 /// afresh (the inbox's `LeaseLost` does the same, sooner, when the inbox has room).
+/// Each connection is counted once (`route_lost_closes_total`), though both paths run.
 pub fn close_for_lost_lease(shard: &Shard) {
+    let mut closed = 0;
     shard.conns.borrow().for_each_outbox(|outbox| {
-        let lost = "route lease lost; reconnect";
-        outbox.borrow_mut().abort(close::ROUTE_LOST, lost);
+        let mut outbox = outbox.borrow_mut();
+        if !outbox.is_aborted() {
+            outbox.abort(close::ROUTE_LOST, "route lease lost; reconnect");
+            closed += 1;
+        }
     });
+    let m = shard.metrics();
+    m.route_lost_closes.fetch_add(closed, Ordering::Relaxed);
 }
 
 /// Closes every connection of these users on the shard with 4010, ahead of what is queued

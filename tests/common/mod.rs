@@ -354,3 +354,13 @@ pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
 }
 pub mod cluster;
 pub mod proxy;
+
+/// The sum over shards of one of the pod's counters or gauges.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let text = raw(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let prefix = format!("distrisocks_{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}

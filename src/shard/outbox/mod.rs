@@ -333,6 +333,11 @@ impl Outbox {
         }
     }
 
+    /// Whether the connection was aborted (closing ahead of its queue).
+    pub fn is_aborted(&self) -> bool {
+        self.abort.is_some()
+    }
+
     /// Closes ahead of anything queued (the queue is abandoned; its messages stay stored).
     pub fn abort(&mut self, code: u16, reason: &'static str) {
         if self.abort.is_none() {
