@@ -178,7 +178,8 @@ def metric_sum(port, name):
                if line.startswith(f"distrisocks_{name}{{"))
 
 
-LET_GO = ("slow_consumer_closes_total", "ping_timeout_closes_total", "stuck_write_drops_total")
+LET_GO = ("slow_consumer_closes_total", "ping_timeout_closes_total", "stuck_write_drops_total",
+          "route_lost_closes_total")
 
 
 def non_reader(users):
@@ -188,7 +189,10 @@ def non_reader(users):
     without a close frame when not even that fits: that pod's sum of those counters rose:
     `dropped`), once that pod's process went away (killed, or exited fenced: `pod_gone`,
     the kernel let the connection go), or after 90 s (`timeout`, a violation for the
-    checker). The device names its pod in `deaf_url` when it has connected. One such
+    checker). A fenced pod's 4009 counts as letting go (`route_lost_closes_total`): it fits
+    in a socket that had room. The device names its pod in `deaf_url` each time it connects;
+    the watcher follows the newest, and a stale one from an earlier episode (written when
+    that device reconnected) is removed first, so it cannot point at the wrong pod. One such
     device at a time."""
     busy = threading.Event()
 
@@ -196,20 +200,30 @@ def non_reader(users):
         counts = [metric_sum(port, name) for name in LET_GO]
         return None if None in counts else sum(counts)
 
+    def newest(pods, control):
+        url = control / "deaf_url"
+        if not url.exists():
+            return None
+        text = url.read_text().strip()
+        url.unlink()
+        return next((p for p in pods if p.url == text), None)
+
     def holder(pods, control, deadline):
         while time.time() < deadline:
-            url = control / "deaf_url"
-            if url.exists():
-                text = url.read_text().strip()
-                url.unlink()
-                return next((p for p in pods if p.url == text), None)
+            pod = newest(pods, control)
+            if pod is not None:
+                return pod
             time.sleep(0.1)
         return None
 
-    def outcome(pod, deadline):
+    def outcome(pods, control, pod, deadline):
         starts, base = pod.starts, let_go(pod.port)
         while time.time() < deadline:
             time.sleep(0.2)
+            moved = newest(pods, control)
+            if moved is not None and moved is not pod:
+                pod, starts, base = moved, moved.starts, let_go(moved.port)
+                continue
             if pod.starts != starts or not pod.alive():
                 return "pod_gone"
             n = let_go(pod.port)
@@ -221,7 +235,7 @@ def non_reader(users):
     def watch(pods, control):
         deadline = time.time() + 90
         pod = holder(pods, control, deadline)
-        reason = outcome(pod, deadline) if pod else "timeout"
+        reason = outcome(pods, control, pod, deadline) if pod else "timeout"
         (control / "hear").write_text(reason)
         busy.clear()
 
@@ -230,6 +244,7 @@ def non_reader(users):
             return {"skipped": "a device is already not reading"}
         busy.set()
         device = rng.randrange(users)
+        (engines.out / "control" / "deaf_url").unlink(missing_ok=True)
         (engines.out / "control" / "deaf").write_text(str(device))
         threading.Thread(target=watch, args=(pods, engines.out / "control"), daemon=True).start()
         return {"device": f"u{device}"}
