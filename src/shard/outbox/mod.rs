@@ -285,6 +285,7 @@ impl Outbox {
         let addressed = !env.carbon && self.replay_credit();
         match self.give(id, env.seq, addressed) {
             Given::Repeat => true,
+            // NoCredit cannot come: an ack is awaited only while half the credit is left.
             Given::New | Given::NoCredit => self.push(Out::Message(env)),
         }
     }
@@ -321,8 +322,7 @@ impl Outbox {
         let Some((id, status)) = status_of_frame(frame) else {
             return false;
         };
-        let now = Instant::now();
-        (self.recent.get_or_insert_with(Box::default)).status_behind(id, status, now)
+        (self.recent.get_or_insert_with(Box::default)).status_behind(id, status)
     }
 
     /// Queues a close after what is already queued (graceful).

@@ -180,12 +180,13 @@ impl Recent {
     /// told DELIVERED. It happens in distributed mode when SENT and DELIVERED were committed
     /// by different pods and reached this pod by different paths (Kafka, the same-pod
     /// shortcut, a redrive), so the later commit arrived first.
-    pub fn status_behind(&mut self, id: &str, status: Status, now: Instant) -> bool {
+    /// The clock is read for a DELIVERED only (it dates the id), not for every status.
+    pub fn status_behind(&mut self, id: &str, status: Status) -> bool {
         let h = id_hash(id);
         if status != Status::Delivered {
             return self.delivered.contains(h);
         }
-        self.delivered.insert(h, now);
+        self.delivered.insert(h, Instant::now());
         false
     }
 }
