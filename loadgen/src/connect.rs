@@ -6,15 +6,11 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use async_tungstenite::WebSocketStream;
 use glommio::net::TcpStream;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-use tungstenite::protocol::{Role, WebSocketConfig};
 
+use super::conn::Link;
 use super::{handshake, Protocol};
-
-/// An open generator connection.
-pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 /// Linux errno values we name in reports (no libc dependency for four constants).
 const ERRNO_NAMES: [(i32, &str); 9] = [
@@ -135,17 +131,15 @@ pub(crate) async fn open(
     path: &str,
     protocol: Protocol,
     limit: Duration,
-) -> Result<Ws, ConnectError> {
+) -> Result<Link, ConnectError> {
     let work = async {
         let stream = tcp_connect(target.addr, src).await?;
         let (stream, rest) = handshake::upgrade(stream, &target.host, path).await?;
-        let mut ws =
-            WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(ws_config()))
-                .await;
+        let mut link = Link::new(stream, rest);
         if protocol == Protocol::Socketio {
-            handshake::engineio_open(&mut ws).await?;
+            handshake::engineio_open(&mut link).await?;
         }
-        Ok(ws)
+        Ok(link)
     };
     match glommio::timer::timeout(limit, async { Ok(work.await) }).await {
         Ok(r) => r,
@@ -154,14 +148,6 @@ pub(crate) async fn open(
             format!("no connection within {limit:?}"),
         )),
     }
-}
-
-/// Small buffers: the generator holds tens of thousands of mostly idle sockets per process.
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1 << 20)
 }
 
 /// A non-blocking connect from a bound socket. glommio's own `connect` cannot bind first, so

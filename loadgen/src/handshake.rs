@@ -1,12 +1,12 @@
-//! Our side of the WebSocket upgrade (async-tungstenite's client handshake is not compiled in,
-//! and our own lets a refusal report its HTTP status and body), and the Engine.IO v4 open
-//! exchange that a Socket.IO peer expects before any event.
+//! Our side of the WebSocket upgrade (our own lets a refusal report its HTTP status and body),
+//! and the Engine.IO v4 open exchange that a Socket.IO peer expects before any event.
 
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use tungstenite::Message;
 
-use super::connect::{ConnectError, Ws};
+use super::conn::Link;
+use super::connect::ConnectError;
+use super::wire;
 
 /// Largest HTTP response head we wait for.
 const MAX_HEAD: usize = 16 * 1024;
@@ -74,45 +74,22 @@ fn parse_head(buf: &[u8], key: &str) -> Result<Option<usize>, ConnectError> {
 }
 
 /// Engine.IO v4 open: server `0{...}`, client `40`, server `40{"sid":...}`.
-pub(crate) async fn engineio_open(ws: &mut Ws) -> Result<(), ConnectError> {
-    let first = next_text(ws).await?;
+pub(crate) async fn engineio_open(link: &mut Link) -> Result<(), ConnectError> {
+    let first = link.next_text().await?;
     if !first.starts_with('0') {
         return Err(ConnectError::new(
             "engineio",
             format!("expected open packet, got {first:.60}"),
         ));
     }
-    send(ws, "40").await?;
+    link.send_now(wire::TEXT, b"40").await?;
     loop {
-        let t = next_text(ws).await?;
+        let t = link.next_text().await?;
         match t.as_str() {
             s if s.starts_with("40") => return Ok(()),
-            "2" => send(ws, "3").await?,
+            "2" => link.send_now(wire::TEXT, b"3").await?,
             s if s.starts_with("44") => return Err(ConnectError::new("engineio", s.to_owned())),
             _ => {}
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, text: &'static str) -> Result<(), ConnectError> {
-    ws.send(Message::text(text))
-        .await
-        .map_err(|e| ConnectError::new("ws_error", e.to_string()))
-}
-
-async fn next_text(ws: &mut Ws) -> Result<String, ConnectError> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
-            Some(Ok(Message::Close(f))) => {
-                return Err(ConnectError::new(
-                    "closed",
-                    format!("closed during open: {f:?}"),
-                ))
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(ConnectError::new("ws_error", e.to_string())),
-            None => return Err(ConnectError::new("eof", "closed during open")),
         }
     }
 }

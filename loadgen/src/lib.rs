@@ -6,7 +6,7 @@
 //!                      ◀─READY / ──GO <µs>──▶            (one common traffic start)
 //!  process ──▶ executor 0..N (pinned)   each owns whole pairs: user 2k <-> 2k+1
 //!               connect (paced, bound to 127.0.0.x) ─▶ idle ─▶ open-loop traffic ─▶ drain
-//!               per connection: reader task (frames → ledger, acks) + writer task (queue)
+//!               per connection: one task writes its queue and reads frames (→ ledger, acks)
 //! ```
 //!
 //! Latency is measured from each message's *scheduled* send time, so a generator or socket
@@ -14,9 +14,11 @@
 //! against what the gateway `accepted` (or, for Socket.IO, what was sent), after a drain.
 //!
 //! Files: [`options`] (CLI), `phases` (one executor's run), `worker` (its state), `conn`
-//! (reader/writer tasks), `connect` (bound socket, errno names), `handshake` (upgrade, Engine.IO open), `frames` (wire
-//! formats), [`ledger`] (bookkeeping), [`report`] (merging, JSON), `local` (one process),
-//! `procs` (several), `observe` (pod metrics, RSS), [`summary`] (text).
+//! (the connection's one task), `wire` (WebSocket framing), `received` (frames out of a
+//! read buffer), `connect` (bound socket, errno names), `handshake` (upgrade, Engine.IO
+//! open), `frames` (message formats), [`ledger`] (bookkeeping), [`report`] (merging, JSON),
+//! `local` (one process), `procs` (several), `observe` (pod metrics, RSS), [`summary`]
+//! (text).
 
 mod conn;
 mod connect;
@@ -28,9 +30,11 @@ mod observe;
 pub mod options;
 mod phases;
 mod procs;
+mod received;
 pub mod report;
 pub mod summary;
 mod token;
+mod wire;
 mod worker;
 
 use std::io::Write;

@@ -71,13 +71,13 @@ async fn connect_one(st: St, i: usize, control: Arc<Control>) {
     let mut w = st.borrow_mut();
     w.counts.connect_attempted += 1;
     match result {
-        Ok(ws) => {
+        Ok(link) => {
             let us = t0.elapsed().as_micros() as u64;
             w.hists.connect.saturating_record(us.max(1));
             w.counts.connect_ok += 1;
             control.connected.fetch_add(1, SeqCst);
             drop(w);
-            conn::start(&st, i, ws);
+            conn::start(&st, i, link);
         }
         Err(e) => {
             w.counts.connect_failed += 1;

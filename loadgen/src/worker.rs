@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::Task;
-use tungstenite::Message;
 
 use super::conn::{End, Out};
 use super::connect::{query_escape, source_ip, Target};
@@ -158,7 +157,7 @@ impl Worker {
         let payload = ledger::encode_payload(sched_us, &key, self.ctx.opts.payload_bytes);
         let to_json = &self.ctx.users_json[to];
         let frame = frames::send_frame(self.ctx.opts.protocol, to_json, &payload, &key);
-        out.borrow_mut().push(Message::text(frame));
+        out.borrow_mut().push(&frame);
     }
 
     /// Our sequence number in `key`, if the key is one of this executor's.
@@ -225,7 +224,7 @@ impl Worker {
 
     fn push(&mut self, idx: usize, text: String) {
         if let Some(out) = &self.conns[idx] {
-            out.borrow_mut().push(Message::text(text));
+            out.borrow_mut().push(&text);
         }
     }
 
