@@ -45,10 +45,19 @@ pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Postgres' earliest instant (4714-11-24 BC), in microseconds since the Unix epoch.
 const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
 
-/// Session limits: a statement stuck behind a lock or a slow server fails (and the writer
-/// retries its batch) instead of holding the store thread, and so every sender, forever.
-const SESSION_LIMITS: &str = "SET statement_timeout = '10s'; SET lock_timeout = '5s';
-     SET idle_in_transaction_session_timeout = '30s'";
+/// Session settings. Limits: a statement stuck behind a lock or a slow server fails (and the
+/// writer retries its batch) instead of holding the store thread, and so every sender,
+/// forever.
+///
+/// Plans made for each run: a prepared statement may otherwise settle on a generic plan
+/// after five runs and keep it until the table is next analyzed. Made while `messages` was
+/// young (a new deployment or schema), or where autovacuum is off, that plan scans the whole
+/// table for every batch (three scans per insert batch), so Postgres' cost per message grows
+/// with the table. Every statement of the message path reads by index; a custom plan sees
+/// the table's real size and the batch's real length, and planning these short statements
+/// costs less than the scans it avoids (perf/RESULTS.md §17).
+const SESSION_SETTINGS: &str = "SET statement_timeout = '10s'; SET lock_timeout = '5s';
+     SET idle_in_transaction_session_timeout = '30s'; SET plan_cache_mode = force_custom_plan";
 
 const PENDING_SQL: &str = "SELECT rpos, cseq, id, sender_id, reciever_id, payload, created_at,
             status
@@ -243,7 +252,7 @@ async fn start(config: &Config, schema: &str) -> Result<(Client, JoinHandle<()>)
         }
     });
     let set = format!(
-        "SET search_path TO {}; {SESSION_LIMITS}",
+        "SET search_path TO {}; {SESSION_SETTINGS}",
         quote_ident(schema)
     );
     client.batch_execute(&set).await.map_err(|e| describe(&e))?;

@@ -291,6 +291,64 @@ fn claims_and_replay_read_their_partial_indexes() {
     assert!(pending.contains("messages_pending"), "{pending}");
 }
 
+/// Sequential scans of `messages` this session has run so far (its pending statistics
+/// flushed first, so the count is exact, not up to a second behind).
+fn seq_scans_of_messages(s: &mut PostgresStore) -> i64 {
+    rows(s, "SELECT pg_stat_force_next_flush()");
+    let q = "SELECT seq_scan FROM pg_stat_user_tables
+             WHERE relname = 'messages' AND schemaname = current_schema()";
+    rows(s, q)[0].get(0)
+}
+
+/// The message path's statements find rows by index however the table grew since they were
+/// prepared, without an ANALYZE (autovacuum off, or a young table): a plan cached while the
+/// table was empty would scan all of it for every batch, and Postgres' cost per message
+/// would grow with the table.
+#[test]
+fn batches_read_messages_by_index_after_the_table_grew_unanalyzed() {
+    let schema = TestSchema::new();
+    let mut s = schema.open();
+    for i in 0..8 {
+        // Past the five runs after which Postgres may settle on a generic plan.
+        let (id, cmid) = (format!("warm{i}"), format!("c-warm{i}"));
+        s.commit(&[msg(&id, "bob", Some(&cmid))], &[]).unwrap();
+        s.commit(&[], &[update(&id, Status::Sent, None)]).unwrap();
+    }
+    exec(
+        &mut s,
+        "INSERT INTO messages (id, sender_id, reciever_id, client_msg_id, payload, created_at,
+                               rpos, spos, cseq)
+         SELECT 'bulk' || i, 's' || i, 'r' || i, 'c' || i, 'x', now(), 1, 1, 1
+         FROM generate_series(1, 20000) i",
+    );
+    let before = seq_scans_of_messages(&mut s);
+    let (ins, ups) = s
+        .commit(
+            &[
+                msg("m1", "bob", Some("c-m1")),
+                msg("m2", "carol", Some("c-m2")),
+            ],
+            &[
+                update("bulk7", Status::Sent, None),
+                update("warm3", Status::Delivered, Some("bob")),
+            ],
+        )
+        .unwrap();
+    assert!(matches!(
+        ins[..],
+        [InsertResult::Inserted { .. }, InsertResult::Inserted { .. }]
+    ));
+    assert!(
+        ups.iter().all(|u| matches!(u, UpdateResult::Changed(_))),
+        "{ups:?}"
+    );
+    assert_eq!(
+        seq_scans_of_messages(&mut s) - before,
+        0,
+        "whole-table scans per batch"
+    );
+}
+
 /// Pod A's inserting transaction for `m` (the real statement), left open.
 fn begin_insert(s: &mut PostgresStore, m: &NewMessage) {
     exec(s, "BEGIN");
