@@ -17,7 +17,9 @@
 # Rows go to $PERF_OUT/cost.tsv.
 # Env: POD (binary), POD_EXTRA, DIST_EXTRA (flags of distributed pods only), FETCH_WAIT (10,
 # --kafka-fetch-wait-ms of distributed pods), KEEP_SCHEMA, CONNS (1000), TARGETS, STEP_SECS,
-# WINDOW_AT, WINDOW_SECS.
+# WINDOW_AT, WINDOW_SECS, FRESH_BROKER (1: restart the tansu that scripts/services.sh started
+# before each distributed target; its in-memory log keeps every earlier run's topics, and its
+# CPU per record grew with them within one session, RESULTS §17; 0: keep it).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 perf_traps
@@ -88,6 +90,9 @@ dist_pods() { # N -> starts N distributed pods; sets DPIDS, DURLS
     # shellcheck disable=SC1091
     source "$PERF_ROOT/scripts/services.sh"
     services_up >&2
+    if [[ "${FRESH_BROKER:-1}" == 1 ]]; then
+        restart_tansu >&2 || log "broker not restarted (not started by scripts/services.sh); figures may drift"
+    fi
     tag="$(date +%s)"
     DSCHEMA="cost_$tag"
     local flags=(--kafka-brokers 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/
