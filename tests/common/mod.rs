@@ -284,6 +284,15 @@ impl Client {
         panic!("no close within {WAIT:?}");
     }
 
+    /// Returns once the pod reads this connection's frames: it does so only after the
+    /// connection's route is registered and its replay sent, so a message stored after this
+    /// reaches the connection live, never through its replay (which would mark it SENT).
+    pub fn settled(&mut self) {
+        self.send(json!({"type": "settle"}));
+        let v = self.recv_type("error");
+        assert_eq!(v["code"], "unknown_type", "{v}");
+    }
+
     /// Reads until the connection breaks without a close frame (the pod process died);
     /// returns the text frames that came before.
     pub fn expect_gone(&mut self) -> Vec<Value> {
