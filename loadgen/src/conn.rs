@@ -216,7 +216,12 @@ pub(crate) fn start(st: &St, idx: usize, link: Link) {
 }
 
 async fn run(st: St, idx: usize, out: Out, mut link: Link) {
-    let end = futures::future::poll_fn(|cx| drive(&st, idx, &out, &mut link, cx)).await;
+    // Frames that came with the upgrade's answer (or after Engine.IO's open) are in the
+    // buffer already; `drive` parses only after a read, which may never come.
+    let end = match dispatch(&st, idx, &out, &mut link) {
+        Some(end) => end,
+        None => futures::future::poll_fn(|cx| drive(&st, idx, &out, &mut link, cx)).await,
+    };
     out.borrow_mut().mark_dead();
     writer_done(&st, &out);
     st.borrow_mut().on_end(end);

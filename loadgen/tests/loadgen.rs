@@ -294,3 +294,57 @@ fn message_frame(protocol: Protocol, n: u64, from: &str, to: &Value, payload: &V
         }
     }
 }
+
+/// A server whose first frame arrives in the same write as its `101` answer, then stays
+/// silent: the generator must hand that frame on from the bytes its upgrade read past the
+/// response head, without waiting for more bytes that never come.
+#[test]
+fn a_frame_sent_with_the_upgrade_answer_is_read() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().unwrap();
+            let head = read_head(&mut s);
+            let key = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap()
+                .trim()
+                .to_owned();
+            let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let text = r#"{"type":"message","id":"m1","message":"not one of ours"}"#;
+            let mut out = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .into_bytes();
+            out.extend([0x81, text.len() as u8]); // Unmasked, one frame, under 126 bytes.
+            out.extend(text.as_bytes());
+            std::io::Write::write_all(&mut s, &out).unwrap();
+            held.push(s); // Open and silent until the run ends.
+        }
+        held
+    });
+    let mut o = small(&format!("ws://{addr}/ws"), Protocol::Distrisocks);
+    (o.connections, o.rate, o.duration_secs, o.drain_secs) = (2, 1.0, 1.0, 0.5);
+    o.threads = Some(1);
+    o.no_source_bind = true;
+    let r = loadgen::run(&o).unwrap();
+    drop(server.join().unwrap());
+    let c = &r.counts;
+    assert_eq!(c.connect_ok, 2, "{r:?}");
+    assert_eq!((c.delivered, c.foreign_messages), (2, 2), "{r:?}");
+}
+
+/// The request head of one upgrade, read byte by byte up to its blank line.
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(s, &mut b).unwrap();
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
