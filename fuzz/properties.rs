@@ -8,7 +8,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use clap::Parser;
 use distrisocks::protocol::{self, decode_client_frame, ClientFrame, Limits};
 use distrisocks::socket::http::{parse_head, MAX_HEAD_BYTES};
 use hmac::{Hmac, Mac};
@@ -123,75 +122,59 @@ pub fn http_head(data: &[u8]) {
     }
 }
 
-/// A client's bytes after the upgrade, read by tungstenite with the pod's own framing limits
-/// (a smaller message limit, so the fuzzer reaches it), each text message then decoded as a
-/// frame. The first byte sets how many bytes each socket read returns, so frames split at
-/// every boundary.
+/// A client's bytes after the upgrade, read by the pod's own decoder (`socket::frame`) with a
+/// small message limit (so the fuzzer reaches it), each text message then decoded as a
+/// frame. The first byte sets how many bytes each socket read returns: whatever the split,
+/// the decoder must give the same messages and the same error as with the whole input at once.
 pub fn ws_frames(data: &[u8]) {
     let Some((&chunk, input)) = data.split_first() else {
         return;
     };
-    // Parsed once: parsing the pod's command line for every input held the target at about
-    // 1,000 executions a second; 34,000 with it parsed once (two runs, perf/RESULTS.md §15b).
-    static CONFIG: std::sync::OnceLock<tungstenite::protocol::WebSocketConfig> =
-        std::sync::OnceLock::new();
-    let config = *CONFIG.get_or_init(|| {
-        let mut tuning = distrisocks::Config::parse_from(["distrisocks"]).tuning;
-        tuning.max_message_bytes = 1024;
-        distrisocks::socket::websocket_config(&tuning)
-    });
-    let io = Pipe {
-        input,
-        at: 0,
-        chunk: usize::from(chunk).max(1),
-    };
-    let mut ws = tungstenite::WebSocket::from_raw_socket(
-        io,
-        tungstenite::protocol::Role::Server,
-        Some(config),
+    let split = decode_frames(input, usize::from(chunk).max(1));
+    assert_eq!(
+        split,
+        decode_frames(input, input.len().max(1)),
+        "split changed the outcome"
     );
-    for _ in 0..=input.len() {
-        match ws.read() {
-            Ok(tungstenite::Message::Text(t)) => {
+    let (frames, error) = split;
+    for frame in &frames {
+        use distrisocks::socket::frame::Incoming;
+        match frame {
+            Incoming::Text(t) => {
                 assert!(t.len() <= 1024, "text message over the limit");
-                check_frame(t.as_str());
+                check_frame(t);
             }
-            Ok(msg) => assert!(msg.len() <= 1024, "message over the limit"),
-            Err(e) => {
-                if let Some((code, _)) = distrisocks::socket::session::close_for(&e) {
-                    assert!(matches!(code, 1002 | 1007 | 1009), "close code {code}");
-                }
-                return;
+            Incoming::Binary(b) => assert!(b.len() <= 1024, "message over the limit"),
+            Incoming::Ping(p) => assert!(p.len() <= 125, "control frame over 125 bytes"),
+            Incoming::Pong | Incoming::Close(_) => {}
+        }
+    }
+    if let Some(e) = error {
+        let (code, _) = e.close();
+        assert!(matches!(code, 1002 | 1007 | 1009), "close code {code}");
+    }
+}
+
+type Decoded = (
+    Vec<distrisocks::socket::frame::Incoming>,
+    Option<distrisocks::socket::frame::FrameError>,
+);
+
+/// Feeds `input` `chunk` bytes at a time; stops at the first error, as the pod does.
+fn decode_frames(input: &[u8], chunk: usize) -> Decoded {
+    let mut decoder = distrisocks::socket::frame::Decoder::default();
+    let mut frames = Vec::new();
+    for piece in input.chunks(chunk) {
+        decoder.feed(piece);
+        loop {
+            match decoder.next(1024) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break,
+                Err(e) => return (frames, Some(e)),
             }
         }
     }
-}
-
-/// The client's side of a socket: reads come from `input`, `chunk` bytes at a time, then
-/// end of stream; writes (pongs, the close reply) are dropped.
-struct Pipe<'a> {
-    input: &'a [u8],
-    at: usize,
-    chunk: usize,
-}
-
-impl std::io::Read for Pipe<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let rest = &self.input[self.at..];
-        let n = rest.len().min(buf.len()).min(self.chunk);
-        buf[..n].copy_from_slice(&rest[..n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-impl std::io::Write for Pipe<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    (frames, None)
 }
 
 /// A token in an upgrade or an auth frame, verified with HS256: it is accepted only when its

@@ -348,12 +348,11 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_ECHO_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub echo_max_message_bytes: usize,
 
-    /// Read buffer per connection, bytes (also the most read per syscall). Held by every idle
-    /// connection, so it is kept near one chat frame: at 19k idle connections 4096 -> 1024 -> 512
-    /// -> 256 gave 10.9 -> 3.9 -> 3.2 -> 2.8 KiB per connection, with delivered rate and CPU
-    /// at 5k and 7.5k msg/s equal within noise (perf/RESULTS.md sections 7 and 8h). Larger
-    /// frames grow the buffer as needed (and it keeps that size).
-    #[arg(long, env = "DISTRISOCKS_READ_BUFFER_BYTES", default_value_t = 512)]
+    /// Read buffer of each shard, bytes: the most one socket read takes. Connections share it
+    /// (`socket::wire`) and keep only the bytes of an incomplete frame, so its size costs no
+    /// memory per connection; it was a per-connection buffer held by every idle connection
+    /// before (perf/RESULTS.md §8h, §18).
+    #[arg(long, env = "DISTRISOCKS_READ_BUFFER_BYTES", default_value_t = 64 * 1024)]
     pub read_buffer_bytes: usize,
 
     /// How long an idle shard busy-polls before it parks, µs (glommio `spin_before_park`).
@@ -363,7 +362,8 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_SPIN_BEFORE_PARK_US", default_value_t = 0)]
     pub spin_before_park_us: u64,
 
-    /// Bytes buffered for writing before a flush is forced.
+    /// Most bytes of frames a connection's writer puts into one socket write; a batch that
+    /// reaches it is written and the next batch starts (one frame may exceed it).
     #[arg(long, env = "DISTRISOCKS_WRITE_BUFFER_BYTES", default_value_t = 16 * 1024)]
     pub write_buffer_bytes: usize,
 

@@ -326,12 +326,6 @@ fn allowed_origins(list: &[String]) -> Vec<String> {
 
 fn settings(config: &Config) -> Result<Settings, StartError> {
     let t = &config.tuning;
-    let ws = crate::socket::websocket_config(t);
-    let echo_ws = config.echo.then(|| {
-        ws.max_message_size(Some(t.echo_max_message_bytes))
-            .max_frame_size(Some(t.echo_max_message_bytes))
-            .max_write_buffer_size(t.write_buffer_bytes.max(t.echo_max_message_bytes) * 2)
-    });
     let auth = match config.auth_mode()? {
         AuthMode::Jwt => {
             let current = config.jwt_secret.iter().chain(&config.jwt_previous_secrets);
@@ -355,8 +349,7 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
         limits: Limits {
             max_payload_bytes: t.max_payload_bytes,
         },
-        ws,
-        echo_ws,
+        echo_max_message_bytes: config.echo.then_some(t.echo_max_message_bytes),
         delivery: config.delivery_confirm,
         tuning: t.clone(),
         allowed_origins: allowed_origins(&config.allowed_origins),

@@ -68,6 +68,9 @@ impl ErrorCode {
 pub mod close {
     /// The pod is shutting down (or restarting): reconnect, to this or another pod.
     pub const GOING_AWAY: u16 = 1001;
+    /// Never on the wire: queued as a close, it sends one with no code (the reply to a
+    /// client's close that had none).
+    pub const NO_STATUS: u16 = 1005;
     /// Framing error detected by the WebSocket layer.
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A binary frame: protocol v1 is JSON text frames only.

@@ -23,7 +23,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::channel::oneshot;
-use tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::Authenticator;
 use crate::backend::bus::{Bus, Consumed, Envelope};
@@ -73,8 +72,8 @@ pub struct Settings {
     pub pod_id: Arc<str>,
     pub auth: Authenticator,
     pub limits: Limits,
-    pub ws: WebSocketConfig,
-    pub echo_ws: Option<WebSocketConfig>,
+    /// Largest message on `/echo`; `None`: `/echo` is off.
+    pub echo_max_message_bytes: Option<usize>,
     pub delivery: DeliveryConfirm,
     pub tuning: Tuning,
     /// Lower-cased allowed origins; empty allows every origin (`--allowed-origins`).
@@ -128,6 +127,9 @@ pub struct Shard {
     /// Live connections on this shard. Dropped entries end nothing by themselves: each
     /// connection task removes its own entry when it ends.
     pub conns: RefCell<Conns>,
+    /// Every socket read of this shard lands here (`--read-buffer-bytes`); a connection keeps
+    /// only the bytes of a frame still incomplete (`socket::frame`), so an idle one holds none.
+    pub read_buf: RefCell<Box<[u8]>>,
     /// Per-address slots held by this shard's connections, by connection id (only with
     /// `--max-connections-per-ip`; see `socket::session`).
     pub ip_slots: RefCell<std::collections::HashMap<u64, std::net::IpAddr>>,
@@ -165,10 +167,12 @@ impl Shard {
         routes: Box<dyn RouteTable>,
         bus: Box<dyn Bus>,
     ) -> Self {
+        let read_buf = vec![0; pod.settings.tuning.read_buffer_bytes.max(1)];
         Shard {
             id,
             pod,
             conns: RefCell::new(Conns::default()),
+            read_buf: RefCell::new(read_buf.into()),
             ip_slots: RefCell::default(),
             user_buckets: RefCell::default(),
             sync_cursors: RefCell::default(),

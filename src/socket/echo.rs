@@ -5,16 +5,14 @@
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::pin::pin;
 use std::rc::Rc;
-use std::time::Duration;
 
-use async_tungstenite::WebSocketStream;
-use futures::{FutureExt, StreamExt};
+use futures::future::{select, Either, FutureExt};
 use glommio::net::TcpStream;
-use tungstenite::protocol::Role;
-use tungstenite::Message;
 
-use super::session::{close_for, CLOSE_GRACE};
+use super::session::CLOSE_GRACE;
+use super::wire::{next_data, Closing, Data, Wire};
 use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
 
@@ -31,37 +29,41 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, rest: Vec<u8>, ip: Option<
 }
 
 async fn serve_echo(shard: &Rc<Shard>, stream: TcpStream, rest: Vec<u8>) {
-    let Some(config) = shard.settings().echo_ws else {
+    let Some(max_message) = shard.settings().echo_max_message_bytes else {
         return;
     };
-    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
-    let (sink, mut source) = ws.split();
+    let wire = Wire::new(stream, rest, max_message);
     let outbox = Rc::new(RefCell::new(Outbox::new(ECHO_QUEUE)));
-    let writer = super::writer::spawn(shard, sink, &outbox);
-    while let Some(item) = source.next().await {
-        match item {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                while outbox.borrow().len() + 1 >= ECHO_QUEUE && !outbox.borrow().is_finished() {
-                    glommio::timer::sleep(Duration::from_micros(200)).await;
-                }
-                if !outbox.borrow_mut().push(Out::Echo(m)) {
-                    break;
-                }
-            }
-            // Keep reading: tungstenite queued its close reply when it read the close, and
-            // the next read flushes it and ends the stream. Breaking here left the reply
-            // to the writer, which drops it if it was mid-batch (its next write fails with
-            // SendAfterClosing before any flush), so the handshake never completed.
-            Ok(Message::Close(_)) => continue,
-            Ok(_) => {}
-            Err(e) => {
-                if let Some((code, reason)) = close_for(&e) {
-                    outbox.borrow_mut().close(code, reason);
-                }
-                break;
-            }
+    let mut writing = pin!(super::writer::writer(shard, &wire, &outbox).run());
+    let reading = pin!(echo_loop(shard, &wire, &outbox));
+    let closing = match select(reading, writing.as_mut()).await {
+        Either::Left((closing, _)) => closing,
+        Either::Right(((), _)) => return, // The socket broke.
+    };
+    match closing {
+        Closing::Gone => outbox.borrow_mut().close(1000, ""),
+        Closing::Reply(code) => outbox.borrow_mut().close(code, ""),
+        Closing::Broke(code, reason) => outbox.borrow_mut().close(code, reason),
+    }
+    let _ = glommio::timer::timeout(CLOSE_GRACE, writing.map(Ok)).await; // Timed out: drop it.
+}
+
+/// Echoes every message, in order, until the client closes or breaks the protocol.
+async fn echo_loop(shard: &Shard, wire: &Wire, outbox: &RefCell<Outbox>) -> Closing {
+    loop {
+        let out = match next_data(wire, &shard.read_buf, outbox).await {
+            Data::Text(text) => Out::Echo {
+                binary: false,
+                data: text.into_bytes(),
+            },
+            Data::Binary(data) => Out::Echo { binary: true, data },
+            Data::Ended(closing) => return closing,
+        };
+        while outbox.borrow().len() + 1 >= ECHO_QUEUE && !outbox.borrow().is_finished() {
+            glommio::timer::sleep(std::time::Duration::from_micros(200)).await;
+        }
+        if !outbox.borrow_mut().push(out) {
+            return Closing::Gone;
         }
     }
-    outbox.borrow_mut().close(1000, "");
-    let _ = glommio::timer::timeout(CLOSE_GRACE, writer.map(Ok)).await; // Timed out: drop it.
 }

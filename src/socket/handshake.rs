@@ -253,7 +253,7 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
         Target::Readyz => return readiness(shard),
         Target::Metrics => return Decision::Respond(metrics_response(shard)),
         Target::Other => return respond(404, "Not Found", "", "not found"),
-        Target::Echo if settings.echo_ws.is_none() => {
+        Target::Echo if settings.echo_max_message_bytes.is_none() => {
             return respond(404, "Not Found", "", "not found")
         }
         _ => {}

@@ -3,27 +3,18 @@
 //!
 //! In message-path order: [`listener`] accepts, [`handshake`] authenticates and upgrades,
 //! [`session`] reads frames into the message path, [`writer`] writes what the shard queued in
-//! the connection's outbox ([`crate::shard::outbox`], part of the shard's connection map). [`echo`] is the conformance endpoint on the same code.
+//! the connection's outbox ([`crate::shard::outbox`], part of the shard's connection map), both
+//! over [`wire`] (the socket) and [`frame`] (RFC 6455 framing, sans I/O). [`echo`] is the
+//! conformance endpoint on the same code.
 
 pub mod echo;
+pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod listener;
 pub mod session;
+pub mod wire;
 pub mod writer;
-
-use tungstenite::protocol::WebSocketConfig;
-
-/// The framing limits every `/ws` connection reads with; public so the fuzz targets
-/// (`fuzz/`) drive tungstenite with exactly the pod's settings.
-pub fn websocket_config(t: &crate::config::Tuning) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(t.read_buffer_bytes)
-        .write_buffer_size(t.write_buffer_bytes)
-        .max_write_buffer_size(t.write_buffer_bytes.max(t.max_message_bytes) * 2)
-        .max_message_size(Some(t.max_message_bytes))
-        .max_frame_size(Some(t.max_message_bytes))
-}
 
 /// Guards the idle footprint: the connection task's future lives as long as the connection,
 /// so state of one-off or per-frame steps (upgrade, replay, a frame being handled, a write
@@ -39,10 +30,10 @@ mod sizes {
     }
 
     #[test]
-    fn a_connection_task_holds_at_most_976_bytes_of_future_state() {
+    fn a_connection_task_holds_at_most_1104_bytes_of_future_state() {
         let serve = size_of_future(super::listener::serve);
         assert!(
-            serve <= 976,
+            serve <= 1104,
             "the per-connection task future grew to {serve} B"
         );
     }

@@ -5,14 +5,10 @@ use std::cell::RefCell;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_tungstenite::WebSocketStream;
 use futures::future::{select, Either, FutureExt};
-use futures::StreamExt;
 use glommio::net::TcpStream;
-use tungstenite::protocol::Role;
-use tungstenite::Message;
 
 use crate::config::DeliveryConfirm;
 use crate::flow::ingest::Origin;
@@ -20,6 +16,8 @@ use crate::protocol::codes::close;
 use crate::shard::limit::{FrameLimit, Take};
 use crate::shard::outbox::Outbox;
 use crate::shard::Shard;
+
+use super::wire::{next_data, Closing, Data, Wire};
 
 /// How long a closing connection may take to finish its close handshake.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -94,15 +92,7 @@ pub struct Setup {
 }
 
 async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>, conn: u64) {
-    let config = shard.settings().ws;
-    let ws = Box::pin(WebSocketStream::from_partially_read(
-        stream,
-        rest,
-        Role::Server,
-        Some(config),
-    ))
-    .await;
-    let (sink, mut source) = ws.split();
+    let wire = Wire::new(stream, rest, shard.settings().tuning.max_message_bytes);
     let user: Rc<str> = user.into();
     // By value, like the builders below: a `&mut` of this local before the first await
     // kept a copy of the whole outbox in the task's state (+208 B per connection).
@@ -134,7 +124,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
             .abort(close::USER_DELETED, "user deleted");
     }
     tracing::debug!(shard = shard.id, conn, "connection open");
-    let mut writing = pin!(super::writer::writer(&shard, sink, &outbox).run());
+    let mut writing = pin!(super::writer::writer(&shard, &wire, &outbox).run());
 
     // Boxed, as the handshake: replay state is needed once, not for the connection's lifetime.
     let setup = Box::pin(crate::flow::replay::register_and_replay(
@@ -150,15 +140,18 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
                 user: &user,
                 outbox: &outbox,
             };
-            let reading = pin!(read_loop(&shard, &from, &mut source));
+            let reading = pin!(read_loop(&shard, &from, &wire));
             match select(reading, writing.as_mut()).await {
-                Either::Left((Some((code, reason)), _)) if code == close::RATE_LIMITED => {
+                Either::Left((Closing::Broke(code, reason), _)) if code == close::RATE_LIMITED => {
                     // Queued, not abort: the answers to the sends the store took go first.
                     outbox.borrow_mut().close(code, reason);
                     close_queued = true;
                 }
-                Either::Left((Some((code, reason)), _)) => outbox.borrow_mut().abort(code, reason),
-                Either::Left((None, _)) => {}
+                Either::Left((Closing::Broke(code, reason), _)) => {
+                    outbox.borrow_mut().abort(code, reason)
+                }
+                Either::Left((Closing::Reply(code), _)) => outbox.borrow_mut().abort(code, ""),
+                Either::Left((Closing::Gone, _)) => {}
                 Either::Right(((), reading)) => {
                     // Our close went out: read on briefly for the peer's close reply, so the
                     // close handshake completes instead of ending in a reset.
@@ -205,51 +198,43 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, user: String, rest: Vec<u8>,
     tracing::debug!(shard = shard.id, conn, "connection closed");
 }
 
-/// Reads until the peer closes or breaks the protocol; returns the close to send, if any.
-async fn read_loop(
-    shard: &Rc<Shard>,
-    from: &Origin<'_>,
-    source: &mut async_tungstenite::WebSocketReceiver<TcpStream>,
-) -> Option<(u16, &'static str)> {
+/// Reads until the peer closes or breaks the protocol; returns how reading ended.
+async fn read_loop(shard: &Rc<Shard>, from: &Origin<'_>, wire: &Wire) -> Closing {
     let rate = shard.settings().tuning.max_frames_per_sec;
     let mut limit = FrameLimit::new(rate, crate::protocol::now_micros());
-    while let Some(item) = source.next().await {
-        from.outbox.borrow_mut().seen(Instant::now());
-        match item {
-            Ok(Message::Text(text)) => {
-                if shard.draining.get() {
-                    // Shutdown: take no new work; the frame stays unanswered (the client
-                    // resends it after reconnecting, with the same client_msg_id).
-                    return Some((close::GOING_AWAY, "pod shutting down; reconnect"));
-                }
-                match frame_verdict(shard, from, &mut limit, rate) {
-                    Take::Process => {}
-                    Take::Refuse => {
-                        crate::flow::ingest::refuse_rate_limited(shard, from, text.as_str());
-                        continue;
-                    }
-                    Take::Close => {
-                        // Read no more; the sends already in the store are answered first.
-                        let answered = |cx: &mut std::task::Context<'_>| {
-                            from.outbox.borrow_mut().poll_all_answered(cx)
-                        };
-                        futures::future::poll_fn(answered).await;
-                        return Some((close::RATE_LIMITED, "frame rate limit exceeded"));
-                    }
-                }
-                // Boxed: its state (a store command in flight, a retry timer) lives only while
-                // a frame is handled, not in every idle connection's task.
-                Box::pin(crate::flow::ingest::on_text(shard, from, text.as_str())).await;
+    loop {
+        let text = match next_data(wire, &shard.read_buf, from.outbox).await {
+            Data::Text(text) => text,
+            Data::Binary(_) => {
+                let reason = "protocol v1 uses text frames only";
+                return Closing::Broke(close::UNSUPPORTED_DATA, reason);
             }
-            Ok(Message::Binary(_)) => {
-                return Some((close::UNSUPPORTED_DATA, "protocol v1 uses text frames only"))
-            }
-            Ok(Message::Close(_)) => return None,
-            Ok(_) => {} // Ping (answered by tungstenite), pong, raw frame: liveness only.
-            Err(e) => return close_for(&e),
+            Data::Ended(closing) => return closing,
+        };
+        if shard.draining.get() {
+            // Shutdown: take no new work; the frame stays unanswered (the client resends it
+            // after reconnecting, with the same client_msg_id).
+            return Closing::Broke(close::GOING_AWAY, "pod shutting down; reconnect");
         }
+        match frame_verdict(shard, from, &mut limit, rate) {
+            Take::Process => {}
+            Take::Refuse => {
+                crate::flow::ingest::refuse_rate_limited(shard, from, &text);
+                continue;
+            }
+            Take::Close => {
+                // Read no more; the sends already in the store are answered first.
+                let answered = |cx: &mut std::task::Context<'_>| {
+                    from.outbox.borrow_mut().poll_all_answered(cx)
+                };
+                futures::future::poll_fn(answered).await;
+                return Closing::Broke(close::RATE_LIMITED, "frame rate limit exceeded");
+            }
+        }
+        // Boxed: its state (a store command in flight, a retry timer) lives only while a
+        // frame is handled, not in every idle connection's task.
+        Box::pin(crate::flow::ingest::on_text(shard, from, &text)).await;
     }
-    None
 }
 
 /// The rate limits' verdict on one more text frame: the connection's bucket (`rate`), then the
@@ -268,16 +253,5 @@ fn frame_verdict(shard: &Shard, from: &Origin<'_>, limit: &mut FrameLimit, rate:
     match shard.user_buckets.borrow().get(from.user) {
         Some(bucket) => bucket.take(user_rate, now),
         None => Take::Process, // Held from connect to close; absent only if it was off then.
-    }
-}
-
-/// The close code for a read error, or `None` when the connection is simply gone.
-pub fn close_for(e: &tungstenite::Error) -> Option<(u16, &'static str)> {
-    use tungstenite::Error as E;
-    match e {
-        E::Capacity(_) => Some((close::MESSAGE_TOO_BIG, "message too big")),
-        E::Utf8(_) => Some((close::INVALID_PAYLOAD, "text frame is not valid UTF-8")),
-        E::Protocol(_) => Some((close::PROTOCOL_ERROR, "WebSocket protocol error")),
-        _ => None,
     }
 }

@@ -3,16 +3,14 @@
 //! ([`crate::shard::keepalive`]) and written like any other frame.
 
 use std::cell::RefCell;
+use std::io;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use futures::future::{select, Either, FutureExt};
-use futures::SinkExt;
-use glommio::Task;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::CloseFrame;
-use tungstenite::Message;
 
+use super::frame::{self, BINARY, PING, PONG, TEXT};
+use super::wire::Wire;
 use crate::config::DeliveryConfirm;
 use crate::protocol::codes::close;
 use crate::protocol::Status;
@@ -20,29 +18,22 @@ use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
 use crate::socket::session::CLOSE_GRACE;
 
-/// Most frames written before one flush.
+/// Most frames written in one batch (one `write` when the socket takes it all).
 const BATCH: usize = 64;
 
-type Sink = async_tungstenite::WebSocketSender<glommio::net::TcpStream>;
-
 /// The writer of one connection, driven inside the connection's own task (see
-/// [`super::session`]); [`spawn`] runs it as a task of its own for the echo socket.
-pub fn writer(shard: &Rc<Shard>, sink: Sink, outbox: &Rc<RefCell<Outbox>>) -> Writer {
+/// [`super::session`] and [`super::echo`]).
+pub fn writer<'a>(shard: &Rc<Shard>, wire: &'a Wire, outbox: &Rc<RefCell<Outbox>>) -> Writer<'a> {
     Writer {
         shard: shard.clone(),
-        sink,
+        wire,
         outbox: outbox.clone(),
     }
 }
 
-/// Starts the writer as its own task.
-pub fn spawn(shard: &Rc<Shard>, sink: Sink, outbox: &Rc<RefCell<Outbox>>) -> Task<()> {
-    glommio::spawn_local(writer(shard, sink, outbox).run())
-}
-
-pub struct Writer {
+pub struct Writer<'a> {
     shard: Rc<Shard>,
-    sink: Sink,
+    wire: &'a Wire,
     outbox: Rc<RefCell<Outbox>>,
 }
 
@@ -51,15 +42,15 @@ enum Step {
     Stop,
 }
 
-impl Writer {
+impl Writer<'_> {
     /// Writes until a close was sent or the connection broke.
-    pub async fn run(mut self) {
+    pub async fn run(self) {
         let outbox = self.outbox.clone();
         let stuck = loop {
             let out = futures::future::poll_fn(|cx| outbox.borrow_mut().poll_next(cx)).await;
-            // Boxed: the batch's state (frames being fed, a status update in flight, the race
-            // against an abort and its grace timer) exists only while writing, so an idle
-            // connection's task stays small.
+            // Boxed: the batch's state (its bytes being written, a status update in flight,
+            // the race against an abort and its grace timer) exists only while writing, so
+            // an idle connection's task stays small.
             match Box::pin(self.write_or_give_up(out, &outbox)).await {
                 Ok(Ok(Step::Continue)) => {}
                 Ok(_) => break None,
@@ -73,11 +64,7 @@ impl Writer {
             if code == close::SLOW_CONSUMER {
                 m.slow_consumer_closes.fetch_add(1, Relaxed);
             }
-            return; // The socket takes nothing: no flush could end.
         }
-        // A close reply tungstenite queued while reading (the peer closed first) must still go
-        // out, even when our own last write failed on the closing connection.
-        let _ = self.sink.flush().await;
     }
 
     /// One batch, raced against an abort of the connection: a peer that stopped reading would
@@ -85,10 +72,10 @@ impl Writer {
     /// short grace, then the connection is given up (`Err` with the abort's close code) and
     /// dropped without a close frame.
     async fn write_or_give_up(
-        &mut self,
+        &self,
         out: Out,
         outbox: &Rc<RefCell<Outbox>>,
-    ) -> Result<Result<Step, tungstenite::Error>, u16> {
+    ) -> Result<io::Result<Step>, u16> {
         let write = std::pin::pin!(self.write_batch(out));
         let aborted = futures::future::poll_fn(|cx| outbox.borrow_mut().poll_aborted(cx));
         match select(write, aborted).await {
@@ -99,10 +86,15 @@ impl Writer {
         }
     }
 
-    async fn write_batch(&mut self, first: Out) -> Result<Step, tungstenite::Error> {
+    /// Encodes up to [`BATCH`] queued frames (or `--write-buffer-bytes` of them) into one
+    /// buffer and writes it; the buffer lives only as long as the batch.
+    async fn write_batch(&self, first: Out) -> io::Result<Step> {
+        let mut bytes = Vec::new();
         let mut delivered = Vec::new();
         let mut next = Some(first);
         let mut count = 0;
+        let mut step = Step::Continue;
+        let most = self.shard.settings().tuning.write_buffer_bytes;
         while let Some(out) = next.take() {
             match out {
                 Out::Close(code, reason) => {
@@ -110,33 +102,35 @@ impl Writer {
                         let m = self.shard.metrics();
                         m.slow_consumer_closes.fetch_add(1, Relaxed);
                     }
-                    self.sink.flush().await?;
-                    self.mark_delivered(delivered).await;
-                    self.send_close(code, reason).await;
-                    return Ok(Step::Stop);
+                    let code = (code != close::NO_STATUS).then_some((code, reason));
+                    frame::encode_close(&mut bytes, code);
+                    step = Step::Stop;
                 }
-                Out::Text(t) => self.sink.feed(Message::Text(t)).await?,
-                Out::Echo(m) => self.sink.feed(m).await?,
-                Out::Ping => self.sink.feed(Message::Ping(Default::default())).await?,
+                Out::Text(t) => frame::encode(&mut bytes, TEXT, t.as_bytes()),
+                Out::Echo { binary, data } => {
+                    frame::encode(&mut bytes, if binary { BINARY } else { TEXT }, &data)
+                }
+                Out::Ping => frame::encode(&mut bytes, PING, &[]),
+                Out::Pong(payload) => frame::encode(&mut bytes, PONG, &payload),
                 Out::Message(env) => {
-                    self.sink.feed(Message::Text(env.frame.clone())).await?;
+                    frame::encode(&mut bytes, TEXT, env.frame.as_bytes());
                     if !env.carbon {
                         delivered.extend(env.message_id.clone()); // A carbon moves no status.
                     }
                 }
             }
             count += 1;
-            if count < BATCH {
+            if count < BATCH && bytes.len() < most && matches!(step, Step::Continue) {
                 next = self.outbox.borrow_mut().try_next();
             }
         }
-        self.sink.flush().await?;
+        self.wire.write_all(&bytes).await?;
         self.shard
             .metrics()
             .frames_out
             .fetch_add(count as u64, Relaxed);
         self.mark_delivered(delivered).await;
-        Ok(Step::Continue)
+        Ok(step)
     }
 
     /// In `write` mode a flushed message is DELIVERED (the seed's rule).
@@ -147,14 +141,5 @@ impl Writer {
         for id in ids {
             crate::flow::status::advance(&self.shard, &id, Status::Delivered).await;
         }
-    }
-
-    async fn send_close(&mut self, code: u16, reason: &'static str) {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        };
-        // The peer may be gone already; the socket is dropped right after either way.
-        let _ = self.sink.send(Message::Close(Some(frame))).await;
     }
 }

@@ -38,10 +38,12 @@ pub enum Out {
     Text(Utf8Bytes),
     /// A message for this device; in `write` mode its flush marks it DELIVERED.
     Message(Arc<Envelope>),
-    /// A frame echoed verbatim (the conformance endpoint only).
-    Echo(tungstenite::Message),
+    /// A message echoed verbatim (the conformance endpoint only).
+    Echo { binary: bool, data: Vec<u8> },
     /// A keepalive ping, queued by the shard's keepalive sweep.
     Ping,
+    /// The answer to a client's ping, with its bytes.
+    Pong(Vec<u8>),
     /// Send a close frame with this code and reason, then stop.
     Close(u16, &'static str),
 }
