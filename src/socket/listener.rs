@@ -4,7 +4,6 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures::future::Either;
 use glommio::net::{TcpListener, TcpStream};
 
 use super::handshake::{handshake, Upgraded};
@@ -65,12 +64,15 @@ fn out_of_descriptors(e: &glommio::GlommioError<()>) -> bool {
 
 /// One accepted socket from handshake to close; counted open (`SocketCaps`) from the accept
 /// until it ends (the connection or echo task gives the count back itself).
+///
+/// The upgraded connection runs as a task of its own: awaited here, it would sit inside
+/// this task's state beside the stream this function was given (an async fn keeps room for
+/// its arguments while it lives), 1,104 B per idle connection instead of the session's own
+/// few hundred (perf/RESULTS.md §18).
 pub(super) async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     // Boxed so its ~2 KiB of state (head and drain buffers, timeout) is freed once the
-    // upgrade is done instead of staying inside this task for the connection's lifetime.
-    // Matched in a block without an await inside, so the handshake's answer does not keep
-    // its room in this task while the connection lives.
-    let next = match Box::pin(handshake(&shard, &mut stream)).await {
+    // upgrade is done.
+    match Box::pin(handshake(&shard, &mut stream)).await {
         Some(Upgraded::Ws {
             user,
             rest,
@@ -83,15 +85,11 @@ pub(super) async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 since,
                 expires_at,
             };
-            Either::Left(super::session::run(shard, stream, user, rest, session))
+            glommio::spawn_local(super::session::run(shard, stream, user, rest, session)).detach();
         }
         Some(Upgraded::Echo { rest, ip }) => {
-            Either::Right(Box::pin(super::echo::run(shard, stream, rest, ip)))
+            glommio::spawn_local(super::echo::run(shard, stream, rest, ip)).detach();
         }
-        None => {
-            shard.pod.sockets.closed();
-            return;
-        }
-    };
-    next.await
+        None => shard.pod.sockets.closed(),
+    }
 }
