@@ -350,9 +350,10 @@ pub struct Tuning {
 
     /// Read buffer of each shard, bytes: the most one socket read takes. Connections share it
     /// (`socket::wire`) and keep only the bytes of an incomplete frame, so its size costs no
-    /// memory per connection; it was a per-connection buffer held by every idle connection
-    /// before (perf/RESULTS.md §8h, §18).
-    #[arg(long, env = "DISTRISOCKS_READ_BUFFER_BYTES", default_value_t = 64 * 1024)]
+    /// memory per idle connection (it was a per-connection buffer before: perf/RESULTS.md
+    /// §8h, §18). It does bound what a connection that the pod stopped reading (flow control,
+    /// docs/PROTOCOL.md) can hold beyond the frame being handled: one read's worth.
+    #[arg(long, env = "DISTRISOCKS_READ_BUFFER_BYTES", default_value_t = 16 * 1024)]
     pub read_buffer_bytes: usize,
 
     /// How long an idle shard busy-polls before it parks, µs (glommio `spin_before_park`).
