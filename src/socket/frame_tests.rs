@@ -151,6 +151,16 @@ fn an_oversized_header_is_refused_before_its_payload_arrives() {
 }
 
 #[test]
+fn a_continuation_claiming_2_pow_64_bytes_is_too_big_not_a_wrapped_length() {
+    let mut bytes = client(false, TEXT, b"a");
+    bytes.extend_from_slice(&[0x80, 0x80 | 127]);
+    bytes.extend_from_slice(&u64::MAX.to_be_bytes());
+    bytes.extend_from_slice(&[1, 2, 3, 4]);
+    let (got, error) = decode(&bytes, bytes.len());
+    assert_eq!((got, error), (vec![], Some(FrameError::TooBig(u64::MAX))));
+}
+
+#[test]
 fn encoded_frames_carry_their_length_in_the_shortest_form() {
     for (len, header) in [(0, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
         let mut out = Vec::new();
