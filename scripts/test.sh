@@ -47,6 +47,7 @@ python3 perf/chaos/test_check.py
 python3 perf/chaos/test_proxy.py
 cargo build -q --bin distrisocks --bin distrisocks-chaos
 for mode in embedded distributed; do
+    rm -rf "target/chaos/$mode" # An earlier run's data would answer this run's sends.
     python3 perf/chaos/chaos.py --mode "$mode" --seed "${CHAOS_SEED:-$(( $(date +%s) % 1000 ))}" \
         --minutes 1 --pod target/debug/distrisocks --client target/debug/distrisocks-chaos \
         --out "target/chaos/$mode"

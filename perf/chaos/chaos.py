@@ -314,6 +314,12 @@ def main(argv):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out = Path(a.out or tempfile.mkdtemp(prefix=f"chaos-{a.mode}-{a.seed}-"))
     out.mkdir(parents=True, exist_ok=True)
+    if any(out.glob("data-*")) or (out / "history.jsonl").exists():
+        # The users and client_msg_ids of every run are the same: a pod on an earlier run's
+        # data answers the new sends as duplicates of the old messages, and the checker
+        # rightly sees thousands of messages missing. Never mix two runs.
+        sys.exit(f"chaos: {out} holds an earlier run (data-*, history.jsonl); "
+                 "remove it or pick another --out")
     rng = random.Random(a.seed)
     replay = f"perf/chaos.sh --seed {a.seed} --minutes {a.minutes} --mode {a.mode}"
     print(f"chaos: {a.mode}, seed {a.seed}, {a.minutes} min, output in {out}", file=sys.stderr)
