@@ -103,89 +103,42 @@ fn serve(
     conn: u64,
 ) -> impl std::future::Future<Output = ()> {
     async move {
-        // By value, like the builders below: a `&mut` of this local before the first await
-        // kept a copy of the whole outbox in the task's state (+208 B per connection).
-        let outbox = Outbox::new(shard.settings().tuning.outbound_queue);
-        let mut outbox = outbox.expiring_at(parked_expiry(&shard, conn));
-        if shard.pod.cluster.is_some() {
-            outbox = outbox.remembering_ids(); // Redrives may repeat an id (see Outbox::recent).
-            if shard.settings().delivery == DeliveryConfirm::Ack {
-                outbox = outbox.awaiting_acks();
-            }
-        }
-        let since = shard.sync_cursors.borrow_mut().remove(&conn);
-        if since.is_some() {
-            outbox = outbox.syncing();
-            shard.pod.syncing.fetch_add(1, Relaxed);
-        }
-        let outbox = Rc::new(RefCell::new(outbox));
-        shard
-            .conns
-            .borrow_mut()
-            .insert(conn, user.clone(), outbox.clone());
-        shard.metrics().connections.fetch_add(1, Relaxed);
-        if !shard.pod.user_exists(&user) {
-            // Deleted since the handshake checked: the deletion's close may have missed this
-            // connection, which was not in the map yet. The directory is updated before the
-            // shards are told, so one of the two checks sees it.
-            outbox
-                .borrow_mut()
-                .abort(close::USER_DELETED, "user deleted");
-        }
+        let outbox = open_outbox(&shard, &user, conn);
         tracing::debug!(shard = shard.id, conn, "connection open");
         let mut writing = pin!(super::writer::writer(&shard, &wire, &outbox).run());
-
-        // Boxed, as the handshake: replay state is needed once, not for the connection's lifetime.
-        let setup = Box::pin(crate::flow::replay::register_and_replay(
-            &shard, &user, &outbox, since,
-        ));
-        let mut writer_done = false;
+        // Each phase in a step or block of its own, so that what only it needs (the sync
+        // cursor, the boxed replay, the selects' leftovers) shares room with the next phase
+        // instead of staying in the task while the connection is idle.
+        let set_up = Box::pin(set_up(&shard, &user, &outbox, conn, writing.as_mut())).await;
+        let mut writer_done = set_up.is_none();
         let mut close_queued = false;
-        match select(setup, writing.as_mut()).await {
-            Either::Left((Ok(()), _)) => {
-                announce(&shard, "user.connected", &user, conn);
-                let from = Origin {
-                    conn,
-                    user: &user,
-                    outbox: &outbox,
-                };
-                let reading = pin!(read_loop(&shard, &from, &wire));
+        let set_up = set_up == Some(true);
+        if set_up {
+            announce(&shard, "user.connected", &user, conn);
+            let closing = {
+                let reading = pin!(read_loop(&shard, conn, &user, &outbox, &wire));
                 match select(reading, writing.as_mut()).await {
-                    Either::Left((Closing::Broke(code, reason), _))
-                        if code == close::RATE_LIMITED =>
-                    {
-                        // Queued, not abort: the answers to the sends the store took go first.
-                        outbox.borrow_mut().close(code, reason);
-                        close_queued = true;
-                    }
-                    Either::Left((Closing::Broke(code, reason), _)) => {
-                        outbox.borrow_mut().abort(code, reason)
-                    }
-                    Either::Left((Closing::Reply(code), _)) => outbox.borrow_mut().abort(code, ""),
-                    Either::Left((Closing::Gone, _)) => {}
+                    Either::Left((closing, _)) => Some(closing),
                     Either::Right(((), reading)) => {
-                        // Our close went out: read on briefly for the peer's close reply, so the
-                        // close handshake completes instead of ending in a reset.
+                        // Our close went out: read on briefly for the peer's close reply, so
+                        // the close handshake completes instead of ending in a reset. Boxed,
+                        // like every step that only closing takes.
                         writer_done = true;
-                        let _ = glommio::timer::timeout(CLOSE_GRACE, reading.map(Ok)).await;
+                        let _ =
+                            Box::pin(glommio::timer::timeout(CLOSE_GRACE, reading.map(Ok))).await;
+                        None
                     }
                 }
-                announce(&shard, "user.disconnected", &user, conn);
-            }
-            Either::Left((Err(e), _)) => {
-                tracing::warn!(shard = shard.id, conn, error = %e, "connection setup failed");
-                outbox
-                    .borrow_mut()
-                    .abort(close::INTERNAL_ERROR, "setup failed; reconnect");
-            }
-            Either::Right(((), _)) => writer_done = true, // The socket broke during setup.
+            };
+            close_queued = queue_close(&outbox, closing);
+            announce(&shard, "user.disconnected", &user, conn);
         }
         if !writer_done {
             if !close_queued {
                 outbox.borrow_mut().abort(1000, "");
             }
             // Lets the writer send the close. Timed out: drop it.
-            let _ = glommio::timer::timeout(CLOSE_GRACE, writing.map(Ok)).await;
+            let _ = Box::pin(glommio::timer::timeout(CLOSE_GRACE, writing.map(Ok))).await;
         }
         if outbox.borrow().is_syncing() {
             shard.pod.syncing.fetch_sub(1, Relaxed);
@@ -211,42 +164,123 @@ fn serve(
     }
 }
 
-/// Reads until the peer closes or breaks the protocol; returns how reading ended.
-async fn read_loop(shard: &Rc<Shard>, from: &Origin<'_>, wire: &Wire) -> Closing {
-    let rate = shard.settings().tuning.max_frames_per_sec;
-    let mut limit = FrameLimit::new(rate, crate::protocol::now_micros());
-    loop {
-        let text = match next_data(wire, &shard.read_buf, from.outbox).await {
-            Data::Text(text) => text,
-            Data::Binary(_) => {
-                let reason = "protocol v1 uses text frames only";
-                return Closing::Broke(close::UNSUPPORTED_DATA, reason);
-            }
-            Data::Ended(closing) => return closing,
-        };
-        if shard.draining.get() {
-            // Shutdown: take no new work; the frame stays unanswered (the client resends it
-            // after reconnecting, with the same client_msg_id).
-            return Closing::Broke(close::GOING_AWAY, "pod shutting down; reconnect");
+/// Registers the connection's route and replays what is stored for it, while the writer
+/// runs. Boxed by its caller, as the handshake is: needed once, not for the connection's life. `Some(true)`: ready to read; `Some(false)`: set-up failed and the connection is
+/// being closed; `None`: the socket broke.
+async fn set_up(
+    shard: &Rc<Shard>,
+    user: &str,
+    outbox: &Rc<RefCell<Outbox>>,
+    conn: u64,
+    writing: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Option<bool> {
+    let since = shard.sync_cursors.borrow_mut().remove(&conn);
+    let setup = std::pin::pin!(crate::flow::replay::register_and_replay(
+        shard, user, outbox, since,
+    ));
+    match select(setup, writing).await {
+        Either::Left((Ok(()), _)) => Some(true),
+        Either::Left((Err(e), _)) => {
+            tracing::warn!(shard = shard.id, conn, error = %e, "connection setup failed");
+            let reason = "setup failed; reconnect";
+            outbox.borrow_mut().abort(close::INTERNAL_ERROR, reason);
+            Some(false)
         }
-        match frame_verdict(shard, from, &mut limit, rate) {
-            Take::Process => {}
-            Take::Refuse => {
-                crate::flow::ingest::refuse_rate_limited(shard, from, &text);
-                continue;
-            }
-            Take::Close => {
-                // Read no more; the sends already in the store are answered first.
-                let answered = |cx: &mut std::task::Context<'_>| {
-                    from.outbox.borrow_mut().poll_all_answered(cx)
-                };
-                futures::future::poll_fn(answered).await;
-                return Closing::Broke(close::RATE_LIMITED, "frame rate limit exceeded");
-            }
+        Either::Right(((), _)) => None, // The socket broke during setup.
+    }
+}
+
+/// Queues the close that how reading ended calls for; true when it waits behind the queue.
+fn queue_close(outbox: &RefCell<Outbox>, closing: Option<Closing>) -> bool {
+    match closing {
+        Some(Closing::Broke(code, reason)) if code == close::RATE_LIMITED => {
+            // Queued, not abort: the answers to the sends the store took go first.
+            outbox.borrow_mut().close(code, reason);
+            return true;
         }
-        // Boxed: its state (a store command in flight, a retry timer) lives only while a
-        // frame is handled, not in every idle connection's task.
-        Box::pin(crate::flow::ingest::on_text(shard, from, &text)).await;
+        Some(Closing::Broke(code, reason)) => outbox.borrow_mut().abort(code, reason),
+        Some(Closing::Reply(code)) => outbox.borrow_mut().abort(code, ""),
+        Some(Closing::Gone) | None => {}
+    }
+    false
+}
+
+/// The connection's outbox, configured for the pod's mode and the device, and entered in the
+/// shard's connection map. A plain function: nothing of it stays in the connection's task.
+fn open_outbox(shard: &Shard, user: &Rc<str>, conn: u64) -> Rc<RefCell<Outbox>> {
+    let mut outbox = Outbox::new(shard.settings().tuning.outbound_queue);
+    outbox = outbox.expiring_at(parked_expiry(shard, conn));
+    if shard.pod.cluster.is_some() {
+        outbox = outbox.remembering_ids(); // Redrives may repeat an id (see Outbox::recent).
+        if shard.settings().delivery == DeliveryConfirm::Ack {
+            outbox = outbox.awaiting_acks();
+        }
+    }
+    if shard.sync_cursors.borrow().contains_key(&conn) {
+        outbox = outbox.syncing();
+        shard.pod.syncing.fetch_add(1, Relaxed);
+    }
+    let outbox = Rc::new(RefCell::new(outbox));
+    let entry = outbox.clone();
+    shard.conns.borrow_mut().insert(conn, user.clone(), entry);
+    shard.metrics().connections.fetch_add(1, Relaxed);
+    if !shard.pod.user_exists(user) {
+        // Deleted since the handshake checked: the deletion's close may have missed this
+        // connection, which was not in the map yet. The directory is updated before the
+        // shards are told, so one of the two checks sees it.
+        let mut o = outbox.borrow_mut();
+        o.abort(close::USER_DELETED, "user deleted");
+    }
+    outbox
+}
+
+/// Reads until the peer closes or breaks the protocol; returns how reading ended. An async
+/// block for the reason `serve` is one.
+#[allow(clippy::manual_async_fn)]
+fn read_loop<'a>(
+    shard: &'a Rc<Shard>,
+    conn: u64,
+    user: &'a str,
+    outbox: &'a Rc<RefCell<Outbox>>,
+    wire: &'a Wire,
+) -> impl std::future::Future<Output = Closing> + 'a {
+    async move {
+        let from = &Origin { conn, user, outbox };
+        let rate = shard.settings().tuning.max_frames_per_sec;
+        let mut limit = FrameLimit::new(rate, crate::protocol::now_micros());
+        loop {
+            let text = match next_data(wire, &shard.read_buf, from.outbox).await {
+                Data::Text(text) => text,
+                Data::Binary(_) => {
+                    let reason = "protocol v1 uses text frames only";
+                    return Closing::Broke(close::UNSUPPORTED_DATA, reason);
+                }
+                Data::Ended(closing) => return closing,
+            };
+            if shard.draining.get() {
+                // Shutdown: take no new work; the frame stays unanswered (the client resends it
+                // after reconnecting, with the same client_msg_id).
+                return Closing::Broke(close::GOING_AWAY, "pod shutting down; reconnect");
+            }
+            match frame_verdict(shard, from, &mut limit, rate) {
+                Take::Process => {}
+                Take::Refuse => {
+                    crate::flow::ingest::refuse_rate_limited(shard, from, &text);
+                    continue;
+                }
+                Take::Close => {
+                    // Read no more; the sends already in the store are answered first.
+                    let answered = |cx: &mut std::task::Context<'_>| {
+                        from.outbox.borrow_mut().poll_all_answered(cx)
+                    };
+                    futures::future::poll_fn(answered).await;
+                    return Closing::Broke(close::RATE_LIMITED, "frame rate limit exceeded");
+                }
+            }
+            // Boxed: its state (a store command in flight, a retry timer) lives only while a
+            // frame is handled, not in every idle connection's task.
+            Box::pin(crate::flow::ingest::on_text(shard, from, &text)).await;
+        }
     }
 }
 
