@@ -68,6 +68,13 @@ pub fn direct_conversation_id(a: &str, b: &str) -> String {
 pub fn direct_conversation_members(id: &str) -> Option<(&str, &str)> {
     let rest = id.strip_prefix("dm:")?;
     let (len, rest) = rest.split_once(':')?;
+    // Only the form `direct_conversation_id` writes: "05" or "+5" would name the same pair
+    // under a second id (found by the client_frame fuzz target).
+    if !len.starts_with(|c: char| matches!(c, '1'..='9'))
+        || !len.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
     let len: usize = len.parse().ok()?;
     let (lo, hi) = (rest.get(..len)?, rest.get(len..)?.strip_prefix(':')?);
     let canonical = valid_user_id(lo) && valid_user_id(hi) && lo.as_bytes() <= hi.as_bytes();
@@ -115,6 +122,8 @@ mod tests {
             "g:1",
             "dm:x:a:b",
             "dm:0::b",
+            "dm:05:alice:bob",
+            "dm:+5:alice:bob",
         ];
         for id in bad {
             assert_eq!(members(id), None, "{id}");
