@@ -4,6 +4,7 @@
 //! of [`Location`]s holding their live connections.
 
 use futures::future::LocalBoxFuture;
+use smallvec::SmallVec;
 
 use super::Location;
 
@@ -58,13 +59,20 @@ pub fn home_shard(user: &str, shards: usize) -> usize {
 
 /// The embedded route table's slice owned by one shard: user → (shard, live connections).
 #[derive(Default)]
+///
+/// One entry per connected user, so it is sized like per-connection state: the name is a
+/// `Box<str>` (no spare capacity) and two shards fit inline (no heap block per user).
 pub struct Directory {
-    entries: std::collections::HashMap<String, Vec<(u16, u32)>>,
+    entries: std::collections::HashMap<Box<str>, SmallVec<[(u16, u32); 2]>>,
 }
 
 impl Directory {
     pub fn add(&mut self, user: &str, shard: u16) {
-        let list = self.entries.entry(user.to_owned()).or_default();
+        let Some(list) = self.entries.get_mut(user) else {
+            self.entries
+                .insert(user.into(), smallvec::smallvec![(shard, 1)]);
+            return;
+        };
         match list.iter_mut().find(|(s, _)| *s == shard) {
             Some((_, n)) => *n += 1,
             None => list.push((shard, 1)),

@@ -4,6 +4,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use smallvec::SmallVec;
+
 use crate::shard::outbox::{Out, Outbox};
 
 /// One live connection, as the shard sees it.
@@ -16,7 +18,9 @@ pub struct ConnEntry {
 #[derive(Default)]
 pub struct Conns {
     by_id: HashMap<u64, ConnEntry>,
-    by_user: HashMap<Rc<str>, Vec<u64>>,
+    /// Inline room for two connections: almost every user has one or two devices per shard,
+    /// and a `Vec` cost each connected user a heap block of its own.
+    by_user: HashMap<Rc<str>, SmallVec<[u64; 2]>>,
 }
 
 impl Conns {

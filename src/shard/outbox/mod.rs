@@ -62,7 +62,9 @@ pub struct Outbox {
     cap: usize,
     abort: Option<(u16, &'static str)>,
     waker: Option<Waker>,
-    replay: Option<Replay>,
+    /// Boxed: only a connection in its first moments replays, and an idle one should not
+    /// carry the room (it decides the outbox's allocation class, perf/RESULTS.md §19).
+    replay: Option<Box<Replay>>,
     /// Highest `seq` a replay sent: live copies at or below it are duplicates.
     replayed_through: i64,
     /// Hashes of the last message ids this connection was given (allocated with the first
@@ -80,7 +82,8 @@ pub struct Outbox {
     sync: bool,
     finished: bool,
     /// Sends handed to the store and not answered yet.
-    unanswered: usize,
+    /// A `u32` (at most the send window) so it shares a word with the flags below.
+    unanswered: u32,
     /// The reader, parked while `unanswered` is at the window.
     reader: Option<Waker>,
     /// When the peer last sent anything, for the keepalive sweep.
@@ -349,7 +352,7 @@ impl Outbox {
     }
 
     pub fn start_replay(&mut self) {
-        self.replay = Some(Replay::default());
+        self.replay = Some(Box::default());
     }
 
     /// Records that the replay sent every stored message up to `seq`.
@@ -359,7 +362,7 @@ impl Outbox {
 
     /// Ends the replay and returns what was held meanwhile, less what the replay sent.
     pub fn end_replay(&mut self) -> Replay {
-        let mut r = self.replay.take().unwrap_or_default();
+        let mut r = self.replay.take().map(|r| *r).unwrap_or_default();
         let through = self.replayed_through;
         r.held.retain(|e| e.message_id.is_none() || e.seq > through);
         r
@@ -384,7 +387,7 @@ impl Outbox {
 
     /// Ready once another send may be handed to the store.
     pub fn poll_send_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.unanswered < self.send_window() || self.finished {
+        if (self.unanswered as usize) < self.send_window() || self.finished {
             return Poll::Ready(());
         }
         self.reader = Some(cx.waker().clone());
@@ -470,6 +473,14 @@ impl Outbox {
 mod tests {
     use super::*;
     use crate::protocol::Status;
+
+    /// Every connection holds one `Rc<RefCell<Outbox>>`: with its two counts it must stay
+    /// within mimalloc's 192-byte class (224 before `replay` was boxed, perf/RESULTS.md §19).
+    #[test]
+    fn an_outbox_cell_fits_the_192_byte_allocation_class() {
+        let cell = std::mem::size_of::<std::cell::RefCell<Outbox>>() + 2 * 8;
+        assert!(cell <= 192, "Rc<RefCell<Outbox>> grew to {cell} B");
+    }
 
     fn env() -> Arc<Envelope> {
         Arc::new(Envelope {
