@@ -10,6 +10,7 @@
 # Env: POD, BENCH (binaries; default target/release/…, copied first). V2_DEVICE=1 keeps one
 # idle protocol v2 connection (`?since=0`) open during each run, so the embedded pod sends
 # carbons (it skips them while no v2 connection is open; the generator is a v1 client).
+# POD_ARGS: more flags for every pod (word-split), e.g. POD_ARGS="--store-sent-hold-ms 0".
 # Rows on stdout (TSV).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ for rate in "${RATES[@]}"; do
     for w in "${WINDOWS[@]}"; do
         rm -rf "$work/data"
         "$work/pod" --listen 127.0.0.1:18960 --shards 2 --data-dir "$work/data" \
-            --store-commit-window-us "$w" 2>"$work/pod.log" &
+            --store-commit-window-us "$w" ${POD_ARGS:-} 2>"$work/pod.log" &
         POD_PID=$!
         sleep 1.5
         if [ "${V2_DEVICE:-0}" = 1 ]; then

@@ -134,12 +134,19 @@ pub(crate) struct InnerSource {
 
     pub(crate) io_requirements: IoRequirements,
 
-    pub(crate) timeout: Option<TimeSpec64>,
+    // distriSocks patch: the timeout and the statistics hooks (with the task queue they
+    // report to) are boxed, set only by the operations that use them; every socket's poll
+    // paid 72 bytes inline for them (vendor/README.md).
+    pub(crate) timeout: Option<Box<TimeSpec64>>,
 
     pub(crate) enqueued: Option<EnqueuedSource>,
 
-    pub(crate) stats_collection: Option<StatsCollection>,
+    pub(crate) stats: Option<Box<SourceStats>>,
+}
 
+/// The statistics hooks of a source and the task queue they report to (distriSocks patch).
+pub(crate) struct SourceStats {
+    pub(crate) collection: StatsCollection,
     pub(crate) task_queue: Option<TaskQueueHandle>,
 }
 
@@ -182,8 +189,12 @@ impl Source {
                 io_requirements: ioreq,
                 enqueued: None,
                 timeout: None,
-                stats_collection,
-                task_queue,
+                stats: stats_collection.map(|collection| {
+                    Box::new(SourceStats {
+                        collection,
+                        task_queue,
+                    })
+                }),
             })),
         }
     }
@@ -191,14 +202,14 @@ impl Source {
     pub(crate) fn set_timeout(&self, d: Duration) -> Option<Duration> {
         let mut inner = self.inner.borrow_mut();
         let t = &mut inner.timeout;
-        let old = *t;
+        let old = t.as_deref().copied();
         match TimeSpec64::try_from(d) {
-            Ok(dur) | Err(dur) => *t = Some(dur),
+            Ok(dur) | Err(dur) => *t = Some(Box::new(dur)),
         }
         old.map(Duration::from)
     }
 
-    pub(super) fn timeout_ref(&self) -> Ref<'_, Option<TimeSpec64>> {
+    pub(super) fn timeout_ref(&self) -> Ref<'_, Option<Box<TimeSpec64>>> {
         Ref::map(self.inner.borrow(), |x| &x.timeout)
     }
 
@@ -245,7 +256,7 @@ impl Source {
         }
 
         // if there is a scheduler latency collection function present, invoke it once
-        if let Some(Some(stat_fn)) = inner.stats_collection.as_ref().map(|x| x.latency) {
+        if let Some(Some(stat_fn)) = inner.stats.as_ref().map(|x| x.collection.latency) {
             if let Some(lat) = inner.wakers.timestamps() {
                 drop(inner);
                 let pre_lat = lat.submitted_at - lat.queued_at;
@@ -308,7 +319,7 @@ impl Source {
     }
 
     pub(crate) fn stats_collection(&self) -> Option<StatsCollection> {
-        self.inner.borrow().stats_collection
+        self.inner.borrow().stats.as_ref().map(|s| s.collection)
     }
 
     pub(crate) async fn collect_rw(&self) -> io::Result<usize> {

@@ -459,18 +459,19 @@ fn record_stats<Ring: UringCommon>(
     res: &io::Result<usize>,
 ) {
     src.wakers.fulfilled_at = Some(Instant::now());
-    if let Some(fulfilled) = src.stats_collection.and_then(|x| x.fulfilled) {
+    let task_queue = src.stats.as_ref().and_then(|x| x.task_queue);
+    if let Some(fulfilled) = src.stats.as_ref().and_then(|x| x.collection.fulfilled) {
         fulfilled(res, ring.io_stats_mut(), 1);
-        if let Some(handle) = src.task_queue {
+        if let Some(handle) = task_queue {
             fulfilled(res, ring.io_stats_for_task_queue_mut(handle), 1);
         }
     }
 
     let waiters = usize::saturating_sub(src.wakers.waiters.len(), 1);
     if waiters > 0 {
-        if let Some(reused) = src.stats_collection.and_then(|x| x.reused) {
+        if let Some(reused) = src.stats.as_ref().and_then(|x| x.collection.reused) {
             reused(res, ring.io_stats_mut(), waiters as u64);
-            if let Some(handle) = src.task_queue {
+            if let Some(handle) = task_queue {
                 reused(
                     res,
                     ring.io_stats_for_task_queue_mut(handle),
