@@ -2,11 +2,15 @@
 //!
 //! 1. [`ingest`]: a decoded client frame becomes a store command (socket read → store).
 //! 2. [`accept`]: the store committed; the sender gets `accepted` (store → sender).
-//! 3. [`route`]: the recipient's locations are looked up and the message is produced to each
-//!    (route → produce); success moves it to SENT.
-//! 4. [`consume`]: on the owning core, the envelope reaches the recipient's outboxes
+//! 3. [`route`]: the message becomes an envelope for its recipient (and a carbon for the
+//!    sender's other devices); success of the produce moves it to SENT.
+//! 4. [`produce`]: an envelope goes to every place its user is connected; statuses, receipts
+//!    and typing leave through it too (route → produce).
+//! 5. [`consume`]: on the owning core, the envelope reaches the recipient's outboxes
 //!    (consume → socket write; the writer lives in `socket::writer`).
-//! 5. [`status`]: committed status changes travel back to the sender's devices.
+//! 6. [`status`]: committed status changes travel back to the sender's devices.
+//!
+//! `tests/layout.rs` keeps these files free of import cycles.
 //!
 //! [`read`] stores and announces v2 read receipts, beside the message path; [`typing`] relays
 //! ephemeral typing indicators.
@@ -19,6 +23,7 @@ pub mod accept;
 pub mod consume;
 pub mod dispatch;
 pub mod ingest;
+pub mod produce;
 pub mod read;
 pub mod redrive;
 pub mod replay;

@@ -27,7 +27,8 @@ use crate::backend::store::{PendingMessage, StoreCmd, StuckAfter};
 use crate::protocol::{now_micros, Status};
 use crate::shard::{RedriveSettings, Shard};
 
-use super::route::{envelope, produce, Produced};
+use super::produce::{produce, Produced};
+use super::route::envelope;
 use super::submit::{submit, STATUS_PATIENCE};
 
 /// Stuck messages claimed per sweep.

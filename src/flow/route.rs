@@ -8,6 +8,8 @@ use crate::backend::store::{NewMessage, Positions};
 use crate::protocol::{encode_message, MessageView, Status};
 use crate::shard::{Shard, ShardMsg};
 
+use super::produce::{produce, Produced};
+
 /// Routes a freshly stored message in its own task (the inbox loop must not wait), and its
 /// carbon to the sender's other devices. `conn` is the sending connection on this shard.
 pub fn spawn_route(shard: &Rc<Shard>, msg: NewMessage, at: Positions, conn: u64) {
@@ -143,47 +145,5 @@ async fn route_envelope(shard: &Shard, env: Arc<Envelope>) {
         if let Some(id) = &env.message_id {
             super::status::advance(shard, id, Status::Sent).await;
         }
-    }
-}
-
-/// What producing to a user's places came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Produced {
-    /// This many places (at least one) took the envelope.
-    Reached(usize),
-    /// The route table knows no live connection of the user.
-    Offline,
-    /// The lookup or every publish failed; the message stays for a retry.
-    Failed,
-}
-
-/// Produces `env` to every location of `user`.
-pub async fn produce(shard: &Shard, user: &str, env: Arc<Envelope>) -> Produced {
-    let locations = match shard.routes.lookup(user).await {
-        Ok(l) if l.is_empty() => return Produced::Offline,
-        Ok(l) => l,
-        Err(e) => {
-            if let Some(failed) = shard.route_failures.count_now() {
-                let id = shard.id;
-                tracing::warn!(shard = id, error = %e, failed, "route lookups or publishes failed; left for replay");
-            }
-            return Produced::Failed;
-        }
-    };
-    let mut reached = 0;
-    for at in locations {
-        match shard.bus.publish(at, env.clone()).await {
-            Ok(()) => reached += 1,
-            Err(e) => {
-                if let Some(failed) = shard.route_failures.count_now() {
-                    let id = shard.id;
-                    tracing::warn!(shard = id, error = %e, failed, "route lookups or publishes failed; left for replay");
-                }
-            }
-        }
-    }
-    match reached {
-        0 => Produced::Failed,
-        n => Produced::Reached(n),
     }
 }

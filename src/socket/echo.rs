@@ -11,7 +11,7 @@ use std::rc::Rc;
 use futures::future::{select, Either, FutureExt};
 use glommio::net::TcpStream;
 
-use super::session::CLOSE_GRACE;
+use super::wire::CLOSE_GRACE;
 use super::wire::{next_data, Closing, Data, Wire};
 use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;

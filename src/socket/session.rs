@@ -5,7 +5,6 @@ use std::cell::RefCell;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 use futures::future::{select, Either, FutureExt};
 use glommio::net::TcpStream;
@@ -17,10 +16,7 @@ use crate::shard::limit::{FrameLimit, Take};
 use crate::shard::outbox::Outbox;
 use crate::shard::Shard;
 
-use super::wire::{next_data, Closing, Data, Wire};
-
-/// How long a closing connection may take to finish its close handshake.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+use super::wire::{next_data, Closing, Data, Wire, CLOSE_GRACE};
 
 /// Serves one authenticated WebSocket of `user`. Reader and writer are two futures of this
 /// one task (a second task per connection cost ~600 B while idle: its header, the join

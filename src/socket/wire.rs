@@ -20,6 +20,10 @@ use super::frame::{Decoder, FrameError, Incoming};
 use crate::protocol::codes::close;
 use crate::shard::outbox::{Out, Outbox};
 
+/// How long a closing connection may take to finish its close handshake (the reader waiting
+/// for the client's close, the writer sending ours).
+pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A connection's socket and the state of its read side.
 pub struct Wire {
     stream: RefCell<TcpStream>,

@@ -10,13 +10,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use futures::future::{select, Either, FutureExt};
 
 use super::frame::{self, BINARY, PING, PONG, TEXT};
-use super::wire::Wire;
+use super::wire::{Wire, CLOSE_GRACE};
 use crate::config::DeliveryConfirm;
 use crate::protocol::codes::close;
 use crate::protocol::Status;
 use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
-use crate::socket::session::CLOSE_GRACE;
 
 /// Most frames written in one batch (one `write` when the socket takes it all).
 const BATCH: usize = 64;
