@@ -58,10 +58,10 @@ pub fn home_shard(user: &str, shards: usize) -> usize {
 }
 
 /// The embedded route table's slice owned by one shard: user → (shard, live connections).
-#[derive(Default)]
 ///
 /// One entry per connected user, so it is sized like per-connection state: the name is a
 /// `Box<str>` (no spare capacity) and two shards fit inline (no heap block per user).
+#[derive(Default)]
 pub struct Directory {
     entries: std::collections::HashMap<Box<str>, SmallVec<[(u16, u32); 2]>>,
 }

@@ -380,9 +380,10 @@ impl Outbox {
         self.cap
     }
 
-    /// Most sends waiting for the store before the reader pauses.
+    /// Most sends waiting for the store before the reader pauses; never more than a `u32`
+    /// counts (`unanswered`), whatever `--outbound-queue` says.
     pub fn send_window(&self) -> usize {
-        (self.cap / 2).max(1)
+        (self.cap / 2).clamp(1, u32::MAX as usize)
     }
 
     /// Ready once another send may be handed to the store.
@@ -480,6 +481,14 @@ mod tests {
     fn an_outbox_cell_fits_the_192_byte_allocation_class() {
         let cell = std::mem::size_of::<std::cell::RefCell<Outbox>>() + 2 * 8;
         assert!(cell <= 192, "Rc<RefCell<Outbox>> grew to {cell} B");
+    }
+
+    /// The count of unanswered sends is a `u32`: a queue size past it cannot overflow it.
+    #[test]
+    fn the_send_window_fits_the_unanswered_count() {
+        assert_eq!(Outbox::new(usize::MAX).send_window(), u32::MAX as usize);
+        assert_eq!(Outbox::new(1024).send_window(), 512);
+        assert_eq!(Outbox::new(1).send_window(), 1);
     }
 
     fn env() -> Arc<Envelope> {
