@@ -27,6 +27,7 @@ fn codec(c: &mut Criterion) {
         created_at_micros: 1_795_846_207_000_001,
         cseq: 41,
         pos: 1_207,
+        group: None,
     };
     g.bench_function("encode_message", |b| {
         b.iter(|| encode_message(black_box(view)))

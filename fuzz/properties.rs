@@ -8,7 +8,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use distrisocks::protocol::{self, decode_client_frame, ClientFrame, Limits};
+use distrisocks::protocol::{self, decode_client_frame, group, ClientFrame, Limits};
 use distrisocks::socket::http::{parse_head, MAX_HEAD_BYTES};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -63,7 +63,10 @@ fn check_frame(text: &str) {
     match frame {
         ClientFrame::Send(s) => {
             assert!(s.payload.len() <= MAX_PAYLOAD, "payload over the limit");
-            assert!(protocol::valid_user_id(&s.reciever_id), "bad recipient");
+            match s.group {
+                true => assert!(group::is_group_id(&s.reciever_id), "bad group"),
+                false => assert!(protocol::valid_user_id(&s.reciever_id), "bad recipient"),
+            }
             let cmid = s.client_msg_id.as_deref().map_or(1, str::len);
             assert!(
                 (1..=protocol::MAX_ID_BYTES).contains(&cmid),
@@ -89,10 +92,48 @@ fn check_frame(text: &str) {
             conversation_id, ..
         } => assert_member(&conversation_id),
         ClientFrame::Auth { token } => assert!(!token.is_empty()),
+        ClientFrame::Group(g) => group_frame(g),
+    }
+}
+
+/// Group ids are well formed, member lists are valid user ids, each once, within the bound.
+fn group_frame(g: group::GroupFrame<'_>) {
+    let members_ok = |m: &[String]| {
+        assert!(m.len() <= group::MAX_MEMBERS_PER_FRAME, "too many members");
+        assert!(
+            m.iter().all(|u| protocol::valid_user_id(u)),
+            "bad member id"
+        );
+        let mut sorted = m.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), m.len(), "a member named twice");
+    };
+    match g {
+        group::GroupFrame::Create { group: id, members } => {
+            assert!(
+                id.map_or(true, |id| group::is_group_id(&id)),
+                "bad group id"
+            );
+            members_ok(&members);
+        }
+        group::GroupFrame::Add { group: id, members }
+        | group::GroupFrame::Remove { group: id, members } => {
+            assert!(group::is_group_id(&id), "bad group id");
+            assert!(!members.is_empty(), "a change naming nobody");
+            members_ok(&members);
+        }
+        group::GroupFrame::Members { group: id } => assert!(group::is_group_id(&id)),
+        group::GroupFrame::Receipts { id } => {
+            assert!(group::is_group_message_id(&id) && id.len() <= protocol::MAX_ID_BYTES)
+        }
     }
 }
 
 fn assert_member(conversation_id: &str) {
+    if group::is_group_id(conversation_id) {
+        return; // A group's membership is the store's to check.
+    }
     let (lo, hi) = protocol::direct_conversation_members(conversation_id)
         .expect("accepted a conversation id that does not parse");
     assert!(

@@ -344,6 +344,11 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_MAX_PAYLOAD_BYTES", default_value_t = 32 * 1024)]
     pub max_payload_bytes: usize,
 
+    /// Most members a group may have (protocol v2 groups): `group_create` and `group_add`
+    /// past it get `group_full`. Every group message takes a row per member.
+    #[arg(long, env = "DISTRISOCKS_MAX_GROUP_MEMBERS", default_value_t = 5_000)]
+    pub max_group_members: usize,
+
     /// Largest message on `/echo` (raise to 16 MiB for Autobahn's 9.* cases).
     #[arg(long, env = "DISTRISOCKS_ECHO_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub echo_max_message_bytes: usize,

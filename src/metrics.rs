@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::protocol::ErrorCode;
 
 /// Error codes in the order of [`ShardMetrics::errors`].
-pub const ERROR_CODES: [ErrorCode; 18] = [
+pub const ERROR_CODES: [ErrorCode; 23] = [
     ErrorCode::MalformedJson,
     ErrorCode::InvalidFrame,
     ErrorCode::UnknownType,
@@ -25,6 +25,11 @@ pub const ERROR_CODES: [ErrorCode; 18] = [
     ErrorCode::NotRecipient,
     ErrorCode::InvalidConversation,
     ErrorCode::UnknownRecipient,
+    ErrorCode::UnknownConversation,
+    ErrorCode::GroupExists,
+    ErrorCode::GroupFull,
+    ErrorCode::NotAllowed,
+    ErrorCode::NoChange,
     ErrorCode::InvalidToken,
     ErrorCode::Overloaded,
     ErrorCode::StoreUnavailable,

@@ -26,6 +26,7 @@ fn frame_like() -> impl Strategy<Value = String> {
         "conversation_id",
         "seq",
         "token",
+        "members",
         "x",
     ]);
     let value = prop_oneof![
@@ -36,6 +37,14 @@ fn frame_like() -> impl Strategy<Value = String> {
         Just("\"auth\"".to_owned()),
         Just("\"dm:5:alice:bob\"".to_owned()),
         Just("\"dm:3:bob:carol\"".to_owned()),
+        Just("\"g:team\"".to_owned()),
+        Just("\"g:\"".to_owned()),
+        Just("\"group_create\"".to_owned()),
+        Just("\"group_add\"".to_owned()),
+        Just("\"group_leave\"".to_owned()),
+        Just("\"receipts\"".to_owned()),
+        Just("\"g-01a2\"".to_owned()),
+        Just("[\"bob\",\"bob\",\"carol\"]".to_owned()),
         Just("null".to_owned()),
         Just("[]".to_owned()),
         Just("[\"a\",\"\"]".to_owned()),
@@ -70,26 +79,46 @@ fn check_frame(text: &str) {
         }
         Ok(ClientFrame::Typing {
             conversation_id, ..
-        }) => {
-            let members = distrisocks::protocol::direct_conversation_members(&conversation_id);
-            assert!(
-                members.is_some_and(|(lo, hi)| lo == "alice" || hi == "alice"),
-                "{text}"
-            );
-        }
+        }) => assert!(alices(&conversation_id), "{text}"),
         Ok(ClientFrame::Read {
             conversation_id,
             seq,
         }) => {
             assert!(seq >= 1, "{text}");
-            let members = distrisocks::protocol::direct_conversation_members(&conversation_id);
-            assert!(
-                members.is_some_and(|(lo, hi)| lo == "alice" || hi == "alice"),
-                "{text}"
-            );
+            assert!(alices(&conversation_id), "{text}");
+        }
+        Ok(ClientFrame::Group(g)) => {
+            use distrisocks::protocol::group::{is_group_id, GroupFrame};
+            let members = match g {
+                GroupFrame::Create { group, members } => {
+                    assert!(group.map_or(true, |g| is_group_id(&g)), "{text}");
+                    members
+                }
+                GroupFrame::Add { group, members } | GroupFrame::Remove { group, members } => {
+                    assert!(is_group_id(&group) && !members.is_empty(), "{text}");
+                    members
+                }
+                GroupFrame::Members { group } => {
+                    assert!(is_group_id(&group), "{text}");
+                    Vec::new()
+                }
+                GroupFrame::Receipts { id } => {
+                    assert!(id.starts_with("g-") && id.len() <= 128, "{text}");
+                    Vec::new()
+                }
+            };
+            let unique: std::collections::HashSet<&String> = members.iter().collect();
+            assert_eq!(unique.len(), members.len(), "{text}");
         }
         Err(e) => assert!(!e.message.is_empty(), "{text}"),
     }
+}
+
+/// A direct conversation of alice's, or a group (whose membership the store checks).
+fn alices(conversation_id: &str) -> bool {
+    let members = distrisocks::protocol::direct_conversation_members(conversation_id);
+    members.is_some_and(|(lo, hi)| lo == "alice" || hi == "alice")
+        || distrisocks::protocol::group::is_group_id(conversation_id)
 }
 
 proptest! {

@@ -25,6 +25,10 @@ pub struct Envelope {
     /// sent, for the user's other devices (a carbon), or a read receipt. Only connections
     /// that sync (`?since=`) take it.
     pub carbon: bool,
+    /// Group traffic (a group message, a membership event, a group's receipt): for v2
+    /// devices only, like a carbon, but a group message addressed to `user` awaits their ack
+    /// like a direct one (`carbon` false).
+    pub group: bool,
     /// The connection that must not get it: a carbon skips the connection that sent the
     /// message, which has its `accepted`. Carried by Kafka too (`--routing broadcast` brings
     /// a pod's own records back to it).

@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::backend::store::{NewMessage, ReplyTo, StatusUpdate, StoreCmd, SubmitError};
+use crate::protocol::group::is_group_id;
 use crate::protocol::{
     decode_client_frame, encode_error, encode_token_accepted, now_micros, ClientFrame, ErrorCode,
     SendFrame, Status,
@@ -39,6 +40,14 @@ pub async fn on_text(shard: &Rc<Shard>, from: &Origin<'_>, text: &str) {
         Ok(ClientFrame::Typing {
             conversation_id,
             active,
+        }) if is_group_id(&conversation_id) => {
+            if super::typing::admit(shard, from.conn, active, std::time::Instant::now()) {
+                super::group::on_typing(shard, group_origin(from), &conversation_id, active)
+            }
+        }
+        Ok(ClientFrame::Typing {
+            conversation_id,
+            active,
         }) => {
             let (conn, user) = (from.conn, from.user);
             super::typing::on_typing(shard, conn, user, &conversation_id, active).await
@@ -46,8 +55,15 @@ pub async fn on_text(shard: &Rc<Shard>, from: &Origin<'_>, text: &str) {
         Ok(ClientFrame::Read {
             conversation_id,
             seq,
+        }) if is_group_id(&conversation_id) => {
+            super::group::on_read(shard, group_origin(from), &conversation_id, seq)
+        }
+        Ok(ClientFrame::Read {
+            conversation_id,
+            seq,
         }) => super::read::on_read(shard, from.conn, from.user, &conversation_id, seq).await,
         Ok(ClientFrame::Auth { token }) => refresh_token(shard, from, &token),
+        Ok(ClientFrame::Group(frame)) => super::group::on_frame(shard, group_origin(from), frame),
         Err(e) => {
             shard.metrics().error(e.code);
             let frame = encode_error(e.code, &e.message, e.client_msg_id.as_deref(), None);
@@ -87,7 +103,18 @@ pub fn refuse_rate_limited(shard: &Shard, from: &Origin<'_>, text: &str) {
     from.outbox.borrow_mut().push(Out::Text(frame.into()));
 }
 
+/// The connection, owned, for the group steps' tasks.
+fn group_origin(from: &Origin<'_>) -> super::group::From {
+    super::group::From {
+        conn: from.conn,
+        user: from.user.to_owned(),
+    }
+}
+
 async fn store_send(shard: &Rc<Shard>, from: &Origin<'_>, send: SendFrame<'_>) {
+    if send.group {
+        return super::group::on_send(shard, group_origin(from), send);
+    }
     let (conn, user, outbox) = (from.conn, from.user, from.outbox);
     if !shard.pod.user_exists(&send.reciever_id) {
         let code = ErrorCode::UnknownRecipient;

@@ -13,7 +13,8 @@
 //! `tests/layout.rs` keeps these files free of import cycles.
 //!
 //! [`read`] stores and announces v2 read receipts, beside the message path; [`typing`] relays
-//! ephemeral typing indicators.
+//! ephemeral typing indicators. [`group`] is the same path for v2 groups: a send, a
+//! membership change or a receipt is one store operation, then a fan-out to the members.
 //! [`dispatch`] is each shard's inbox loop, which hands what arrives to the step it belongs to.
 //! [`replay`] is the offline path: a connecting recipient first receives what is stored for
 //! them. [`redrive`] re-routes messages stuck by a broker outage or a dead pod (distributed
@@ -22,6 +23,7 @@
 pub mod accept;
 pub mod consume;
 pub mod dispatch;
+pub mod group;
 pub mod ingest;
 pub mod produce;
 pub mod read;

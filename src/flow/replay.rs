@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::channel::oneshot;
 
 use crate::backend::routes::RouteError;
-use crate::backend::store::{HistoryPage, PendingMessage, StoreCmd};
+use crate::backend::store::{HistoryPage, PendingMessage, RowKind, StoreCmd};
 use crate::protocol::{encode_truncated, Status};
 use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
@@ -145,10 +145,18 @@ async fn push_replayed(
     m: PendingMessage,
 ) -> Result<(), ReplayError> {
     wait_for_room(outbox).await?;
-    let carbon = m.reciever_id != user;
-    // A DELIVERED message is never redriven, so it needs no ack from this device.
-    let awaits_ack = !carbon && m.status < Status::Delivered;
-    let env = envelope(m.view(), carbon);
+    let (env, awaits_ack) = match m.kind {
+        RowKind::Direct => {
+            let carbon = m.reciever_id != user;
+            // A DELIVERED message is never redriven, so it needs no ack from this device.
+            (
+                envelope(m.view(), carbon),
+                !carbon && m.status < Status::Delivered,
+            )
+        }
+        _ => super::group::row_envelope(&m, user),
+    };
+    let carbon = env.carbon;
     let pushed = {
         let mut ob = outbox.borrow_mut();
         ob.give_replayed(&m.id, m.seq, awaits_ack);

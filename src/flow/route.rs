@@ -54,6 +54,7 @@ pub fn envelope(view: MessageView<'_>, carbon: bool) -> Arc<Envelope> {
         message_id: Some(view.id.to_owned()),
         seq: view.pos,
         carbon,
+        group: false,
         except: None,
     })
 }
@@ -67,6 +68,7 @@ async fn route_message(shard: &Rc<Shard>, msg: NewMessage, at: Positions, conn: 
         created_at_micros: msg.created_at,
         cseq: at.cseq,
         pos: at.rpos,
+        group: None,
     };
     if msg.sender_id != msg.reciever_id && shard.pod.carbons_wanted() {
         send_carbon(shard, view, at.spos, conn);
@@ -95,7 +97,7 @@ fn send_carbon(shard: &Rc<Shard>, view: MessageView<'_>, spos: i64, conn: u64) {
 }
 
 /// Connection `conn` of this shard, named pod-wide.
-fn except(shard: &Shard, conn: u64) -> Except {
+pub fn except(shard: &Shard, conn: u64) -> Except {
     Except {
         pod: shard.settings().pod_id.clone(),
         shard: shard.id,
@@ -117,6 +119,7 @@ pub fn v2_envelope(
         message_id: None,
         seq: 0,
         carbon: true,
+        group: false,
         except: Some(except(shard, conn)),
     })
 }

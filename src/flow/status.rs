@@ -14,10 +14,16 @@ use super::submit::{submit, STATUS_PATIENCE};
 
 /// Asks the store to move `id` forward to `status`.
 pub async fn advance(shard: &Shard, id: &str, status: Status) {
+    advance_for(shard, id, status, None).await
+}
+
+/// [`advance`], for the copy of `recipient` when given (a group message's member: its
+/// DELIVERED is per member, `--delivery-confirm write`).
+pub async fn advance_for(shard: &Shard, id: &str, status: Status, recipient: Option<String>) {
     let update = StatusUpdate {
         id: id.to_owned(),
         status,
-        recipient: None,
+        recipient,
         at: now_micros(),
     };
     if submit(
@@ -50,6 +56,7 @@ pub fn on_status_changed(shard: &Rc<Shard>, change: StatusChange) {
         message_id: None,
         seq: 0,
         carbon: false,
+        group: false,
         except: None,
     });
     let shard = shard.clone();

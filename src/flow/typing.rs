@@ -27,7 +27,7 @@ pub async fn on_typing(shard: &Shard, conn: u64, user: &str, conversation: &str,
 
 /// Whether this typing frame goes out, recording it if so. Entries leave the map when the
 /// connection ends (`socket::session`), so idle connections hold nothing here.
-fn admit(shard: &Shard, conn: u64, active: bool, now: Instant) -> bool {
+pub fn admit(shard: &Shard, conn: u64, active: bool, now: Instant) -> bool {
     let mut last = shard.typing.borrow_mut();
     match last.get(&conn) {
         Some(&(at, state)) if state == active && now.duration_since(at) < TYPING_EVERY => false,

@@ -40,6 +40,19 @@ pub enum ErrorCode {
     /// A user directory is configured (`--users-file`, `--users-topic`) and it does not know
     /// the recipient: nothing was stored.
     UnknownRecipient,
+    /// A group frame, or a send, read or typing frame naming a group, of a group that does
+    /// not exist or of which this user is not a member (the same answer for both: a stranger
+    /// does not learn which groups exist).
+    UnknownConversation,
+    /// `group_create` of a group id that is taken.
+    GroupExists,
+    /// The group would have more than `--max-group-members` members.
+    GroupFull,
+    /// `group_remove` of someone else by a member who is not the group's creator.
+    NotAllowed,
+    /// A membership change that changes nothing: everyone named is in already (`group_add`)
+    /// or not in (`group_remove`).
+    NoChange,
     /// An `auth` frame's token was refused (malformed, forged, expired, another user's, or
     /// the pod does not use tokens): the connection keeps its current token and expiry.
     InvalidToken,

@@ -35,6 +35,8 @@ pub enum ClientFrame<'a> {
     },
     /// A fresh token for this connection, before the current one expires.
     Auth { token: Cow<'a, str> },
+    /// v2: a group frame (membership, members, receipts).
+    Group(super::group::GroupFrame<'a>),
 }
 
 /// Most ids one ack frame may carry: bounds the store commands one frame can queue.
@@ -44,8 +46,11 @@ pub const MAX_ACK_IDS: usize = 256;
 #[derive(Debug, PartialEq, Eq)]
 pub struct SendFrame<'a> {
     pub payload: Cow<'a, str>,
+    /// The recipient, or the group (`group`) when the frame named a `conversation_id`.
     pub reciever_id: Cow<'a, str>,
     pub client_msg_id: Option<Cow<'a, str>>,
+    /// v2: a message to the group `reciever_id` (membership is checked by the store).
+    pub group: bool,
 }
 
 /// Why a frame was refused; becomes an error frame carrying `client_msg_id` when one was read.
@@ -80,6 +85,8 @@ struct RawFrame<'a> {
     active: Option<bool>,
     #[serde(borrow, default)]
     token: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    members: Option<Vec<Cow<'a, str>>>,
 }
 
 /// Decodes one text frame sent by `user`.
@@ -109,6 +116,16 @@ pub fn decode_client_frame<'a>(
                 active,
             })
         }
+        Some(other) if super::group::is_group_frame(other) => {
+            let group = super::group::RawGroup {
+                conversation_id: raw.conversation_id,
+                members: raw.members,
+                id: raw.id,
+            };
+            super::group::decode_group(other, group, user)
+                .map(ClientFrame::Group)
+                .map_err(|(code, msg)| err(code, &msg, None))
+        }
         Some(other) => Err(err(
             ErrorCode::UnknownType,
             &format!("unknown frame type {:?}", truncate(other)),
@@ -127,9 +144,12 @@ fn member_conversation<'a>(
     user: &str,
     frame: &str,
 ) -> Result<Cow<'a, str>, DecodeError> {
-    let member = (id.as_deref())
-        .and_then(super::direct_conversation_members)
-        .is_some_and(|(lo, hi)| lo == user || hi == user);
+    // A group's membership is the store's to check; a direct one's is in its id.
+    let member = id.as_deref().is_some_and(|id| {
+        super::group::is_group_id(id)
+            || super::direct_conversation_members(id)
+                .is_some_and(|(lo, hi)| lo == user || hi == user)
+    });
     match (id, member) {
         (Some(id), true) => Ok(id),
         _ => {
@@ -198,7 +218,18 @@ fn validate_send<'a>(
             return Err(err(ErrorCode::InvalidClientMsgId, msg, None));
         }
     }
-    let to = match raw.reciever_id.as_deref() {
+    if let Some(group) = raw.conversation_id.as_deref() {
+        if raw.reciever_id.is_some() || !super::group::is_group_id(group) {
+            let msg = "a send names a \"reciever_id\" or a group's \"conversation_id\" (g:...)";
+            return Err(err(ErrorCode::InvalidConversation, msg, cmid));
+        }
+    }
+    let group = raw.conversation_id.is_some();
+    let to = match raw
+        .reciever_id
+        .as_deref()
+        .or(raw.conversation_id.as_deref())
+    {
         None | Some("") => {
             let msg = "send frame needs a non-empty \"reciever_id\"";
             return Err(err(ErrorCode::MissingRecipient, msg, cmid));
@@ -226,8 +257,9 @@ fn validate_send<'a>(
     }
     Ok(SendFrame {
         payload,
-        reciever_id: raw.reciever_id.unwrap_or_default(),
+        reciever_id: (raw.reciever_id.or(raw.conversation_id)).unwrap_or_default(),
         client_msg_id: raw.client_msg_id,
+        group,
     })
 }
 

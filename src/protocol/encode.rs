@@ -16,6 +16,9 @@ pub struct MessageView<'a> {
     pub cseq: i64,
     /// Position in the stream of the user whose devices get this frame (`pos`).
     pub pos: i64,
+    /// The group a group message went to (its `conversation_id`); `None`: a direct message,
+    /// whose conversation follows from its two users.
+    pub group: Option<&'a str>,
 }
 
 /// The fields of an `accepted` frame. `at` is `(conversation seq, sender's position)` of a
@@ -140,7 +143,10 @@ pub fn status_of_frame(frame: &str) -> Option<(&str, Status)> {
 /// `{"type":"message",...}`: a message for the recipient's devices.
 pub fn encode_message(m: MessageView<'_>) -> String {
     let created_at = super::rfc3339_micros(m.created_at_micros);
-    let conversation_id = super::direct_conversation_id(m.sender_id, m.reciever_id);
+    let conversation_id = match m.group {
+        Some(g) => g.to_owned(),
+        None => super::direct_conversation_id(m.sender_id, m.reciever_id),
+    };
     to_text(&Frame::Message {
         id: m.id,
         sender_id: m.sender_id,
@@ -244,6 +250,7 @@ mod tests {
             created_at_micros: 0,
             cseq: 3,
             pos: 7,
+            group: None,
         };
         assert_eq!(
             encode_message(m),

@@ -7,6 +7,7 @@
 pub mod codes;
 mod decode;
 mod encode;
+pub mod group;
 mod time;
 
 pub use codes::ErrorCode;

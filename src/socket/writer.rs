@@ -114,7 +114,9 @@ impl Writer<'_> {
                 Out::Message(env) => {
                     frame::encode(&mut bytes, TEXT, env.frame.as_bytes());
                     if !env.carbon {
-                        delivered.extend(env.message_id.clone()); // A carbon moves no status.
+                        // A carbon moves no status; a group message moves its member's copy.
+                        let member = env.group.then(|| env.user.clone());
+                        delivered.extend(env.message_id.clone().map(|id| (id, member)));
                     }
                 }
             }
@@ -133,12 +135,13 @@ impl Writer<'_> {
     }
 
     /// In `write` mode a flushed message is DELIVERED (the seed's rule).
-    async fn mark_delivered(&self, ids: Vec<String>) {
+    async fn mark_delivered(&self, ids: Vec<(String, Option<String>)>) {
         if self.shard.settings().delivery != DeliveryConfirm::Write {
             return;
         }
-        for id in ids {
-            crate::flow::status::advance(&self.shard, &id, Status::Delivered).await;
+        for (id, member) in ids {
+            let status = crate::flow::status::advance_for;
+            status(&self.shard, &id, Status::Delivered, member).await;
         }
     }
 }

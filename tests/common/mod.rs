@@ -159,6 +159,18 @@ impl Client {
         panic!("never placed on shard {shard}");
     }
 
+    /// [`connect_since`](Self::connect_since), until the connection lands on `shard`.
+    pub fn connect_on_since(addr: SocketAddr, user: &str, shard: usize, since: i64) -> Client {
+        for _ in 0..200 {
+            let c = Client::connect_since(addr, user, since);
+            if c.shard == shard {
+                return c;
+            }
+            drop(c);
+        }
+        panic!("never placed on shard {shard}");
+    }
+
     pub fn send(&mut self, v: Value) {
         self.ws.send(Message::text(v.to_string())).unwrap();
     }

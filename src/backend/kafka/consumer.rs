@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{HEADER_CARBON, HEADER_EXCEPT, HEADER_ID, HEADER_SEQ};
+use super::{HEADER_CARBON, HEADER_EXCEPT, HEADER_GROUP, HEADER_ID, HEADER_SEQ};
 use crate::backend::bus::{Consumed, Envelope, Except};
 
 /// Hands a consumed record to the owning shard, blocking while its inbox is full; `false`
@@ -234,13 +234,14 @@ fn envelope(m: &BorrowedMessage<'_>) -> Arc<Envelope> {
         b.and_then(|b| std::str::from_utf8(b).ok())
             .map(str::to_owned)
     };
-    let (mut id, mut seq, mut carbon, mut except) = (None, 0, false, None);
+    let (mut id, mut seq, mut carbon, mut group, mut except) = (None, 0, false, false, None);
     if let Some(headers) = m.headers() {
         for h in headers.iter() {
             match h.key {
                 HEADER_ID => id = text(h.value),
                 HEADER_SEQ => seq = text(h.value).and_then(|s| s.parse().ok()).unwrap_or(0),
                 HEADER_CARBON => carbon = true,
+                HEADER_GROUP => group = true,
                 HEADER_EXCEPT => except = text(h.value).as_deref().and_then(Except::from_header),
                 _ => {}
             }
@@ -252,6 +253,7 @@ fn envelope(m: &BorrowedMessage<'_>) -> Arc<Envelope> {
         message_id: id,
         seq,
         carbon,
+        group,
         except,
     })
 }

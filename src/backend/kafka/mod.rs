@@ -18,6 +18,8 @@ pub const HEADER_ID: &str = "ds-id";
 pub const HEADER_SEQ: &str = "ds-seq";
 /// Present on a carbon: a copy of a message for its sender's other devices.
 pub const HEADER_CARBON: &str = "ds-carbon";
+/// Present on group traffic (`Envelope::group`): for v2 devices only.
+pub const HEADER_GROUP: &str = "ds-group";
 /// The connection a carbon skips (`Except::to_header`).
 pub const HEADER_EXCEPT: &str = "ds-except";
 

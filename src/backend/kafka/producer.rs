@@ -16,7 +16,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use super::{topic_of, HEADER_CARBON, HEADER_EXCEPT, HEADER_ID, HEADER_SEQ};
+use super::{topic_of, HEADER_CARBON, HEADER_EXCEPT, HEADER_GROUP, HEADER_ID, HEADER_SEQ};
 use crate::backend::bus::{Bus, BusError, Envelope};
 use crate::backend::Location;
 
@@ -221,6 +221,12 @@ fn record<'a>(
     if env.carbon {
         headers = headers.insert(Header {
             key: HEADER_CARBON,
+            value: Some("1"),
+        });
+    }
+    if env.group {
+        headers = headers.insert(Header {
+            key: HEADER_GROUP,
             value: Some("1"),
         });
     }

@@ -7,7 +7,9 @@ use super::StuckAfter;
 use super::{InsertResult, MessageStore, NewMessage, PendingMessage, StatusUpdate, UpdateResult};
 use crate::protocol::Status;
 
+mod groups;
 mod workload;
+pub(crate) use groups::*;
 pub(crate) use workload::transcript;
 
 pub(crate) fn msg(id: &str, to: &str, cmid: Option<&str>) -> NewMessage {
@@ -428,6 +430,10 @@ mod on_sqlite {
         run(super::streams_and_conversations_are_numbered_without_holes);
         run(super::retention_deletes_old_delivered_messages_and_marks_the_streams);
         run(super::reads_move_forward_only_and_stop_at_the_last_message);
+        run(super::a_group_message_takes_a_place_in_every_members_stream);
+        run(super::group_statuses_aggregate_over_the_members);
+        run(super::group_reads_announce_read_by_all_once);
+        run(super::membership_changes_are_events_and_checked);
         let dir = tempfile::tempdir().unwrap();
         super::reopening_keeps_data(|| SqliteStore::open(dir.path(), true).unwrap());
     }

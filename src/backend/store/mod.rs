@@ -7,6 +7,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod group;
 mod postgres;
 mod sqlite;
 mod writer;
@@ -14,8 +15,8 @@ mod writer;
 pub use postgres::{PostgresStore, StatusEvent, StatusOutbox};
 pub use sqlite::SqliteStore;
 pub use writer::{
-    spawn_writer, spawn_writers, EventSink, ReplyTo, StoreCmd, StoreEvent, StoreHandle,
-    StoreTuning, SubmitError,
+    spawn_writer, spawn_writers, EventSink, GroupAnswer, ReplyTo, StoreCmd, StoreEvent,
+    StoreHandle, StoreTuning, SubmitError,
 };
 
 use crate::protocol::Status;
@@ -127,7 +128,32 @@ pub struct PendingMessage {
     pub reciever_id: String,
     pub payload: String,
     pub created_at: i64,
+    /// For a group row: the reader's own delivery status (DELIVERED for what they sent).
     pub status: Status,
+    pub kind: RowKind,
+}
+
+/// What a row of a user's stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    /// A one-to-one message (`reciever_id` is a user).
+    Direct,
+    /// A group message (`reciever_id` is the group).
+    Group,
+    /// A group membership event (`reciever_id` is the group, `sender_id` who made the
+    /// change, `payload` a [`crate::protocol::group::GroupEvent`]).
+    GroupEvent,
+}
+
+impl RowKind {
+    /// The stored spelling: 0, 1, 2.
+    pub fn from_i64(n: i64) -> RowKind {
+        match n {
+            1 => RowKind::Group,
+            2 => RowKind::GroupEvent,
+            _ => RowKind::Direct,
+        }
+    }
 }
 
 impl PendingMessage {
@@ -141,6 +167,7 @@ impl PendingMessage {
             created_at_micros: self.created_at,
             cseq: self.cseq,
             pos: self.seq,
+            group: (self.kind != RowKind::Direct).then_some(self.reciever_id.as_str()),
         }
     }
 }
@@ -276,6 +303,13 @@ pub trait MessageStore: Send + 'static {
     /// and the recipient's next connect replays them (they stay at NONE).
     fn park(&mut self, ids: &[String]) -> Result<(), StoreError>;
 
-    /// Current status of a message, for tests and tools.
+    /// Current status of a message (a group message's aggregate), for tests and tools.
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError>;
+
+    /// One group operation, in its own transaction ([`group`]). `Ok(Err(_))`: refused,
+    /// nothing stored.
+    fn group(
+        &mut self,
+        op: &group::GroupOp,
+    ) -> Result<Result<group::GroupOutcome, group::GroupRefusal>, StoreError>;
 }

@@ -10,6 +10,7 @@
 //! server.
 
 mod batch;
+mod group;
 mod migrate;
 mod outbox;
 mod prune;
@@ -23,9 +24,10 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
+use super::group::{GroupOp, GroupOutcome, GroupRefusal};
 use super::{
-    HistoryPage, MessageStore, NewMessage, PendingMessage, PruneRound, ReadState, StatusUpdate,
-    StoreError, StuckAfter, MAX_READ_STATES,
+    HistoryPage, MessageStore, NewMessage, PendingMessage, PruneRound, ReadState, RowKind,
+    StatusUpdate, StoreError, StuckAfter, MAX_READ_STATES,
 };
 use super::{InsertResult, UpdateResult};
 use crate::protocol::Status;
@@ -59,19 +61,39 @@ const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
 const SESSION_SETTINGS: &str = "SET statement_timeout = '10s'; SET lock_timeout = '5s';
      SET idle_in_transaction_session_timeout = '30s'; SET plan_cache_mode = force_custom_plan";
 
+/// Advances (creating if needed) the counters a batch takes positions from, each by the
+/// number of new rows that need it, in (kind, id) order, and returns their new values. Every
+/// inserting transaction takes its counters in this one statement and in this one order, so
+/// two pods with overlapping users wait for each other instead of deadlocking; the row locks
+/// are held until COMMIT, so for one stream a larger position can never become visible
+/// before a smaller one (migrations/postgres/0004). Transactions that share no user or
+/// conversation never wait for each other. One row version per counter and batch.
+const BUMP_SQL: &str = "INSERT INTO counters AS c (kind, id, last)
+     SELECT * FROM unnest($1::int2[], $2::text[], $3::int8[]) AS u(kind, id, n)
+     ORDER BY kind, id
+     ON CONFLICT (kind, id) DO UPDATE SET last = c.last + EXCLUDED.last
+     RETURNING kind, id, last";
+
 const PENDING_SQL: &str = "SELECT rpos, cseq, id, sender_id, reciever_id, payload, created_at,
             status
      FROM messages WHERE reciever_id = $1 AND status <> 'DELIVERED' AND rpos > $2
      ORDER BY rpos LIMIT $3";
 /// A user's stream: two index range scans (received, sent) merged by position; a message to
 /// oneself is read once, from the received side. Then how far retention deleted it.
+/// Group rows (`deliveries`) are the third scan; the last column is the row's `RowKind`.
 const HISTORY_SQL: &str = "SELECT * FROM (
-         (SELECT rpos AS pos, cseq, id, sender_id, reciever_id, payload, created_at, status
+         (SELECT rpos AS pos, cseq, id, sender_id, reciever_id, payload, created_at, status,
+                 0 AS kind
           FROM messages WHERE reciever_id = $1 AND rpos > $2 ORDER BY rpos LIMIT $3)
          UNION ALL
-         (SELECT spos, cseq, id, sender_id, reciever_id, payload, created_at, status
+         (SELECT spos, cseq, id, sender_id, reciever_id, payload, created_at, status, 0
           FROM messages WHERE sender_id = $1 AND spos > $2 AND reciever_id <> $1
-          ORDER BY spos LIMIT $3)) s
+          ORDER BY spos LIMIT $3)
+         UNION ALL
+         (SELECT d.pos, g.cseq, g.id, g.sender_id, g.group_id, g.payload, g.created_at,
+                 d.status, 1 + g.event
+          FROM deliveries d JOIN group_messages g ON g.id = d.message_id
+          WHERE d.user_id = $1 AND d.pos > $2 ORDER BY d.pos LIMIT $3)) s
      ORDER BY pos LIMIT $3";
 /// Forward only, and never past the conversation's last seq.
 const READ_SQL: &str = "INSERT INTO reads AS r (user_id, conversation_id, peer, seq)
@@ -81,6 +103,8 @@ const READ_SQL: &str = "INSERT INTO reads AS r (user_id, conversation_id, peer, 
      RETURNING seq";
 const READS_OF_SQL: &str = "SELECT conversation_id, user_id, seq FROM reads WHERE user_id = $1
      UNION SELECT conversation_id, user_id, seq FROM reads WHERE peer = $1
+     UNION SELECT r.conversation_id, r.user_id, r.seq FROM members m
+         JOIN reads r ON r.conversation_id = m.group_id WHERE m.user_id = $1
      ORDER BY 1, 2 LIMIT $2";
 const PRUNED_SQL: &str = "SELECT pruned FROM counters WHERE kind = 1 AND id = $1";
 /// `SKIP LOCKED`: two pods sweeping at once claim disjoint rows; the claim commits with the
@@ -102,7 +126,8 @@ const CLAIM_SQL: &str = "WITH none_due AS (
      SELECT rpos, cseq, id, sender_id, reciever_id, payload, created_at, status
      FROM claimed ORDER BY since, seq";
 const PARK_SQL: &str = "UPDATE messages SET stuck_since = 'infinity' WHERE id = ANY($1)";
-const STATUS_SQL: &str = "SELECT status FROM messages WHERE id = $1";
+const STATUS_SQL: &str = "SELECT status FROM messages WHERE id = $1
+     UNION ALL SELECT status FROM group_messages WHERE id = $1";
 
 /// Postgres-backed [`MessageStore`], for the distributed mode.
 pub struct PostgresStore {
@@ -414,6 +439,17 @@ impl MessageStore for PostgresStore {
             .map(|r| parse_status(r.try_get(0)?))
             .transpose()
     }
+
+    fn group(&mut self, op: &GroupOp) -> Result<Result<GroupOutcome, GroupRefusal>, StoreError> {
+        self.within(async |s| {
+            let tx = s.client.transaction().await?;
+            let answer = group::apply(&tx, op).await?;
+            if answer.is_ok() {
+                tx.commit().await?;
+            }
+            Ok(answer) // A refusal drops `tx`: rolled back.
+        })
+    }
 }
 
 fn pending_row(r: &Row) -> Result<PendingMessage, StoreError> {
@@ -426,6 +462,10 @@ fn pending_row(r: &Row) -> Result<PendingMessage, StoreError> {
         payload: r.try_get(5)?,
         created_at: to_micros(r.try_get(6)?)?,
         status: parse_status(r.try_get(7)?)?,
+        kind: match r.len() > 8 {
+            true => RowKind::from_i64(r.try_get::<_, i32>(8)?.into()),
+            false => RowKind::Direct,
+        },
     })
 }
 

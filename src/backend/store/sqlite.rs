@@ -4,16 +4,18 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::group::{GroupOp, GroupOutcome, GroupRefusal};
 use super::{
     HistoryPage, InsertResult, MessageStore, NewMessage, Original, PendingMessage, Positions,
-    PruneRound, ReadState, StatusChange, StatusUpdate, StoreError, StuckAfter, UpdateResult,
-    MAX_READ_STATES,
+    PruneRound, ReadState, RowKind, StatusChange, StatusUpdate, StoreError, StuckAfter,
+    UpdateResult, MAX_READ_STATES,
 };
 use crate::protocol::Status;
 use counters::{Counters, Keys};
 use row::{IdText, StoredId, StoredStatus};
 
 mod counters;
+mod group;
 mod prune;
 mod row;
 
@@ -34,6 +36,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         4,
         include_str!("../../../migrations/sqlite/0004_streams.sql"),
+    ),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_groups.sql"),
     ),
 ];
 
@@ -160,6 +166,9 @@ fn insert_one(
 }
 
 fn update_one(tx: &Transaction<'_>, u: &StatusUpdate) -> Result<UpdateResult, StoreError> {
+    if crate::protocol::group::is_group_message_id(&u.id) {
+        return group::update(tx, u);
+    }
     // The WHERE clause is what keeps statuses from ever moving backwards.
     let sql = match u.status {
         Status::None => return Ok(UpdateResult::Unchanged),
@@ -201,8 +210,9 @@ fn update_one(tx: &Transaction<'_>, u: &StatusUpdate) -> Result<UpdateResult, St
     })
 }
 
-/// The columns every read selects, in [`pending_row`]'s order, after the position.
-const READ_COLUMNS: &str = "cseq, id, sender_id, reciever_id, payload, created_at, status";
+/// The columns every read of `messages` selects, in [`pending_row`]'s order, after the
+/// position (the last one is the row's [`RowKind`]).
+const READ_COLUMNS: &str = "cseq, id, sender_id, reciever_id, payload, created_at, status, 0";
 
 fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingMessage> {
     Ok(PendingMessage {
@@ -214,6 +224,7 @@ fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingMessage> {
         payload: r.get(5)?,
         created_at: r.get(6)?,
         status: r.get::<_, StoredStatus>(7)?.0,
+        kind: RowKind::from_i64(r.get(8)?),
     })
 }
 
@@ -273,8 +284,8 @@ impl MessageStore for SqliteStore {
         after_pos: i64,
         limit: usize,
     ) -> Result<HistoryPage, StoreError> {
-        // Two index range scans (received, sent) merged by position; a message to oneself
-        // is read once, from the received side.
+        // Three index range scans (received, sent, group rows) merged by position; a
+        // message to oneself is read once, from the received side.
         let mut q = self.conn.prepare_cached(&format!(
             "SELECT * FROM (
                  SELECT * FROM (SELECT rpos, {READ_COLUMNS} FROM messages
@@ -282,7 +293,12 @@ impl MessageStore for SqliteStore {
                  UNION ALL
                  SELECT * FROM (SELECT spos, {READ_COLUMNS} FROM messages
                      WHERE sender_id = ?1 AND spos > ?2 AND reciever_id <> ?1
-                     ORDER BY spos LIMIT ?3))
+                     ORDER BY spos LIMIT ?3)
+                 UNION ALL
+                 SELECT * FROM (SELECT d.pos, g.cseq, g.id, g.sender_id, g.group_id, g.payload,
+                         g.created_at, d.status, 1 + g.event
+                     FROM deliveries d JOIN group_messages g ON g.id = d.message_id
+                     WHERE d.user_id = ?1 AND d.pos > ?2 ORDER BY d.pos LIMIT ?3))
              ORDER BY 1 LIMIT ?3"
         ))?;
         let rows = q.query_map(params![user, after_pos, limit as i64], pending_row)?;
@@ -310,6 +326,8 @@ impl MessageStore for SqliteStore {
         let mut q = self.conn.prepare_cached(
             "SELECT conversation_id, user_id, seq FROM reads WHERE user_id = ?1
              UNION SELECT conversation_id, user_id, seq FROM reads WHERE peer = ?1
+             UNION SELECT r.conversation_id, r.user_id, r.seq FROM members m
+                 JOIN reads r ON r.conversation_id = m.group_id WHERE m.user_id = ?1
              ORDER BY 1, 2 LIMIT ?2",
         )?;
         let row = |r: &rusqlite::Row<'_>| {
@@ -341,7 +359,7 @@ impl MessageStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let claimed = {
             let mut q = tx.prepare_cached(
-                "SELECT rpos, cseq, id, sender_id, reciever_id, payload, created_at, status FROM (
+                "SELECT rpos, cseq, id, sender_id, reciever_id, payload, created_at, status, 0 FROM (
                      SELECT * FROM (
                          SELECT *, COALESCE(stuck_since, created_at) AS since FROM messages
                          WHERE status = 0 AND COALESCE(stuck_since, created_at) < ?1
@@ -372,15 +390,33 @@ impl MessageStore for SqliteStore {
     }
 
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {
+        let table = match crate::protocol::group::is_group_message_id(id) {
+            true => "group_messages",
+            false => "messages",
+        };
         let s: Option<StoredStatus> = self
             .conn
             .query_row(
-                "SELECT status FROM messages WHERE id = ?1",
+                &format!("SELECT status FROM {table} WHERE id = ?1"),
                 [StoredId::of(id)],
                 |r| r.get(0),
             )
             .optional()?;
         Ok(s.map(|s| s.0))
+    }
+
+    fn group(&mut self, op: &GroupOp) -> Result<Result<GroupOutcome, GroupRefusal>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut counters = Counters::new(&self.committed);
+        let answer = group::apply(&tx, &mut counters, op)?;
+        if answer.is_err() {
+            return Ok(answer); // Dropping `tx` rolls it back.
+        }
+        counters.save(&tx)?;
+        let bumped = counters.bumped();
+        tx.commit()?;
+        self.committed.absorb(bumped);
+        Ok(answer)
     }
 }
 

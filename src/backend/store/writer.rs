@@ -15,6 +15,9 @@ use super::{
     UpdateResult,
 };
 
+/// A group operation's answer: its outcome, or why it was refused.
+pub type GroupAnswer = Result<super::group::GroupOutcome, super::group::GroupRefusal>;
+
 /// Where an answer goes: a connection on a shard of this pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplyTo {
@@ -74,6 +77,11 @@ pub enum StoreCmd {
     /// Takes messages out of the redrive (see [`MessageStore::park`]); a failure only means
     /// they are claimed again later.
     Park { ids: Vec<String> },
+    /// A group operation, its own transaction (see [`MessageStore::group`]).
+    Group {
+        op: super::group::GroupOp,
+        reply: oneshot::Sender<Result<GroupAnswer, String>>,
+    },
     /// Answered once everything queued before it is committed.
     Sync(Sender<()>),
     /// Commit what is queued, then end the thread.
@@ -148,6 +156,7 @@ impl std::fmt::Debug for StoreCmd {
             StoreCmd::ReadsOf { .. } => "ReadsOf",
             StoreCmd::Claim { .. } => "Claim",
             StoreCmd::Park { .. } => "Park",
+            StoreCmd::Group { .. } => "Group",
             StoreCmd::Sync(_) => "Sync",
             StoreCmd::Stop => "Stop",
         };
@@ -478,6 +487,10 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 if let Err(e) = self.store.park(&ids) {
                     tracing::warn!(error = %e, n = ids.len(), "park failed; claimed again later");
                 }
+            }
+            StoreCmd::Group { op, reply } => {
+                let r = self.store.group(&op);
+                let _ = reply.send(r.map_err(|e| e.to_string())); // The asker may be gone.
             }
             StoreCmd::Sync(done) => {
                 let _ = done.send(()); // The waiter may have given up; nothing to undo.

@@ -178,8 +178,8 @@ impl Outbox {
     /// Queues a live message, or holds it while a replay is running. A message the replay
     /// already sent is skipped.
     pub fn push_live(&mut self, env: Arc<Envelope>) -> bool {
-        if env.carbon && !self.sync {
-            return true; // A v1 device knows nothing of carbons.
+        if (env.carbon || env.group) && !self.sync {
+            return true; // A v1 device knows nothing of carbons and groups.
         }
         if env.message_id.is_some() && env.seq <= self.replayed_through {
             return true;
@@ -498,6 +498,7 @@ mod tests {
             message_id: Some("m".into()),
             seq: 1,
             carbon: false,
+            group: false,
             except: None,
         })
     }
@@ -510,6 +511,7 @@ mod tests {
                 message_id: self.message_id.clone(),
                 seq: self.seq,
                 carbon: self.carbon,
+                group: self.group,
                 except: self.except.clone(),
             }
         }
@@ -555,6 +557,7 @@ mod tests {
             message_id: None,
             seq: 0,
             carbon: false,
+            group: false,
             except: None,
         })
     }

@@ -15,20 +15,8 @@ use crate::backend::store::{
 };
 
 mod positions;
+use crate::protocol::group::is_group_message_id;
 use crate::protocol::Status;
-
-/// Advances (creating if needed) the counters a batch takes positions from, each by the
-/// number of new rows that need it, in (kind, id) order, and returns their new values. Every
-/// inserting transaction takes its counters in this one statement and in this one order, so
-/// two pods with overlapping users wait for each other instead of deadlocking; the row locks
-/// are held until COMMIT, so for one stream a larger position can never become visible
-/// before a smaller one (migrations/postgres/0004). Transactions that share no user or
-/// conversation never wait for each other. One row version per counter and batch.
-const BUMP_SQL: &str = "INSERT INTO counters AS c (kind, id, last)
-     SELECT * FROM unnest($1::int2[], $2::text[], $3::int8[]) AS u(kind, id, n)
-     ORDER BY kind, id
-     ON CONFLICT (kind, id) DO UPDATE SET last = c.last + EXCLUDED.last
-     RETURNING kind, id, last";
 
 /// The new rows, at the positions the batch computed. No `ON CONFLICT`: duplicates were
 /// sorted out before, so a conflict here means another pod stored the same
@@ -82,7 +70,7 @@ pub(super) struct Statements {
 impl Statements {
     pub(super) async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
         let (bump, insert, stored, originals, update, addressed, record) = futures::try_join!(
-            c.prepare(BUMP_SQL),
+            c.prepare(super::BUMP_SQL),
             c.prepare(INSERT_SQL),
             c.prepare(STORED_SQL),
             c.prepare(ORIGINALS_SQL),
@@ -115,6 +103,12 @@ pub(super) async fn commit(
         _ => insert_all(&tx, st, inserts).await?,
     };
     let mut ups = vec![UpdateResult::Unchanged; updates.len()];
+    // A group message's updates, one by one, in batch order (see `group::update`).
+    for (i, u) in updates.iter().enumerate() {
+        if is_group_message_id(&u.id) {
+            ups[i] = super::group::update(&tx, u).await?;
+        }
+    }
     for round in rounds(updates) {
         apply_round(&tx, st, updates, &round, &mut ups).await?;
     }
@@ -255,7 +249,7 @@ fn rounds(updates: &[StatusUpdate]) -> Vec<Vec<usize>> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut rounds: Vec<Vec<usize>> = Vec::new();
     for (i, u) in updates.iter().enumerate() {
-        if u.status == Status::None {
+        if u.status == Status::None || is_group_message_id(&u.id) {
             continue;
         }
         let k = seen.entry(u.id.as_str()).or_insert(0);
@@ -310,7 +304,7 @@ async fn refuse_strangers(
 ) -> Result<(), StoreError> {
     let acks: Vec<usize> = (0..updates.len())
         .filter(|&i| results[i] == UpdateResult::Unchanged && updates[i].status != Status::None)
-        .filter(|&i| updates[i].recipient.is_some())
+        .filter(|&i| updates[i].recipient.is_some() && !is_group_message_id(&updates[i].id))
         .collect();
     if acks.is_empty() {
         return Ok(());

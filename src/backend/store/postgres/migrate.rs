@@ -27,6 +27,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         5,
         include_str!("../../../../migrations/postgres/0005_byte_order_keys.sql"),
     ),
+    (
+        6,
+        include_str!("../../../../migrations/postgres/0006_groups.sql"),
+    ),
 ];
 
 /// Advisory lock class (first key) serializing migrations; the second key is the schema's.

@@ -76,6 +76,26 @@ fn run(scenario: fn(&mut PostgresStore)) {
 }
 
 #[test]
+fn groups_store_once_and_fan_out_to_every_stream() {
+    run(c::a_group_message_takes_a_place_in_every_members_stream);
+}
+
+#[test]
+fn group_statuses_aggregate_over_the_members() {
+    run(c::group_statuses_aggregate_over_the_members);
+}
+
+#[test]
+fn group_reads_announce_read_by_all_once() {
+    run(c::group_reads_announce_read_by_all_once);
+}
+
+#[test]
+fn membership_changes_are_events_and_checked() {
+    run(c::membership_changes_are_events_and_checked);
+}
+
+#[test]
 fn inserts_dedupe_and_replay_in_order() {
     run(c::inserts_dedupe_and_replay_in_order);
 }
@@ -168,7 +188,7 @@ fn reconnecting_keeps_data_and_migrations_are_idempotent() {
     let mut s = schema.open();
     let versions = rows(&mut s, "SELECT version FROM schema_migrations");
     let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
 }
 
 /// Ids are compared in byte order (migrations/postgres/0005), whatever the database's
@@ -183,17 +203,17 @@ fn every_stored_identifier_compares_in_byte_order() {
          JOIN pg_namespace n ON n.oid = r.relnamespace
          LEFT JOIN pg_collation c ON c.oid = a.attcollation
          WHERE n.nspname = '{}' AND r.relkind = 'r' AND a.attnum > 0
-           AND a.atttypid = 'text'::regtype AND r.relname IN ('messages', 'counters', 'reads')
+           AND a.atttypid = 'text'::regtype
+           AND r.relname IN ('messages', 'counters', 'reads', 'groups', 'members',
+                             'group_messages', 'deliveries')
            AND a.attname NOT IN ('payload', 'status')",
         schema.name
     );
     let cols = rows(&mut s, &sql);
-    // messages: id, sender_id, reciever_id, client_msg_id; counters: id; reads: 3.
-    assert_eq!(
-        cols.len(),
-        8,
-        "the id columns of messages, counters and reads"
-    );
+    // messages: id, sender_id, reciever_id, client_msg_id; counters: id; reads: 3; groups:
+    // id, created_by; members: 2; group_messages: id, group_id, sender_id, client_msg_id;
+    // deliveries: user_id, message_id.
+    assert_eq!(cols.len(), 18, "the id columns of every table");
     for row in cols {
         let (col, coll): (String, Option<String>) = (row.get(0), row.get(1));
         assert_eq!(coll.as_deref(), Some("C"), "{col}");

@@ -3,9 +3,9 @@
 //! really inserted, and written back once per key before the batch commits, so a batch of 64
 //! messages between the same two users writes three counter rows, not 192.
 //!
-//! Streams are not written here: a stream's last position is the highest of its two indexes
-//! (`messages_received`, `messages_sent`) and what retention deleted (`pruned`), read once
-//! per key. That saves two random b-tree pages per message (perf/RESULTS.md §12); only the
+//! Streams are not written here: a stream's last position is the highest of its three indexes
+//! (`messages_received`, `messages_sent`, and the group rows' `deliveries`) and what retention
+//! deleted (`pruned`), read once per key. That saves two random b-tree pages per message (perf/RESULTS.md §12); only the
 //! conversations' counters, which no index could give back, are rows that every insert
 //! updates. (Postgres keeps both kinds as rows: they are its locks.)
 //!
@@ -105,6 +105,7 @@ impl<'c> Counters<'c> {
             COUNTER_STREAM => {
                 "SELECT max(coalesce((SELECT max(rpos) FROM messages WHERE reciever_id = ?2), 0),
                             coalesce((SELECT max(spos) FROM messages WHERE sender_id = ?2), 0),
+                            coalesce((SELECT max(pos) FROM deliveries WHERE user_id = ?2), 0),
                             coalesce((SELECT pruned FROM counters WHERE kind = ?1 AND id = ?2), 0))"
             }
             _ => "SELECT coalesce((SELECT last FROM counters WHERE kind = ?1 AND id = ?2), 0)",
@@ -113,6 +114,28 @@ impl<'c> Counters<'c> {
         let last = q.query_row(params![kind, id], |r| r.get(0))?;
         self.last.insert(key, (last, false));
         Ok(last)
+    }
+
+    /// Takes the next value of one counter (a group's row takes one per member stream).
+    pub(super) fn bump(
+        &mut self,
+        tx: &Transaction<'_>,
+        kind: i16,
+        id: &str,
+    ) -> Result<i64, StoreError> {
+        let next = self.last(tx, kind, id)? + 1;
+        self.last.insert((kind, id.to_owned()), (next, true));
+        Ok(next)
+    }
+
+    /// The last value handed out (0: none), without taking one.
+    pub(super) fn peek(
+        &mut self,
+        tx: &Transaction<'_>,
+        kind: i16,
+        id: &str,
+    ) -> Result<i64, StoreError> {
+        self.last(tx, kind, id)
     }
 
     /// The counters this batch bumped, for [`Committed::absorb`] once it committed.

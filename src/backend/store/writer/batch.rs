@@ -67,6 +67,11 @@ impl Batch {
             reply,
             folded: None,
         };
+        // A group message's updates never fold: a member's ack is no SENT of the aggregate.
+        if crate::protocol::group::is_group_message_id(&new.update.id) {
+            self.updates.push(new);
+            return;
+        }
         let Some(&i) = self.by_id.get(&new.update.id) else {
             self.by_id.insert(new.update.id.clone(), self.updates.len());
             self.updates.push(new);

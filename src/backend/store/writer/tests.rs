@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::backend::store::group::GroupOp;
 use crate::backend::store::StoreError;
 use crate::protocol::Status;
 
@@ -64,6 +65,10 @@ impl MessageStore for BrokenStore {
     }
     fn status_of(&mut self, _: &str) -> Result<Option<Status>, StoreError> {
         Ok(None)
+    }
+
+    fn group(&mut self, _: &GroupOp) -> Result<GroupAnswer, StoreError> {
+        Err(StoreError::Query("broken".into()))
     }
 }
 
@@ -309,6 +314,10 @@ impl MessageStore for FailingFrom {
     }
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {
         self.inner.status_of(id)
+    }
+
+    fn group(&mut self, op: &GroupOp) -> Result<GroupAnswer, StoreError> {
+        self.inner.group(op)
     }
 }
 
