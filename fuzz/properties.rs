@@ -93,6 +93,17 @@ fn check_frame(text: &str) {
         } => assert_member(&conversation_id),
         ClientFrame::Auth { token } => assert!(!token.is_empty()),
         ClientFrame::Group(g) => group_frame(g),
+        ClientFrame::Presence { users } => {
+            assert!((1..=protocol::MAX_PRESENCE_USERS).contains(&users.len()));
+            assert!(
+                users.iter().all(|u| protocol::valid_user_id(u)),
+                "bad user id"
+            );
+            let mut unique = users.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), users.len(), "a user asked about twice");
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 #   perf/churn.sh [CONNECT_RATES...]     default: 2000 5000 10000 20000 40000
 #
 # For each paced --connect-rate the generator opens CONNS (10000) connections to one pod
-# (--store-full-sync false; connecting writes nothing to the store) and closes them; REPEAT (3)
+# (--store-full-sync false; connecting writes only a last-seen time, batched) and closes them; REPEAT (3)
 # runs per rate. Reports the achieved rate (connections opened / wall time of the connect phase),
 # connection errors by kind, connect latency p50/p99, and the pod's CPU during the phase.
 set -euo pipefail

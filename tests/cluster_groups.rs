@@ -125,3 +125,43 @@ fn a_group_fans_out_across_pods_and_the_aggregate_statuses_follow_the_members() 
     assert_eq!(read, want, "READ once each, when the last member read");
     drop((pa, pb));
 }
+
+/// Presence across pods: a member on another pod is online while its pod lives, and offline
+/// within the route lease once that pod is killed, with the last time it was seen.
+#[test]
+fn presence_follows_a_killed_pod_within_the_route_lease() {
+    let space = Space::new();
+    let (pa, pb) = (PodProc::start(&space, "a"), PodProc::start(&space, "b"));
+    let (a, b) = (user("alice"), user("bob"));
+    let mut alice = Client::connect_since(pa.addr, &a, 0);
+    let mut bob = Client::connect_since(pb.addr, &b, 0);
+    for x in [&mut alice, &mut bob] {
+        x.ws.get_mut().set_read_timeout(Some(SLOW)).unwrap();
+        x.settled();
+    }
+    let g = format!("g:{}", user("team"));
+    alice.send(json!({"type": "group_create", "conversation_id": g, "members": [b]}));
+    assert_eq!(alice.recv_type("group")["event"], "created");
+    let ask = |alice: &mut Client| {
+        alice.send(json!({"type": "presence", "user_ids": [b]}));
+        next_of(alice, "presence", &["group", "status", "read"])["users"][0].clone()
+    };
+    let online = ask(&mut alice);
+    assert_eq!(online["online"], true, "{online}");
+    pb.kill9();
+    let gone = eventually_for(SLOW, || ask(&mut alice)["online"] == false);
+    assert!(gone, "bob's pod died: offline once its lease ran out");
+    assert!(ask(&mut alice)["last_seen"].is_string());
+    drop(pa);
+}
+
+fn eventually_for(d: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + d;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}

@@ -27,6 +27,7 @@ fn frame_like() -> impl Strategy<Value = String> {
         "seq",
         "token",
         "members",
+        "user_ids",
         "x",
     ]);
     let value = prop_oneof![
@@ -43,6 +44,7 @@ fn frame_like() -> impl Strategy<Value = String> {
         Just("\"group_add\"".to_owned()),
         Just("\"group_leave\"".to_owned()),
         Just("\"receipts\"".to_owned()),
+        Just("\"presence\"".to_owned()),
         Just("\"g-01a2\"".to_owned()),
         Just("[\"bob\",\"bob\",\"carol\"]".to_owned()),
         Just("null".to_owned()),
@@ -109,6 +111,13 @@ fn check_frame(text: &str) {
             };
             let unique: std::collections::HashSet<&String> = members.iter().collect();
             assert_eq!(unique.len(), members.len(), "{text}");
+        }
+        Ok(ClientFrame::Presence { users }) => {
+            assert!((1..=100).contains(&users.len()), "{text}");
+            assert!(
+                users.iter().all(|u| !u.is_empty() && u.len() <= 128),
+                "{text}"
+            );
         }
         Err(e) => assert!(!e.message.is_empty(), "{text}"),
     }

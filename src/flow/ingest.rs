@@ -64,6 +64,9 @@ pub async fn on_text(shard: &Rc<Shard>, from: &Origin<'_>, text: &str) {
         }) => super::read::on_read(shard, from.conn, from.user, &conversation_id, seq).await,
         Ok(ClientFrame::Auth { token }) => refresh_token(shard, from, &token),
         Ok(ClientFrame::Group(frame)) => super::group::on_frame(shard, group_origin(from), frame),
+        Ok(ClientFrame::Presence { users }) => {
+            super::presence::on_presence(shard, from.conn, from.user, users)
+        }
         Err(e) => {
             shard.metrics().error(e.code);
             let frame = encode_error(e.code, &e.message, e.client_msg_id.as_deref(), None);

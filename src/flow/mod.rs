@@ -15,6 +15,8 @@
 //! [`read`] stores and announces v2 read receipts, beside the message path; [`typing`] relays
 //! ephemeral typing indicators. [`group`] is the same path for v2 groups: a send, a
 //! membership change or a receipt is one store operation, then a fan-out to the members.
+//! [`presence`] answers who is online, from the route table, to users who share a
+//! conversation.
 //! [`dispatch`] is each shard's inbox loop, which hands what arrives to the step it belongs to.
 //! [`replay`] is the offline path: a connecting recipient first receives what is stored for
 //! them. [`redrive`] re-routes messages stuck by a broker outage or a dead pod (distributed
@@ -25,6 +27,7 @@ pub mod consume;
 pub mod dispatch;
 pub mod group;
 pub mod ingest;
+pub mod presence;
 pub mod produce;
 pub mod read;
 pub mod redrive;

@@ -37,7 +37,12 @@ pub enum ClientFrame<'a> {
     Auth { token: Cow<'a, str> },
     /// v2: a group frame (membership, members, receipts).
     Group(super::group::GroupFrame<'a>),
+    /// Who of these users is online (and when the others were last seen).
+    Presence { users: Vec<String> },
 }
+
+/// Most users one presence frame may ask about.
+pub const MAX_PRESENCE_USERS: usize = 100;
 
 /// Most ids one ack frame may carry: bounds the store commands one frame can queue.
 pub const MAX_ACK_IDS: usize = 256;
@@ -87,6 +92,8 @@ struct RawFrame<'a> {
     token: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     members: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    user_ids: Option<Vec<Cow<'a, str>>>,
 }
 
 /// Decodes one text frame sent by `user`.
@@ -116,6 +123,7 @@ pub fn decode_client_frame<'a>(
                 active,
             })
         }
+        Some("presence") => validate_presence(raw.user_ids),
         Some(other) if super::group::is_group_frame(other) => {
             let group = super::group::RawGroup {
                 conversation_id: raw.conversation_id,
@@ -158,6 +166,23 @@ fn member_conversation<'a>(
             Err(err(ErrorCode::InvalidConversation, &msg, None))
         }
     }
+}
+
+/// 1 to [`MAX_PRESENCE_USERS`] valid user ids, each once.
+fn validate_presence<'a>(ids: Option<Vec<Cow<'a, str>>>) -> Result<ClientFrame<'a>, DecodeError> {
+    let ids = ids.unwrap_or_default();
+    if ids.is_empty() || ids.len() > MAX_PRESENCE_USERS || !ids.iter().all(|i| valid_user_id(i)) {
+        let msg =
+            format!("a presence frame needs \"user_ids\": 1 to {MAX_PRESENCE_USERS} user ids");
+        return Err(err(ErrorCode::InvalidFrame, &msg, None));
+    }
+    let mut users: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !users.iter().any(|u| *u == id) {
+            users.push(id.into_owned());
+        }
+    }
+    Ok(ClientFrame::Presence { users })
 }
 
 fn validate_read<'a>(raw: RawFrame<'a>, user: &str) -> Result<ClientFrame<'a>, DecodeError> {

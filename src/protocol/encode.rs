@@ -77,6 +77,9 @@ enum Frame<'a> {
         user_id: &'a str,
         active: bool,
     },
+    Presence {
+        users: &'a [PresenceView],
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
@@ -166,6 +169,21 @@ pub fn encode_read(conversation_id: &str, user_id: &str, seq: i64) -> String {
         user_id,
         seq,
     })
+}
+
+/// One user's presence in a `presence` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PresenceView {
+    pub user_id: String,
+    pub online: bool,
+    /// RFC 3339: when a connection of the user last opened or closed (absent: never seen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+}
+
+/// `{"type":"presence","users":[...]}`: the answer to a presence frame.
+pub fn encode_presence(users: &[PresenceView]) -> String {
+    to_text(&Frame::Presence { users })
 }
 
 /// `{"type":"typing",...}`: `user_id` is typing in `conversation_id` (or stopped).

@@ -11,11 +11,15 @@ pub mod group;
 mod time;
 
 pub use codes::ErrorCode;
-pub use decode::{decode_client_frame, ClientFrame, DecodeError, Limits, SendFrame, MAX_ACK_IDS};
+pub use decode::{
+    decode_client_frame, ClientFrame, DecodeError, Limits, SendFrame, MAX_ACK_IDS,
+    MAX_PRESENCE_USERS,
+};
 pub use encode::{
     encode_accepted, encode_error, encode_message, encode_status, encode_truncated, Accepted,
     MessageView,
 };
+pub use encode::{encode_presence, PresenceView};
 pub use encode::{encode_read, encode_token_accepted, encode_typing, status_of_frame};
 pub use time::{now_micros, rfc3339_micros};
 

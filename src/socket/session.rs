@@ -57,8 +57,9 @@ pub fn run(
 }
 
 /// Tells the application's backend (`--webhook-url`) that a connection of `user` opened (its
-/// route registered, its replay sent) or ended.
+/// route registered, its replay sent) or ended, and records the user's last-seen time.
 fn announce(shard: &Shard, kind: &'static str, user: &str, conn: u64) {
+    crate::flow::presence::seen(shard, user);
     let Some(hooks) = &shard.pod.webhooks else {
         return;
     };

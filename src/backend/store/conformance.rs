@@ -434,6 +434,7 @@ mod on_sqlite {
         run(super::group_statuses_aggregate_over_the_members);
         run(super::group_reads_announce_read_by_all_once);
         run(super::membership_changes_are_events_and_checked);
+        run(super::presence_is_visible_only_to_peers);
         let dir = tempfile::tempdir().unwrap();
         super::reopening_keeps_data(|| SqliteStore::open(dir.path(), true).unwrap());
     }

@@ -203,6 +203,9 @@ pub struct PruneRound {
     pub reached_recent: bool,
 }
 
+/// A user, and when a connection of theirs last opened or closed (µs; `None`: never).
+pub type LastSeen = (String, Option<i64>);
+
 /// Counter kinds in the `counters` table.
 pub(crate) const COUNTER_STREAM: i16 = 1;
 pub(crate) const COUNTER_CONVERSATION: i16 = 2;
@@ -305,6 +308,15 @@ pub trait MessageStore: Send + 'static {
 
     /// Current status of a message (a group message's aggregate), for tests and tools.
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError>;
+
+    /// Records when these users were last seen (a connection opened or closed): forward
+    /// only, one transaction for the lot.
+    fn record_seen(&mut self, seen: &[(String, i64)]) -> Result<(), StoreError>;
+
+    /// Of `users`, those who share a conversation with `asker` (a direct one with a message,
+    /// or a group both are members of), with when each was last seen (`None`: never), in
+    /// the order asked. Presence is visible only to them.
+    fn peers_seen(&mut self, asker: &str, users: &[String]) -> Result<Vec<LastSeen>, StoreError>;
 
     /// One group operation, in its own transaction ([`group`]). `Ok(Err(_))`: refused,
     /// nothing stored.

@@ -13,6 +13,7 @@ mod batch;
 mod group;
 mod migrate;
 mod outbox;
+mod presence;
 mod prune;
 
 pub use outbox::{StatusEvent, StatusOutbox};
@@ -438,6 +439,18 @@ impl MessageStore for PostgresStore {
         rows.first()
             .map(|r| parse_status(r.try_get(0)?))
             .transpose()
+    }
+
+    fn record_seen(&mut self, seen: &[(String, i64)]) -> Result<(), StoreError> {
+        self.within(async |s| presence::record(&s.client, seen).await)
+    }
+
+    fn peers_seen(
+        &mut self,
+        asker: &str,
+        users: &[String],
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        self.within(async |s| presence::peers(&s.client, asker, users).await)
     }
 
     fn group(&mut self, op: &GroupOp) -> Result<Result<GroupOutcome, GroupRefusal>, StoreError> {

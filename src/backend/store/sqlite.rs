@@ -16,6 +16,7 @@ use row::{IdText, StoredId, StoredStatus};
 
 mod counters;
 mod group;
+mod presence;
 mod prune;
 mod row;
 
@@ -40,6 +41,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         5,
         include_str!("../../../migrations/sqlite/0005_groups.sql"),
+    ),
+    (
+        6,
+        include_str!("../../../migrations/sqlite/0006_presence.sql"),
     ),
 ];
 
@@ -403,6 +408,18 @@ impl MessageStore for SqliteStore {
             )
             .optional()?;
         Ok(s.map(|s| s.0))
+    }
+
+    fn record_seen(&mut self, seen: &[(String, i64)]) -> Result<(), StoreError> {
+        presence::record(&mut self.conn, seen)
+    }
+
+    fn peers_seen(
+        &mut self,
+        asker: &str,
+        users: &[String],
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        presence::peers(&self.conn, asker, users)
     }
 
     fn group(&mut self, op: &GroupOp) -> Result<Result<GroupOutcome, GroupRefusal>, StoreError> {

@@ -77,6 +77,15 @@ pub enum StoreCmd {
     /// Takes messages out of the redrive (see [`MessageStore::park`]); a failure only means
     /// they are claimed again later.
     Park { ids: Vec<String> },
+    /// A user was seen now (a connection opened or closed): recorded once per batch for every
+    /// user seen in it (see [`MessageStore::record_seen`]).
+    Seen { user: String, at: i64 },
+    /// Presence of `users` as `asker` may see it (see [`MessageStore::peers_seen`]).
+    Presence {
+        asker: String,
+        users: Vec<String>,
+        reply: oneshot::Sender<Result<Vec<super::LastSeen>, String>>,
+    },
     /// A group operation, its own transaction (see [`MessageStore::group`]).
     Group {
         op: super::group::GroupOp,
@@ -157,6 +166,8 @@ impl std::fmt::Debug for StoreCmd {
             StoreCmd::Claim { .. } => "Claim",
             StoreCmd::Park { .. } => "Park",
             StoreCmd::Group { .. } => "Group",
+            StoreCmd::Seen { .. } => "Seen",
+            StoreCmd::Presence { .. } => "Presence",
             StoreCmd::Sync(_) => "Sync",
             StoreCmd::Stop => "Stop",
         };
@@ -325,6 +336,12 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
             };
         }
         self.reapply_refused_folds(refused_folds);
+        if !batch.seen.is_empty() {
+            if let Err(e) = self.store.record_seen(&batch.seen) {
+                // Presence is best effort: the next open or close records the user again.
+                tracing::warn!(error = %e, n = batch.seen.len(), "last-seen times not recorded");
+            }
+        }
         for cmd in batch.after {
             self.answer_after_commit(cmd);
         }
@@ -487,6 +504,14 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 if let Err(e) = self.store.park(&ids) {
                     tracing::warn!(error = %e, n = ids.len(), "park failed; claimed again later");
                 }
+            }
+            StoreCmd::Presence {
+                asker,
+                users,
+                reply,
+            } => {
+                let r = self.store.peers_seen(&asker, &users);
+                let _ = reply.send(r.map_err(|e| e.to_string())); // The asker may be gone.
             }
             StoreCmd::Group { op, reply } => {
                 let r = self.store.group(&op);

@@ -316,3 +316,35 @@ pub(crate) fn membership_changes_are_events_and_checked(s: &mut impl MessageStor
     let pair = ("g-10".to_string(), "alice".to_string());
     assert_eq!(read_by_all(read(s, "erin", sent.cseq)), [pair]);
 }
+
+/// Last-seen times only move forward; presence is visible to users who share a direct
+/// conversation (one with a message) or a group, and to oneself, in the order asked.
+pub(crate) fn presence_is_visible_only_to_peers(s: &mut impl MessageStore) {
+    s.commit(&[super::msg("d1", "bob", None)], &[]).unwrap(); // alice and bob talk.
+    create(s, &["carol"]); // alice and carol share g:team.
+    s.record_seen(&[("bob".into(), 50), ("carol".into(), 70), ("bob".into(), 40)])
+        .unwrap();
+    s.record_seen(&[("bob".into(), 30)]).unwrap();
+    let asked: Vec<String> = ["mallory", "carol", "alice", "bob"]
+        .map(Into::into)
+        .to_vec();
+    let seen = s.peers_seen("alice", &asked).unwrap();
+    let want = [("carol", Some(70)), ("alice", None), ("bob", Some(50))];
+    let want: Vec<(String, Option<i64>)> = want.iter().map(|(u, t)| (u.to_string(), *t)).collect();
+    assert_eq!(
+        seen, want,
+        "mallory shares nothing with alice; bob's time never goes back"
+    );
+    let strangers = s
+        .peers_seen("mallory", &["bob".into(), "carol".into()])
+        .unwrap();
+    assert!(strangers.is_empty());
+    let peer = s
+        .peers_seen("bob", &["carol".into(), "alice".into()])
+        .unwrap();
+    assert_eq!(
+        peer,
+        [("alice".to_string(), None)],
+        "bob and carol share nothing"
+    );
+}

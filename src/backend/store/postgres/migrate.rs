@@ -31,6 +31,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         6,
         include_str!("../../../../migrations/postgres/0006_groups.sql"),
     ),
+    (
+        7,
+        include_str!("../../../../migrations/postgres/0007_presence.sql"),
+    ),
 ];
 
 /// Advisory lock class (first key) serializing migrations; the second key is the schema's.

@@ -96,6 +96,11 @@ fn membership_changes_are_events_and_checked() {
 }
 
 #[test]
+fn presence_is_visible_only_to_peers() {
+    run(c::presence_is_visible_only_to_peers);
+}
+
+#[test]
 fn inserts_dedupe_and_replay_in_order() {
     run(c::inserts_dedupe_and_replay_in_order);
 }
@@ -188,7 +193,7 @@ fn reconnecting_keeps_data_and_migrations_are_idempotent() {
     let mut s = schema.open();
     let versions = rows(&mut s, "SELECT version FROM schema_migrations");
     let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
 }
 
 /// Ids are compared in byte order (migrations/postgres/0005), whatever the database's
@@ -205,15 +210,15 @@ fn every_stored_identifier_compares_in_byte_order() {
          WHERE n.nspname = '{}' AND r.relkind = 'r' AND a.attnum > 0
            AND a.atttypid = 'text'::regtype
            AND r.relname IN ('messages', 'counters', 'reads', 'groups', 'members',
-                             'group_messages', 'deliveries')
+                             'group_messages', 'deliveries', 'presence')
            AND a.attname NOT IN ('payload', 'status')",
         schema.name
     );
     let cols = rows(&mut s, &sql);
     // messages: id, sender_id, reciever_id, client_msg_id; counters: id; reads: 3; groups:
     // id, created_by; members: 2; group_messages: id, group_id, sender_id, client_msg_id;
-    // deliveries: user_id, message_id.
-    assert_eq!(cols.len(), 18, "the id columns of every table");
+    // deliveries: user_id, message_id; presence: user_id.
+    assert_eq!(cols.len(), 19, "the id columns of every table");
     for row in cols {
         let (col, coll): (String, Option<String>) = (row.get(0), row.get(1));
         assert_eq!(coll.as_deref(), Some("C"), "{col}");

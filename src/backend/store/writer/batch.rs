@@ -48,6 +48,8 @@ pub(super) struct Batch {
     /// Updates folded into another one of the same message.
     pub coalesced: u64,
     pub after: Vec<StoreCmd>,
+    /// Users seen (a connection opened or closed), recorded after the commit.
+    pub seen: Vec<(String, i64)>,
     pub stop: bool,
 }
 
@@ -57,6 +59,7 @@ impl Batch {
             StoreCmd::Insert { msg, reply } => self.inserts.push((msg, reply)),
             StoreCmd::Status { update, reply } => self.take_update(update, reply),
             StoreCmd::Stop => self.stop = true,
+            StoreCmd::Seen { user, at } => self.seen.push((user, at)),
             other => self.after.push(other),
         }
     }
@@ -113,7 +116,7 @@ impl Batch {
     }
 
     pub fn len(&self) -> usize {
-        self.inserts.len() + self.updates.len() + self.after.len()
+        self.inserts.len() + self.updates.len() + self.after.len() + self.seen.len()
     }
 }
 

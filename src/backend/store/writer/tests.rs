@@ -70,6 +70,18 @@ impl MessageStore for BrokenStore {
     fn group(&mut self, _: &GroupOp) -> Result<GroupAnswer, StoreError> {
         Err(StoreError::Query("broken".into()))
     }
+
+    fn record_seen(&mut self, _: &[(String, i64)]) -> Result<(), StoreError> {
+        Err(StoreError::Query("broken".into()))
+    }
+
+    fn peers_seen(
+        &mut self,
+        _: &str,
+        _: &[String],
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        Err(StoreError::Query("broken".into()))
+    }
 }
 
 #[derive(Clone, Default)]
@@ -318,6 +330,18 @@ impl MessageStore for FailingFrom {
 
     fn group(&mut self, op: &GroupOp) -> Result<GroupAnswer, StoreError> {
         self.inner.group(op)
+    }
+
+    fn record_seen(&mut self, seen: &[(String, i64)]) -> Result<(), StoreError> {
+        self.inner.record_seen(seen)
+    }
+
+    fn peers_seen(
+        &mut self,
+        asker: &str,
+        users: &[String],
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        self.inner.peers_seen(asker, users)
     }
 }
 
