@@ -37,6 +37,8 @@ CREATE UNIQUE INDEX group_messages_keyed ON group_messages (sender_id, client_ms
     WHERE client_msg_id IS NOT NULL;
 CREATE INDEX group_messages_unread ON group_messages (group_id, cseq)
     WHERE NOT read_all AND event = 0;
+-- Retention takes the oldest rows that every member has first.
+CREATE INDEX group_messages_age ON group_messages (created_at) WHERE status = 'DELIVERED';
 
 CREATE TABLE deliveries (
     user_id    TEXT COLLATE "C" NOT NULL,

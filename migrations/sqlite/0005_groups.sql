@@ -40,6 +40,8 @@ CREATE UNIQUE INDEX group_messages_keyed ON group_messages (sender_id, client_ms
     WHERE client_msg_id IS NOT NULL;
 CREATE INDEX group_messages_unread ON group_messages (group_id, cseq)
     WHERE read_all = 0 AND event = 0;
+-- Retention takes the oldest rows that every member has (status 2) first.
+CREATE INDEX group_messages_age ON group_messages (created_at) WHERE status = 2;
 
 CREATE TABLE deliveries (
     user_id    TEXT    NOT NULL,

@@ -435,6 +435,7 @@ mod on_sqlite {
         run(super::group_reads_announce_read_by_all_once);
         run(super::membership_changes_are_events_and_checked);
         run(super::presence_is_visible_only_to_peers);
+        run(super::retention_deletes_old_group_rows_every_member_has);
         let dir = tempfile::tempdir().unwrap();
         super::reopening_keeps_data(|| SqliteStore::open(dir.path(), true).unwrap());
     }

@@ -348,3 +348,29 @@ pub(crate) fn presence_is_visible_only_to_peers(s: &mut impl MessageStore) {
         "bob and carol share nothing"
     );
 }
+
+/// Retention deletes group rows every member has once they are old, marks each member's
+/// stream pruned through them, keeps the rest, and never hands a position out twice.
+pub(crate) fn retention_deletes_old_group_rows_every_member_has(s: &mut impl MessageStore) {
+    create(s, &["bob"]); // The event (created at 5): bob's pos 1.
+    fanned(op(s, group_msg("g-1", "alice", None))); // bob's pos 2, created at 9.
+    fanned(op(s, group_msg("g-2", "alice", None))); // bob's pos 3, never confirmed.
+    s.commit(&[], &[update("g-1", Status::Delivered, Some("bob"))])
+        .unwrap();
+    let young = s.prune(9, 0, 10).unwrap();
+    assert_eq!(young.deleted, 1, "only the event is older than 9");
+    let round = s.prune(50, 0, 10).unwrap();
+    assert_eq!(round.deleted, 1, "g-1; g-2 waits for bob");
+    let bob = s.history("bob", 0, 10).unwrap();
+    assert_eq!(bob.pruned_through, 2);
+    let kept: Vec<&str> = bob.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(kept, ["g-2"]);
+    assert_eq!(s.history("alice", 0, 10).unwrap().pruned_through, 2);
+    let next = fanned(op(s, group_msg("g-3", "alice", None)));
+    assert_eq!(
+        places(&next),
+        [("alice", 4), ("bob", 4)],
+        "no position handed out twice"
+    );
+    assert_eq!(next.cseq, 4);
+}

@@ -96,6 +96,11 @@ fn membership_changes_are_events_and_checked() {
 }
 
 #[test]
+fn retention_deletes_old_group_rows_every_member_has() {
+    run(c::retention_deletes_old_group_rows_every_member_has);
+}
+
+#[test]
 fn presence_is_visible_only_to_peers() {
     run(c::presence_is_visible_only_to_peers);
 }

@@ -1,4 +1,5 @@
-//! Retention on SQLite: one window of the table per call, in one transaction. The newest row
+//! Retention on SQLite: one window of the table per call, in one transaction, and the oldest
+//! group rows every member has. The newest row
 //! is never deleted, so the rowid (`seq`, without AUTOINCREMENT) is never handed out twice
 //! (migration 0003's condition).
 
@@ -16,6 +17,8 @@ pub(super) fn prune(
     window: usize,
 ) -> Result<PruneRound, StoreError> {
     let tx = conn.transaction()?;
+    let mut deleted: HashMap<String, i64> = HashMap::new();
+    let groups = prune_groups(&tx, before, window, &mut deleted)?;
     let (through, newest): (Option<i64>, Option<i64>) = tx.query_row(
         "SELECT max(seq), max(created_at) FROM
              (SELECT seq, created_at FROM messages WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
@@ -23,10 +26,14 @@ pub(super) fn prune(
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let Some(through) = through else {
-        return Ok(PruneRound::default());
+        counters::mark_pruned(&tx, &deleted)?;
+        tx.commit()?;
+        return Ok(PruneRound {
+            deleted: groups,
+            ..PruneRound::default()
+        });
     };
-    let mut deleted: HashMap<String, i64> = HashMap::new();
-    let mut n = 0;
+    let mut n = groups;
     {
         let mut del = tx.prepare_cached(
             "DELETE FROM messages
@@ -50,4 +57,35 @@ pub(super) fn prune(
         scanned_through: Some(through),
         reached_recent: newest.is_some_and(|t| t >= before),
     })
+}
+
+/// The oldest group messages and events (up to `window`) that every member has and that are
+/// older than `before`, with their places in the members' streams, which are marked pruned.
+/// Independent of the direct messages' window: group rows are few and found by age.
+fn prune_groups(
+    tx: &rusqlite::Transaction<'_>,
+    before: i64,
+    window: usize,
+    deleted: &mut HashMap<String, i64>,
+) -> Result<usize, StoreError> {
+    let ids: Vec<String> = tx
+        .prepare_cached(
+            "SELECT id FROM group_messages WHERE status = 2 AND created_at < ?1
+             ORDER BY created_at LIMIT ?2",
+        )?
+        .query_map(params![before, window as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut places =
+        tx.prepare_cached("DELETE FROM deliveries WHERE message_id = ?1 RETURNING user_id, pos")?;
+    let mut row = tx.prepare_cached("DELETE FROM group_messages WHERE id = ?1")?;
+    for id in &ids {
+        let mut rows = places.query([id])?;
+        while let Some(r) = rows.next()? {
+            let (user, pos): (String, i64) = (r.get(0)?, r.get(1)?);
+            let slot = deleted.entry(user).or_insert(0);
+            *slot = (*slot).max(pos);
+        }
+        row.execute([id])?;
+    }
+    Ok(ids.len())
 }
