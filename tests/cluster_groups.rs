@@ -10,27 +10,15 @@ use std::time::Duration;
 
 use common::cluster::*;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const SLOW: Duration = Duration::from_secs(20);
-
-/// The next frame of type `t`, skipping the listed types.
-fn next_of(c: &mut Client, t: &str, skip: &[&str]) -> Value {
-    loop {
-        let v = c.recv();
-        if v["type"] == t {
-            return v;
-        }
-        let other = v["type"].as_str().unwrap_or("");
-        assert!(skip.contains(&other), "{} waited for {t}, got {v}", c.user);
-    }
-}
 
 /// `n` message frames, counted per id (reads and statuses in between are skipped).
 fn messages(c: &mut Client, n: usize) -> HashMap<String, usize> {
     let mut copies = HashMap::new();
     for _ in 0..n {
-        let m = next_of(c, "message", &["status", "read", "group"]);
+        let m = c.next_of("message", &["status", "read", "group"]);
         *copies
             .entry(m["id"].as_str().unwrap().to_owned())
             .or_insert(0) += 1;
@@ -61,7 +49,7 @@ fn a_group_fans_out_across_pods_and_the_aggregate_statuses_follow_the_members() 
         .map(|i| {
             let f = json!({"conversation_id": g, "payload": format!("m{i}"), "client_msg_id": format!("k{i}")});
             alice.send(f);
-            next_of(&mut alice, "accepted", &["status"])["id"].as_str().unwrap().to_owned()
+            alice.next_of("accepted", &["status"])["id"].as_str().unwrap().to_owned()
         })
         .collect();
     for x in [&mut bob, &mut carol_a, &mut carol_b] {
@@ -75,7 +63,7 @@ fn a_group_fans_out_across_pods_and_the_aggregate_statuses_follow_the_members() 
     // dave is offline: nothing is DELIVERED yet, and receipts say who holds it back.
     let aggregate = |alice: &mut Client| {
         alice.send(json!({"type": "receipts", "id": ids[4]}));
-        next_of(alice, "receipts", &["status"])
+        alice.next_of("receipts", &["status"])
     };
     let waiting = eventually(|| {
         let r = aggregate(&mut alice);
@@ -103,7 +91,7 @@ fn a_group_fans_out_across_pods_and_the_aggregate_statuses_follow_the_members() 
     dave.send(json!({"type": "ack", "ids": ids}));
     let mut delivered: Vec<String> = Vec::new();
     while delivered.len() < ids.len() {
-        let s = next_of(&mut alice, "status", &["read"]);
+        let s = alice.next_of("status", &["read"]);
         if s["status"] == "DELIVERED" {
             delivered.push(s["id"].as_str().unwrap().to_owned());
         }
@@ -117,7 +105,7 @@ fn a_group_fans_out_across_pods_and_the_aggregate_statuses_follow_the_members() 
     }
     let mut read = Vec::new();
     while read.len() < ids.len() {
-        let s = next_of(&mut alice, "status", &["read"]);
+        let s = alice.next_of("status", &["read"]);
         assert_eq!(s["status"], "READ", "{s}");
         read.push(s["id"].as_str().unwrap().to_owned());
     }
@@ -144,7 +132,7 @@ fn presence_follows_a_killed_pod_within_the_route_lease() {
     assert_eq!(alice.recv_type("group")["event"], "created");
     let ask = |alice: &mut Client| {
         alice.send(json!({"type": "presence", "user_ids": [b]}));
-        next_of(alice, "presence", &["group", "status", "read"])["users"][0].clone()
+        alice.next_of("presence", &["group", "status", "read"])["users"][0].clone()
     };
     let online = ask(&mut alice);
     assert_eq!(online["online"], true, "{online}");

@@ -35,24 +35,12 @@ fn send_to_group(c: &mut Client, group: &str, payload: &str, cmid: &str) -> Valu
 /// Sends `f` and returns its `accepted`, skipping whatever else the sender's devices get.
 fn send_frame(c: &mut Client, f: Value) -> Value {
     c.send(f);
-    next_of(c, "accepted", &["status", "read", "group", "message"])
-}
-
-/// The next frame of type `t`, skipping the types in `skip`.
-fn next_of(c: &mut Client, t: &str, skip: &[&str]) -> Value {
-    loop {
-        let v = c.recv();
-        if v["type"] == t {
-            return v;
-        }
-        let other = v["type"].as_str().unwrap_or("");
-        assert!(skip.contains(&other), "{} waited for {t}, got {v}", c.user);
-    }
+    c.next_of("accepted", &["status", "read", "group", "message"])
 }
 
 fn error_code(c: &mut Client, frame: Value) -> String {
     c.send(frame);
-    let v = next_of(c, "error", &["status", "read", "group", "message"]);
+    let v = c.next_of("error", &["status", "read", "group", "message"]);
     v["code"].as_str().unwrap().to_owned()
 }
 
@@ -149,7 +137,7 @@ fn a_group_message_reaches_every_member_device_once_and_the_sender_sees_the_aggr
     // Read receipts: announced to the members' v2 devices; READ once all but alice read.
     phone.send(json!({"type": "read", "conversation_id": g, "seq": 2}));
     for x in [&mut alice, &mut laptop, &mut carol] {
-        let rd = next_of(x, "read", &["status"]);
+        let rd = x.next_of("read", &["status"]);
         assert_eq!(
             (rd["user_id"].as_str(), rd["seq"].as_i64()),
             (Some(b.as_str()), Some(2))
@@ -390,7 +378,7 @@ fn a_group_of_a_thousand_members_with_a_hundred_online_gets_each_message_once() 
     }
     let r = eventually(|| {
         alice.send(json!({"type": "receipts", "id": ids[0]}));
-        let r = next_of(&mut alice, "receipts", &["status"]);
+        let r = alice.next_of("receipts", &["status"]);
         let delivered = (r["members"].as_array().unwrap().iter())
             .filter(|m| m["status"] == "DELIVERED")
             .count();

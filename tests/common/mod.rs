@@ -227,6 +227,23 @@ impl Client {
         }
     }
 
+    /// The next frame of type `t`, skipping frames of the types in `skip` and failing on any
+    /// other type in between.
+    pub fn next_of(&mut self, t: &str, skip: &[&str]) -> Value {
+        loop {
+            let v = self.recv();
+            if v["type"] == t {
+                return v;
+            }
+            let other = v["type"].as_str().unwrap_or("");
+            assert!(
+                skip.contains(&other),
+                "{} waited for {t}, got {v}",
+                self.user
+            );
+        }
+    }
+
     /// The next frame of type `t`, failing on any other type in between.
     pub fn recv_type(&mut self, t: &str) -> Value {
         let v = self.recv();

@@ -142,6 +142,75 @@ pub(crate) fn others_have_read(lowest: &[(String, i64)], sender: &str, cseq: i64
         .is_some_and(|(_, seq)| *seq >= cseq)
 }
 
+/// What a membership change does, decided from the members before it by the same rules on
+/// both backends; they only read the members and write the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub event: crate::protocol::group::GroupEvent,
+    /// Whose streams get the event: the members after a create or an add; the members
+    /// before a removal (the removed learn of it that way).
+    pub to: Vec<String>,
+    /// Who joins (create, add) or leaves (remove).
+    pub moving: Vec<String>,
+}
+
+impl Change {
+    fn plan(&self, event: &str, moving: Vec<String>, to: Vec<String>) -> Plan {
+        let members = moving.clone();
+        let event = crate::protocol::group::GroupEvent {
+            event: event.into(),
+            members,
+        };
+        Plan { event, to, moving }
+    }
+
+    pub(crate) fn plan_create(&self) -> Result<Plan, GroupRefusal> {
+        let all = unique(Some(&self.by), &self.members);
+        if all.len() > self.max_members {
+            return Err(GroupRefusal::Full);
+        }
+        Ok(self.plan("created", all.clone(), all))
+    }
+
+    pub(crate) fn plan_add(&self, current: Vec<String>) -> Result<Plan, GroupRefusal> {
+        let new: Vec<String> = (unique(None, &self.members).into_iter())
+            .filter(|m| !current.contains(m))
+            .collect();
+        if new.is_empty() {
+            return Err(GroupRefusal::NoChange);
+        }
+        if current.len() + new.len() > self.max_members {
+            return Err(GroupRefusal::Full);
+        }
+        let mut all = current;
+        all.extend(new.iter().cloned());
+        Ok(self.plan("added", new, all))
+    }
+
+    /// The creator removes anyone; anyone removes themselves (`left`).
+    pub(crate) fn plan_remove(
+        &self,
+        current: Vec<String>,
+        creator: &str,
+    ) -> Result<Plan, GroupRefusal> {
+        if self.members.iter().any(|m| *m != self.by) && self.by != creator {
+            return Err(GroupRefusal::NotAllowed);
+        }
+        let gone: Vec<String> = (unique(None, &self.members).into_iter())
+            .filter(|m| current.contains(m))
+            .collect();
+        if gone.is_empty() {
+            return Err(GroupRefusal::NoChange);
+        }
+        let kind = if gone == [self.by.clone()] {
+            "left"
+        } else {
+            "removed"
+        };
+        Ok(self.plan(kind, gone, current))
+    }
+}
+
 /// `first` (if any), then every user of `rest` once, in order: the protocol decoder already
 /// drops repeats, but the store does not rely on its callers for its keys.
 pub(crate) fn unique(first: Option<&str>, rest: &[String]) -> Vec<String> {

@@ -11,13 +11,13 @@ use tokio_postgres::Transaction;
 
 use super::{parse_status, to_micros, to_time};
 use crate::backend::store::group::{
-    Change, Fanout, GroupOp, GroupOutcome, GroupRead, GroupRefusal, Receipts, READ_ALL_WINDOW,
+    Change, Fanout, GroupOp, GroupOutcome, GroupRead, GroupRefusal, Plan, Receipts, READ_ALL_WINDOW,
 };
 use crate::backend::store::{
     NewMessage, StatusChange, StatusUpdate, StoreError, UpdateResult, COUNTER_CONVERSATION,
     COUNTER_STREAM,
 };
-use crate::protocol::group::{GroupEvent, MemberReceipt};
+use crate::protocol::group::MemberReceipt;
 use crate::protocol::Status;
 
 type Answer = Result<GroupOutcome, GroupRefusal>;
@@ -68,10 +68,6 @@ async fn is_member(tx: &Tx<'_>, group: &str, user: &str) -> Result<bool, StoreEr
 }
 
 async fn create(tx: &Tx<'_>, ch: &Change) -> Result<Answer, StoreError> {
-    let all = crate::backend::store::group::unique(Some(&ch.by), &ch.members);
-    if all.len() > ch.max_members {
-        return Ok(Err(GroupRefusal::Full));
-    }
     let sql = "INSERT INTO groups (id, created_by, created_at) VALUES ($1, $2, $3)
                ON CONFLICT (id) DO NOTHING";
     if tx
@@ -81,12 +77,13 @@ async fn create(tx: &Tx<'_>, ch: &Change) -> Result<Answer, StoreError> {
     {
         return Ok(Err(GroupRefusal::Exists));
     }
-    let event = GroupEvent {
-        event: "created".into(),
-        members: all.clone(),
+    // A refusal rolls the insert back with the transaction.
+    let plan = match ch.plan_create() {
+        Ok(plan) => plan,
+        Err(r) => return Ok(Err(r)),
     };
-    let fan = store_event(tx, ch, &event, &all).await?;
-    join(tx, &ch.group, &all, fan.cseq).await?;
+    let fan = store_event(tx, ch, &plan).await?;
+    join(tx, &ch.group, &plan.moving, fan.cseq).await?;
     Ok(Ok(GroupOutcome::Fanned(fan)))
 }
 
@@ -94,24 +91,12 @@ async fn add(tx: &Tx<'_>, ch: &Change) -> Result<Answer, StoreError> {
     if lock(tx, &ch.group).await?.is_none() || !is_member(tx, &ch.group, &ch.by).await? {
         return Ok(Err(GroupRefusal::Unknown));
     }
-    let current = members_of(tx, &ch.group).await?;
-    let new: Vec<String> = (crate::backend::store::group::unique(None, &ch.members).into_iter())
-        .filter(|m| !current.contains(m))
-        .collect();
-    if new.is_empty() {
-        return Ok(Err(GroupRefusal::NoChange));
-    }
-    if current.len() + new.len() > ch.max_members {
-        return Ok(Err(GroupRefusal::Full));
-    }
-    let mut all = current;
-    all.extend(new.iter().cloned());
-    let event = GroupEvent {
-        event: "added".into(),
-        members: new.clone(),
+    let plan = match ch.plan_add(members_of(tx, &ch.group).await?) {
+        Ok(plan) => plan,
+        Err(r) => return Ok(Err(r)),
     };
-    let fan = store_event(tx, ch, &event, &all).await?;
-    join(tx, &ch.group, &new, fan.cseq).await?;
+    let fan = store_event(tx, ch, &plan).await?;
+    join(tx, &ch.group, &plan.moving, fan.cseq).await?;
     Ok(Ok(GroupOutcome::Fanned(fan)))
 }
 
@@ -122,28 +107,13 @@ async fn remove(tx: &Tx<'_>, ch: &Change) -> Result<Answer, StoreError> {
     if !is_member(tx, &ch.group, &ch.by).await? {
         return Ok(Err(GroupRefusal::Unknown));
     }
-    if ch.members.iter().any(|m| *m != ch.by) && ch.by != creator {
-        return Ok(Err(GroupRefusal::NotAllowed));
-    }
-    let current = members_of(tx, &ch.group).await?;
-    let gone: Vec<String> = (crate::backend::store::group::unique(None, &ch.members).into_iter())
-        .filter(|m| current.contains(m))
-        .collect();
-    if gone.is_empty() {
-        return Ok(Err(GroupRefusal::NoChange));
-    }
-    let kind = if gone == [ch.by.clone()] {
-        "left"
-    } else {
-        "removed"
+    let plan = match ch.plan_remove(members_of(tx, &ch.group).await?, &creator) {
+        Ok(plan) => plan,
+        Err(r) => return Ok(Err(r)),
     };
-    let event = GroupEvent {
-        event: kind.into(),
-        members: gone.clone(),
-    };
-    let fan = store_event(tx, ch, &event, &current).await?;
+    let fan = store_event(tx, ch, &plan).await?;
     let sql = "DELETE FROM members WHERE group_id = $1 AND user_id = ANY($2)";
-    tx.execute(sql, &[&ch.group, &gone]).await?;
+    tx.execute(sql, &[&ch.group, &plan.moving]).await?;
     Ok(Ok(GroupOutcome::Fanned(fan)))
 }
 
@@ -160,12 +130,8 @@ async fn join(tx: &Tx<'_>, group: &str, users: &[String], seq: i64) -> Result<()
     Ok(())
 }
 
-async fn store_event(
-    tx: &Tx<'_>,
-    ch: &Change,
-    event: &GroupEvent,
-    to: &[String],
-) -> Result<Fanout, StoreError> {
+async fn store_event(tx: &Tx<'_>, ch: &Change, plan: &Plan) -> Result<Fanout, StoreError> {
+    let (event, to) = (&plan.event, &plan.to);
     let row = Row {
         id: &ch.event_id,
         group: &ch.group,

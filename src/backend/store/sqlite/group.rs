@@ -6,13 +6,13 @@ use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::counters::Counters;
 use crate::backend::store::group::{
-    Change, Fanout, GroupOp, GroupOutcome, GroupRead, GroupRefusal, Receipts, READ_ALL_WINDOW,
+    Change, Fanout, GroupOp, GroupOutcome, GroupRead, GroupRefusal, Plan, Receipts, READ_ALL_WINDOW,
 };
 use crate::backend::store::{
     NewMessage, StatusChange, StatusUpdate, StoreError, UpdateResult, COUNTER_CONVERSATION,
     COUNTER_STREAM,
 };
-use crate::protocol::group::{GroupEvent, MemberReceipt};
+use crate::protocol::group::MemberReceipt;
 use crate::protocol::Status;
 
 type Answer = Result<GroupOutcome, GroupRefusal>;
@@ -57,18 +57,14 @@ fn create(tx: &Transaction<'_>, c: &mut Counters, ch: &Change) -> Result<Answer,
     if q.exists([&ch.group])? {
         return Ok(Err(GroupRefusal::Exists));
     }
-    let all = crate::backend::store::group::unique(Some(&ch.by), &ch.members);
-    if all.len() > ch.max_members {
-        return Ok(Err(GroupRefusal::Full));
-    }
+    let plan = match ch.plan_create() {
+        Ok(plan) => plan,
+        Err(r) => return Ok(Err(r)),
+    };
     tx.prepare_cached("INSERT INTO groups (id, created_by, created_at) VALUES (?1, ?2, ?3)")?
         .execute(params![ch.group, ch.by, ch.at])?;
-    let event = GroupEvent {
-        event: "created".into(),
-        members: all.clone(),
-    };
-    let fan = store_event(tx, c, ch, &event, &all)?;
-    join(tx, &ch.group, &all, fan.cseq)?;
+    let fan = store_event(tx, c, ch, &plan)?;
+    join(tx, &ch.group, &plan.moving, fan.cseq)?;
     Ok(Ok(GroupOutcome::Fanned(fan)))
 }
 
@@ -76,24 +72,12 @@ fn add(tx: &Transaction<'_>, c: &mut Counters, ch: &Change) -> Result<Answer, St
     if !is_member(tx, &ch.group, &ch.by)? {
         return Ok(Err(GroupRefusal::Unknown));
     }
-    let current = members_of(tx, &ch.group)?;
-    let new: Vec<String> = (crate::backend::store::group::unique(None, &ch.members).into_iter())
-        .filter(|m| !current.contains(m))
-        .collect();
-    if new.is_empty() {
-        return Ok(Err(GroupRefusal::NoChange));
-    }
-    if current.len() + new.len() > ch.max_members {
-        return Ok(Err(GroupRefusal::Full));
-    }
-    let mut all = current;
-    all.extend(new.iter().cloned());
-    let event = GroupEvent {
-        event: "added".into(),
-        members: new.clone(),
+    let plan = match ch.plan_add(members_of(tx, &ch.group)?) {
+        Ok(plan) => plan,
+        Err(r) => return Ok(Err(r)),
     };
-    let fan = store_event(tx, c, ch, &event, &all)?;
-    join(tx, &ch.group, &new, fan.cseq)?;
+    let fan = store_event(tx, c, ch, &plan)?;
+    join(tx, &ch.group, &plan.moving, fan.cseq)?;
     Ok(Ok(GroupOutcome::Fanned(fan)))
 }
 
@@ -104,29 +88,13 @@ fn remove(tx: &Transaction<'_>, c: &mut Counters, ch: &Change) -> Result<Answer,
     let creator: String = tx
         .prepare_cached("SELECT created_by FROM groups WHERE id = ?1")?
         .query_row([&ch.group], |r| r.get(0))?;
-    if ch.members.iter().any(|m| *m != ch.by) && ch.by != creator {
-        return Ok(Err(GroupRefusal::NotAllowed));
-    }
-    let current = members_of(tx, &ch.group)?;
-    let gone: Vec<String> = (crate::backend::store::group::unique(None, &ch.members).into_iter())
-        .filter(|m| current.contains(m))
-        .collect();
-    if gone.is_empty() {
-        return Ok(Err(GroupRefusal::NoChange));
-    }
-    let kind = if gone == [ch.by.clone()] {
-        "left"
-    } else {
-        "removed"
+    let plan = match ch.plan_remove(members_of(tx, &ch.group)?, &creator) {
+        Ok(plan) => plan,
+        Err(r) => return Ok(Err(r)),
     };
-    let event = GroupEvent {
-        event: kind.into(),
-        members: gone.clone(),
-    };
-    // The removed members get the event too: it is how their devices learn of it.
-    let fan = store_event(tx, c, ch, &event, &current)?;
+    let fan = store_event(tx, c, ch, &plan)?;
     let mut del = tx.prepare_cached("DELETE FROM members WHERE group_id = ?1 AND user_id = ?2")?;
-    for m in &gone {
+    for m in &plan.moving {
         del.execute(params![ch.group, m])?;
     }
     Ok(Ok(GroupOutcome::Fanned(fan)))
@@ -152,9 +120,9 @@ fn store_event(
     tx: &Transaction<'_>,
     c: &mut Counters,
     ch: &Change,
-    event: &GroupEvent,
-    to: &[String],
+    plan: &Plan,
 ) -> Result<Fanout, StoreError> {
+    let (event, to) = (&plan.event, &plan.to);
     let row = Row {
         id: &ch.event_id,
         group: &ch.group,
