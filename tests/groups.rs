@@ -452,3 +452,35 @@ fn a_device_offline_across_500_messages_in_3_conversations_catches_up_without_a_
         "and the group's created event"
     );
 }
+
+/// Sends to a group count against the connection's flow control like direct ones, and each
+/// answer gives its room back: 200 sends written without reading, with room for 8 at a time,
+/// are all answered (a send whose room never came back would stall the connection).
+#[test]
+fn pipelined_group_sends_are_paced_and_each_answered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| c.tuning.outbound_queue = 16);
+    let addr = pod.local_addr();
+    let (a, b) = (user("alice"), user("bob"));
+    let mut alice = Client::connect_since(addr, &a, 0);
+    alice.settled();
+    let g = group_id();
+    create(&mut alice, &g, &[&b]);
+    for i in 0..200 {
+        let f = json!({"conversation_id": g, "payload": "p", "client_msg_id": format!("k{i}")});
+        alice
+            .ws
+            .write(tungstenite::Message::text(f.to_string()))
+            .unwrap();
+    }
+    alice.ws.flush().unwrap();
+    let mut answered: HashMap<String, usize> = HashMap::new();
+    while answered.len() < 200 {
+        let v = alice.next_of("accepted", &["status"]);
+        *answered
+            .entry(v["client_msg_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert!(answered.values().all(|n| *n == 1));
+    alice.expect_silence(Duration::from_millis(300));
+}

@@ -94,7 +94,8 @@ fn refusal_code(r: GroupRefusal) -> ErrorCode {
     }
 }
 
-/// A send whose `conversation_id` named a group.
+/// A send whose `conversation_id` named a group; the connection counted it as a send awaiting
+/// its answer (flow control), and this gives that room back once it is answered.
 pub fn on_send(shard: &Rc<Shard>, from: From, send: SendFrame<'_>) {
     let msg = NewMessage {
         id: wire::new_group_message_id(),
@@ -107,7 +108,9 @@ pub fn on_send(shard: &Rc<Shard>, from: From, send: SendFrame<'_>) {
     let s = shard.clone();
     spawn(shard, async move {
         let cmid = msg.client_msg_id.clone();
-        match ask(&s, GroupOp::Send { msg: msg.clone() }).await {
+        let answer = ask(&s, GroupOp::Send { msg: msg.clone() }).await;
+        s.conns.borrow().send_answered(from.conn);
+        match answer {
             Ok(Ok(GroupOutcome::Fanned(fan))) => sent(&s, &from, &msg, fan).await,
             Ok(Err(r)) => refuse(&s, &from, refusal_code(r), cmid.as_deref()),
             Ok(Ok(_)) => {}

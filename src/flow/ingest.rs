@@ -116,6 +116,9 @@ fn group_origin(from: &Origin<'_>) -> super::group::From {
 
 async fn store_send(shard: &Rc<Shard>, from: &Origin<'_>, send: SendFrame<'_>) {
     if send.group {
+        // The same flow control as a direct send: the answer gives the room back.
+        futures::future::poll_fn(|cx| from.outbox.borrow_mut().poll_send_room(cx)).await;
+        from.outbox.borrow_mut().send_started();
         return super::group::on_send(shard, group_origin(from), send);
     }
     let (conn, user, outbox) = (from.conn, from.user, from.outbox);
