@@ -349,6 +349,13 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_MAX_GROUP_MEMBERS", default_value_t = 5_000)]
     pub max_group_members: usize,
 
+    /// Groups up to this many members announce each member's read receipt to every member;
+    /// in larger ones it goes to the reader's own devices only (READ still reaches senders,
+    /// and `receipts` still shows who read what). Each announcement is a produce per member:
+    /// in a group of 1,000 where everyone reads every message, a million per message.
+    #[arg(long, env = "DISTRISOCKS_GROUP_READ_FANOUT_MAX", default_value_t = 256)]
+    pub group_read_fanout_max: usize,
+
     /// Largest message on `/echo` (raise to 16 MiB for Autobahn's 9.* cases).
     #[arg(long, env = "DISTRISOCKS_ECHO_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub echo_max_message_bytes: usize,

@@ -484,3 +484,44 @@ fn pipelined_group_sends_are_paced_and_each_answered_once() {
     assert!(answered.values().all(|n| *n == 1));
     alice.expect_silence(Duration::from_millis(300));
 }
+
+/// In a group over `--group-read-fanout-max` members a receipt reaches only the reader's own
+/// devices; the sender still hears READ once everyone read.
+#[test]
+fn a_large_groups_receipts_stay_with_the_reader_and_read_still_reaches_the_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| c.tuning.group_read_fanout_max = 2);
+    let addr = pod.local_addr();
+    let (a, b, c) = (user("alice"), user("bob"), user("carol"));
+    let mut alice = Client::connect_since(addr, &a, 0);
+    let mut bob = Client::connect_since(addr, &b, 0);
+    let mut bob_laptop = Client::connect_since(addr, &b, 0);
+    let mut carol = Client::connect_since(addr, &c, 0);
+    for x in [&mut alice, &mut bob, &mut bob_laptop, &mut carol] {
+        x.settled();
+    }
+    let g = group_id();
+    create(&mut alice, &g, &[&b, &c]);
+    let id = send_to_group(&mut alice, &g, "hi", "k")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for x in [&mut bob, &mut bob_laptop, &mut carol] {
+        x.next_of("message", &["group"]);
+    }
+    bob.send(json!({"type": "read", "conversation_id": g, "seq": 2}));
+    let own = bob_laptop.recv_type("read");
+    assert_eq!(own["user_id"].as_str(), Some(b.as_str()));
+    carol.expect_silence(Duration::from_millis(300));
+    carol.send(json!({"type": "read", "conversation_id": g, "seq": 2}));
+    // No member's `read` reaches alice (a frame of another type fails next_of): SENT, READ.
+    let read = loop {
+        let s = alice.next_of("status", &[]);
+        if s["status"] == "READ" {
+            break s;
+        }
+        assert_eq!(s["status"], "SENT", "{s}");
+    };
+    assert_eq!(read, json!({"type": "status", "id": id, "status": "READ"}));
+    alice.expect_silence(Duration::from_millis(300));
+}

@@ -272,8 +272,8 @@ async fn answered(shard: &Rc<Shard>, from: &From, outcome: GroupOutcome) {
 }
 
 /// A v2 read receipt in a group: stored, announced to every member's v2 devices but the
-/// sending connection, and READ announced to the senders of messages every member has now
-/// read.
+/// sending connection (in groups over `--group-read-fanout-max` members, to the reader's own
+/// devices only), and READ announced to the senders of messages every member has now read.
 pub fn on_read(shard: &Rc<Shard>, from: From, group: &str, seq: i64) {
     let op = GroupOp::Read {
         group: group.to_owned(),
@@ -288,7 +288,12 @@ pub fn on_read(shard: &Rc<Shard>, from: From, group: &str, seq: i64) {
             _ => return, // Not moved; or the store failed: a later receipt carries this one.
         };
         let frame: tungstenite::Utf8Bytes = encode_read(&group, &from.user, read.seq).into();
-        to_members(&s, &from, &read.members, frame).await;
+        let own = [from.user.clone()];
+        let told = match read.members.len() <= s.settings().tuning.group_read_fanout_max {
+            true => &read.members[..],
+            false => &own[..], // A large group: the reader's other devices only.
+        };
+        to_members(&s, &from, told, frame).await;
         for (id, sender) in read.read_by_all {
             let env = Arc::new(Envelope {
                 user: sender.clone(),
