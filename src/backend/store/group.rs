@@ -142,6 +142,44 @@ pub(crate) fn others_have_read(lowest: &[(String, i64)], sender: &str, cseq: i64
         .is_some_and(|(_, seq)| *seq >= cseq)
 }
 
+/// A group row about to be stored: a message, or a membership event.
+pub(crate) struct Row<'a> {
+    pub id: &'a str,
+    pub group: &'a str,
+    pub sender: &'a str,
+    pub client_msg_id: Option<&'a str>,
+    pub event: bool,
+    pub payload: &'a str,
+    pub at: i64,
+}
+
+impl<'a> Row<'a> {
+    pub(crate) fn message(m: &'a NewMessage) -> Row<'a> {
+        Row {
+            id: &m.id,
+            group: &m.reciever_id,
+            sender: &m.sender_id,
+            client_msg_id: m.client_msg_id.as_deref(),
+            event: false,
+            payload: &m.payload,
+            at: m.created_at,
+        }
+    }
+
+    /// The event of `change`; `payload` is its plan's event, as JSON.
+    pub(crate) fn event(change: &'a Change, payload: &'a str) -> Row<'a> {
+        Row {
+            id: &change.event_id,
+            group: &change.group,
+            sender: &change.by,
+            client_msg_id: None,
+            event: true,
+            payload,
+            at: change.at,
+        }
+    }
+}
+
 /// What a membership change does, decided from the members before it by the same rules on
 /// both backends; they only read the members and write the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,8 @@ use tokio_postgres::Transaction;
 
 use super::{parse_status, to_micros, to_time};
 use crate::backend::store::group::{
-    Change, Fanout, GroupOp, GroupOutcome, GroupRead, GroupRefusal, Plan, Receipts, READ_ALL_WINDOW,
+    Change, Fanout, GroupOp, GroupOutcome, GroupRead, GroupRefusal, Plan, Receipts, Row,
+    READ_ALL_WINDOW,
 };
 use crate::backend::store::{
     NewMessage, StatusChange, StatusUpdate, StoreError, UpdateResult, COUNTER_CONVERSATION,
@@ -131,29 +132,10 @@ async fn join(tx: &Tx<'_>, group: &str, users: &[String], seq: i64) -> Result<()
 }
 
 async fn store_event(tx: &Tx<'_>, ch: &Change, plan: &Plan) -> Result<Fanout, StoreError> {
-    let (event, to) = (&plan.event, &plan.to);
-    let row = Row {
-        id: &ch.event_id,
-        group: &ch.group,
-        sender: &ch.by,
-        client_msg_id: None,
-        event: true,
-        payload: &event.to_payload(),
-        at: ch.at,
-    };
-    let mut fan = insert_row(tx, &row, to).await?;
-    fan.event = Some(event.clone());
+    let payload = plan.event.to_payload();
+    let mut fan = insert_row(tx, &Row::event(ch, &payload), &plan.to).await?;
+    fan.event = Some(plan.event.clone());
     Ok(fan)
-}
-
-struct Row<'a> {
-    id: &'a str,
-    group: &'a str,
-    sender: &'a str,
-    client_msg_id: Option<&'a str>,
-    event: bool,
-    payload: &'a str,
-    at: i64,
 }
 
 /// Bumps the conversation and every stream of `to` by one, in (kind, id) order (the bump
@@ -253,15 +235,7 @@ async fn send(tx: &Tx<'_>, m: &NewMessage) -> Result<Answer, StoreError> {
         }
     }
     let to = members_of(tx, &m.reciever_id).await?;
-    let row = Row {
-        id: &m.id,
-        group: &m.reciever_id,
-        sender: &m.sender_id,
-        client_msg_id: m.client_msg_id.as_deref(),
-        event: false,
-        payload: &m.payload,
-        at: m.created_at,
-    };
+    let row = Row::message(m);
     Ok(Ok(GroupOutcome::Fanned(insert_row(tx, &row, &to).await?)))
 }
 

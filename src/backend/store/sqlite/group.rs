@@ -6,7 +6,8 @@ use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::counters::Counters;
 use crate::backend::store::group::{
-    Change, Fanout, GroupOp, GroupOutcome, GroupRead, GroupRefusal, Plan, Receipts, READ_ALL_WINDOW,
+    Change, Fanout, GroupOp, GroupOutcome, GroupRead, GroupRefusal, Plan, Receipts, Row,
+    READ_ALL_WINDOW,
 };
 use crate::backend::store::{
     NewMessage, StatusChange, StatusUpdate, StoreError, UpdateResult, COUNTER_CONVERSATION,
@@ -122,30 +123,10 @@ fn store_event(
     ch: &Change,
     plan: &Plan,
 ) -> Result<Fanout, StoreError> {
-    let (event, to) = (&plan.event, &plan.to);
-    let row = Row {
-        id: &ch.event_id,
-        group: &ch.group,
-        sender: &ch.by,
-        client_msg_id: None,
-        event: true,
-        payload: &event.to_payload(),
-        at: ch.at,
-    };
-    let mut fan = insert_row(tx, c, &row, to)?;
-    fan.event = Some(event.clone());
+    let payload = plan.event.to_payload();
+    let mut fan = insert_row(tx, c, &Row::event(ch, &payload), &plan.to)?;
+    fan.event = Some(plan.event.clone());
     Ok(fan)
-}
-
-/// A group row about to be stored.
-struct Row<'a> {
-    id: &'a str,
-    group: &'a str,
-    sender: &'a str,
-    client_msg_id: Option<&'a str>,
-    event: bool,
-    payload: &'a str,
-    at: i64,
 }
 
 /// Stores `row` once and gives it a place in the stream of every user of `to`. Events and
@@ -210,15 +191,7 @@ fn send(tx: &Transaction<'_>, c: &mut Counters, m: &NewMessage) -> Result<Answer
         }
     }
     let to = members_of(tx, &m.reciever_id)?;
-    let row = Row {
-        id: &m.id,
-        group: &m.reciever_id,
-        sender: &m.sender_id,
-        client_msg_id: m.client_msg_id.as_deref(),
-        event: false,
-        payload: &m.payload,
-        at: m.created_at,
-    };
+    let row = Row::message(m);
     Ok(Ok(GroupOutcome::Fanned(insert_row(tx, c, &row, &to)?)))
 }
 
