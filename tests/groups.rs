@@ -354,14 +354,17 @@ fn a_group_of_a_thousand_members_with_a_hundred_online_gets_each_message_once() 
         })
         .collect();
     for x in online.iter_mut() {
-        assert_eq!(x.recv_type("group")["event"], "created");
+        // Live frames may come out of `pos` order (docs/PROTOCOL.md): the created event's
+        // fan-out to 1,000 members can still run when the first message's starts.
         let mut copies: HashMap<String, usize> = HashMap::new();
-        for _ in 0..5 {
-            let m = x.recv_type("message");
+        for _ in 0..6 {
+            let m = x.recv();
+            assert!(m["type"] == "message" || m["event"] == "created", "{m}");
             *copies
                 .entry(m["id"].as_str().unwrap().to_owned())
                 .or_default() += 1;
         }
+        assert_eq!(copies.values().sum::<usize>(), 6);
         for id in &ids {
             assert_eq!(
                 copies.get(id),
@@ -502,12 +505,15 @@ fn a_large_groups_receipts_stay_with_the_reader_and_read_still_reaches_the_sende
     }
     let g = group_id();
     create(&mut alice, &g, &[&b, &c]);
+    for x in [&mut bob, &mut bob_laptop, &mut carol] {
+        x.recv_type("group"); // Before the message: live frames may overtake each other.
+    }
     let id = send_to_group(&mut alice, &g, "hi", "k")["id"]
         .as_str()
         .unwrap()
         .to_owned();
     for x in [&mut bob, &mut bob_laptop, &mut carol] {
-        x.next_of("message", &["group"]);
+        x.recv_type("message");
     }
     bob.send(json!({"type": "read", "conversation_id": g, "seq": 2}));
     let own = bob_laptop.recv_type("read");
