@@ -130,12 +130,20 @@ fn main() {
     let ticks = cpu_ticks(args.pod_pid);
     let started = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / args.rate);
+    let mut pending = Pending::default();
     for i in 0..args.messages {
         let due = started + gap * i as u32;
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        send_round(&mut alice, &args, &group, &users, i, &sent_at);
+        while Instant::now() < due {
+            pending.drain(&mut alice, due, &sent_at);
+        }
+        send_round(&mut alice, &args, &group, &users, i, &mut pending);
     }
     let send_secs = started.elapsed().as_secs_f64();
+    pending.drain(
+        &mut alice,
+        Instant::now() + Duration::from_secs(60),
+        &sent_at,
+    );
     for r in readers {
         r.join().unwrap();
     }
@@ -143,15 +151,65 @@ fn main() {
     report(&args, &seen.lock().unwrap(), send_secs, ticks);
 }
 
-/// One group message, or one direct message per online member; each accepted id's send
-/// instant is recorded before the copies can arrive (the reader waits for it).
+/// Sends written and not yet `accepted`, by `client_msg_id`: sends are pipelined at the
+/// rate (several may wait for the store at once, as from many clients), not one at a time.
+#[derive(Default)]
+struct Pending {
+    by_cmid: HashMap<String, Instant>,
+}
+
+impl Pending {
+    /// Reads `accepted` frames until `until` or until none is pending, recording each id's
+    /// send instant for the readers (who wait for it).
+    fn drain(&mut self, alice: &mut Ws, until: Instant, sent_at: &Mutex<HashMap<String, Instant>>) {
+        while !self.by_cmid.is_empty() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            set_timeout(alice, left);
+            let v = match alice.read() {
+                Ok(Message::Text(t)) => serde_json::from_str::<Value>(t.as_str()).unwrap(),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return
+                }
+                Err(e) => panic!("read failed: {e}"),
+            };
+            if v["type"] != "accepted" {
+                continue;
+            }
+            let at = self
+                .by_cmid
+                .remove(v["client_msg_id"].as_str().unwrap())
+                .unwrap();
+            sent_at
+                .lock()
+                .unwrap()
+                .insert(v["id"].as_str().unwrap().to_owned(), at);
+        }
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    }
+}
+
+fn set_timeout(ws: &mut Ws, d: Duration) {
+    ws.get_mut()
+        .set_read_timeout(Some(d.max(Duration::from_millis(1))))
+        .unwrap();
+}
+
+/// One group message, or one direct message per online member, written without waiting for
+/// their `accepted` (see [`Pending`]).
 fn send_round(
     alice: &mut Ws,
     args: &Args,
     group: &str,
     users: &[String],
     i: usize,
-    sent_at: &Mutex<HashMap<String, Instant>>,
+    pending: &mut Pending,
 ) {
     let targets: Vec<Value> = match args.mode.as_str() {
         "group" => vec![json!({"conversation_id": group, "payload": format!("m{i}"), "client_msg_id": format!("c{i}")})],
@@ -162,17 +220,9 @@ fn send_round(
     let at = Instant::now();
     for t in &targets {
         send(alice, t.clone());
-    }
-    let mut accepted = 0;
-    while accepted < targets.len() {
-        let v = recv(alice);
-        if v["type"] == "accepted" {
-            sent_at
-                .lock()
-                .unwrap()
-                .insert(v["id"].as_str().unwrap().to_owned(), at);
-            accepted += 1;
-        }
+        pending
+            .by_cmid
+            .insert(t["client_msg_id"].as_str().unwrap().to_owned(), at);
     }
 }
 

@@ -436,6 +436,7 @@ mod on_sqlite {
         run(super::membership_changes_are_events_and_checked);
         run(super::presence_is_visible_only_to_peers);
         run(super::retention_deletes_old_group_rows_every_member_has);
+        run(super::queued_group_operations_are_answered_in_order);
         let dir = tempfile::tempdir().unwrap();
         super::reopening_keeps_data(|| SqliteStore::open(dir.path(), true).unwrap());
     }

@@ -324,4 +324,12 @@ pub trait MessageStore: Send + 'static {
         &mut self,
         op: &group::GroupOp,
     ) -> Result<Result<group::GroupOutcome, group::GroupRefusal>, StoreError>;
+
+    /// Group operations that queued together, answered index for index. By default one
+    /// transaction each; a store may commit them together (consecutive messages of one group
+    /// dirty the same member pages, which a batch then writes once), and then a failure
+    /// fails them all (nothing of them was stored).
+    fn group_batch(&mut self, ops: &[group::GroupOp]) -> Vec<Result<GroupAnswer, StoreError>> {
+        ops.iter().map(|op| self.group(op)).collect()
+    }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::group::{GroupOp, GroupOutcome, GroupRefusal};
+use super::GroupAnswer;
 use super::{
     HistoryPage, InsertResult, MessageStore, NewMessage, Original, PendingMessage, Positions,
     PruneRound, ReadState, RowKind, StatusChange, StatusUpdate, StoreError, StuckAfter,
@@ -423,17 +424,34 @@ impl MessageStore for SqliteStore {
     }
 
     fn group(&mut self, op: &GroupOp) -> Result<Result<GroupOutcome, GroupRefusal>, StoreError> {
-        let tx = self.conn.transaction()?;
-        let mut counters = Counters::new(&self.committed);
-        let answer = group::apply(&tx, &mut counters, op)?;
-        if answer.is_err() {
-            return Ok(answer); // Dropping `tx` rolls it back.
+        let mut answers = self.group_batch(std::slice::from_ref(op));
+        answers.pop().expect("one answer per operation")
+    }
+
+    /// One transaction for the lot: a refusal writes nothing (every check comes before the
+    /// first write, `sqlite/group.rs`), so refused and stored operations can share it.
+    fn group_batch(&mut self, ops: &[GroupOp]) -> Vec<Result<GroupAnswer, StoreError>> {
+        let run = |store: &mut SqliteStore| -> Result<Vec<GroupAnswer>, StoreError> {
+            let tx = store.conn.transaction()?;
+            let mut counters = Counters::new(&store.committed);
+            let answers = (ops.iter())
+                .map(|op| group::apply(&tx, &mut counters, op))
+                .collect::<Result<Vec<_>, _>>()?;
+            counters.save(&tx)?;
+            let bumped = counters.bumped();
+            tx.commit()?;
+            store.committed.absorb(bumped);
+            Ok(answers)
+        };
+        match run(self) {
+            Ok(answers) => answers.into_iter().map(Ok).collect(),
+            Err(e) => {
+                let text = e.to_string();
+                ops.iter()
+                    .map(|_| Err(StoreError::Query(text.clone())))
+                    .collect()
+            }
         }
-        counters.save(&tx)?;
-        let bumped = counters.bumped();
-        tx.commit()?;
-        self.committed.absorb(bumped);
-        Ok(answer)
     }
 }
 

@@ -15,6 +15,8 @@ use super::{
     UpdateResult,
 };
 
+use super::group::GroupOp;
+
 /// A group operation's answer: its outcome, or why it was refused.
 pub type GroupAnswer = Result<super::group::GroupOutcome, super::group::GroupRefusal>;
 
@@ -342,8 +344,32 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 tracing::warn!(error = %e, n = batch.seen.len(), "last-seen times not recorded");
             }
         }
+        let mut groups = Vec::new();
         for cmd in batch.after {
-            self.answer_after_commit(cmd);
+            match cmd {
+                StoreCmd::Group { op, reply } => groups.push((op, reply)),
+                other => {
+                    self.answer_groups(std::mem::take(&mut groups));
+                    self.answer_after_commit(other);
+                }
+            }
+        }
+        self.answer_groups(groups);
+    }
+
+    /// Group operations that queued together run as one store call (one transaction where
+    /// the store can: see [`MessageStore::group_batch`]), in order.
+    fn answer_groups(
+        &mut self,
+        groups: Vec<(GroupOp, oneshot::Sender<Result<GroupAnswer, String>>)>,
+    ) {
+        if groups.is_empty() {
+            return;
+        }
+        let ops: Vec<GroupOp> = groups.iter().map(|(op, _)| op.clone()).collect();
+        let answers = self.store.group_batch(&ops);
+        for ((_, reply), answer) in groups.into_iter().zip(answers) {
+            let _ = reply.send(answer.map_err(|e| e.to_string())); // The asker may be gone.
         }
     }
 
@@ -511,10 +537,6 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 reply,
             } => {
                 let r = self.store.peers_seen(&asker, &users);
-                let _ = reply.send(r.map_err(|e| e.to_string())); // The asker may be gone.
-            }
-            StoreCmd::Group { op, reply } => {
-                let r = self.store.group(&op);
                 let _ = reply.send(r.map_err(|e| e.to_string())); // The asker may be gone.
             }
             StoreCmd::Sync(done) => {

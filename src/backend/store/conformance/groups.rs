@@ -374,3 +374,48 @@ pub(crate) fn retention_deletes_old_group_rows_every_member_has(s: &mut impl Mes
     );
     assert_eq!(next.cseq, 4);
 }
+
+/// Operations that queued together are answered index for index, in order, a refusal among
+/// them changing nothing for the others.
+pub(crate) fn queued_group_operations_are_answered_in_order(s: &mut impl MessageStore) {
+    create(s, &["bob"]);
+    let ops = [
+        group_msg("g-1", "alice", None),
+        group_msg("g-x", "mallory", None),
+        GroupOp::Add {
+            change: change("bob", &["carol"], 10),
+        },
+        group_msg("g-2", "bob", None),
+        GroupOp::Read {
+            group: G.into(),
+            user: "carol".into(),
+            seq: 9,
+        },
+    ];
+    let answers: Vec<_> = (s.group_batch(&ops).into_iter())
+        .map(Result::unwrap)
+        .collect();
+    let seq = |a: &Result<GroupOutcome, GroupRefusal>| match a {
+        Ok(GroupOutcome::Fanned(f)) => f.cseq,
+        other => panic!("not stored: {other:?}"),
+    };
+    assert_eq!(
+        (seq(&answers[0]), seq(&answers[2]), seq(&answers[3])),
+        (2, 3, 4)
+    );
+    assert_eq!(answers[1], Err(GroupRefusal::Unknown));
+    let Ok(GroupOutcome::Fanned(g2)) = &answers[3] else {
+        unreachable!()
+    };
+    assert_eq!(places(g2).len(), 3, "carol, added just before, gets g-2");
+    assert!(matches!(&answers[4], Ok(GroupOutcome::Read(Some(r))) if r.seq == 4));
+    assert_eq!(s.status_of("g-x").unwrap(), None);
+    let carol: Vec<i64> = s
+        .history("carol", 0, 10)
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(carol, [1, 2], "the added event and g-2");
+}

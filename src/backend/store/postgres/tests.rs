@@ -101,6 +101,11 @@ fn retention_deletes_old_group_rows_every_member_has() {
 }
 
 #[test]
+fn queued_group_operations_are_answered_in_order() {
+    run(c::queued_group_operations_are_answered_in_order);
+}
+
+#[test]
 fn presence_is_visible_only_to_peers() {
     run(c::presence_is_visible_only_to_peers);
 }
