@@ -59,11 +59,11 @@ async fn answer(
         users,
         reply,
     };
-    if submit(&shard.pod.store, cmd, STATUS_PATIENCE)
-        .await
-        .is_err()
-    {
-        return Err(ErrorCode::Overloaded);
+    if let Err(e) = submit(&shard.pod.store, cmd, STATUS_PATIENCE).await {
+        return Err(match e {
+            crate::backend::store::SubmitError::Full(_) => ErrorCode::Overloaded,
+            crate::backend::store::SubmitError::Stopped(_) => ErrorCode::StoreUnavailable,
+        });
     }
     let peers = match wait.await {
         Ok(Ok(peers)) => peers,

@@ -366,9 +366,9 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
         if groups.is_empty() {
             return;
         }
-        let ops: Vec<GroupOp> = groups.iter().map(|(op, _)| op.clone()).collect();
+        let (ops, replies): (Vec<GroupOp>, Vec<_>) = groups.into_iter().unzip();
         let answers = self.store.group_batch(&ops);
-        for ((_, reply), answer) in groups.into_iter().zip(answers) {
+        for (reply, answer) in replies.into_iter().zip(answers) {
             let _ = reply.send(answer.map_err(|e| e.to_string())); // The asker may be gone.
         }
     }

@@ -541,3 +541,37 @@ fn a_paced_writer_waits_for_a_fuller_batch_within_the_window() {
     let (n, waited) = gathered(StoreCmd::Sync(sync));
     assert!(n == 1 && waited < pace, "{n} after {waited:?}");
 }
+
+/// Group operations the store cannot run are each answered with the error (the connection
+/// turns it into `store_unavailable`, nothing stored), and nothing is announced.
+#[test]
+fn group_operations_the_store_cannot_run_are_each_answered_with_the_error() {
+    let sink = Collect::default();
+    let store = BrokenStore {
+        attempts: Arc::new(Mutex::new(0)),
+    };
+    let metrics = Arc::new(Metrics::new(1));
+    let (handle, thread) = spawn_writer(store, sink.clone(), StoreTuning::default(), metrics);
+    let waits: Vec<_> = ["g:a", "g:b"]
+        .iter()
+        .map(|group| {
+            let (reply, wait) = futures::channel::oneshot::channel();
+            let op = GroupOp::Members {
+                group: group.to_string(),
+                user: "alice".into(),
+            };
+            handle.try_submit(StoreCmd::Group { op, reply }).unwrap();
+            wait
+        })
+        .collect();
+    for wait in waits {
+        let answer = futures::executor::block_on(wait).expect("answered");
+        assert!(
+            matches!(answer, Err(e) if e.contains("broken")),
+            "an error, not a refusal"
+        );
+    }
+    handle.stop();
+    thread.join().unwrap();
+    assert!(sink.0.lock().unwrap().is_empty(), "nothing announced");
+}
