@@ -82,7 +82,7 @@ impl Device {
 
     pub fn run(mut self) {
         let mut attempt = 0usize;
-        while self.run.phase() != Phase::Stop {
+        while self.run.phase_for(self.index) != Phase::Stop {
             let urls = &self.run.opts.url;
             let url = urls[(self.index + attempt) % urls.len()].clone();
             match self.connect(&url) {
@@ -155,7 +155,7 @@ impl Device {
         let storms = self.run.storms();
         let slow = self.index % 4 == 1;
         loop {
-            let phase = self.run.phase();
+            let phase = self.run.phase_for(self.index);
             if self.run.storms() != storms {
                 let _ = ws.close(None);
                 let _ = ws.flush();
@@ -230,6 +230,9 @@ impl Device {
             due: Some(now),
             sent_at: now,
         });
+        // Published at once: the drain must see it even if this session ends before the
+        // loop's own update.
+        self.run.set_outbox(self.index, self.outbox.len());
     }
 
     fn send_due(&mut self, ws: &mut Ws, now: Instant) -> Result<(), Value> {

@@ -150,7 +150,7 @@ fn drive(run: &Run, rec: &history::Recorder) -> bool {
     rec.record("", 0, "phase", json!({"phase": "drain"}));
     let deadline = Instant::now() + Duration::from_secs(run.opts.drain_secs);
     let settled = loop {
-        if run.unsettled() == (0, 0) {
+        if run.all_past_traffic() && run.unsettled() == (0, 0) {
             break true;
         }
         if Instant::now() >= deadline {

@@ -3,7 +3,7 @@
 //! not after a guess). Touched once per message; a mutex is fine in a test tool.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,8 @@ pub struct Run {
     deaf: AtomicUsize,
     start: Instant,
     outboxes: Vec<AtomicUsize>,
+    /// Devices that have seen the traffic end: they create no new message from then on.
+    past_traffic: Vec<AtomicBool>,
     ids: Mutex<Ids>,
 }
 
@@ -52,6 +54,7 @@ impl Run {
             deaf: AtomicUsize::new(usize::MAX),
             start: Instant::now(),
             outboxes: (0..opts.users).map(|_| AtomicUsize::new(0)).collect(),
+            past_traffic: (0..opts.users).map(|_| AtomicBool::new(false)).collect(),
             ids: Mutex::default(),
             opts,
         }
@@ -102,6 +105,23 @@ impl Run {
     /// forgotten `hear` cannot keep the drain from settling.
     pub fn is_deaf(&self, device: usize) -> bool {
         self.phase() == Phase::Traffic && self.deaf.load(Ordering::Relaxed) == device
+    }
+
+    /// The phase as `device` acts on it. Once a device has seen the traffic end it says so,
+    /// and the drain judges nothing before every device has: a device that read `Traffic`
+    /// just before the switch may still create a message, which a drain that had already
+    /// seen empty outboxes would never wait for.
+    pub fn phase_for(&self, device: usize) -> Phase {
+        let phase = self.phase();
+        if phase != Phase::Traffic {
+            self.past_traffic[device].store(true, Ordering::Release);
+        }
+        phase
+    }
+
+    /// Every device has seen the traffic end (and published its outbox since).
+    pub fn all_past_traffic(&self) -> bool {
+        self.past_traffic.iter().all(|d| d.load(Ordering::Acquire))
     }
 
     pub fn set_outbox(&self, device: usize, len: usize) {
