@@ -101,23 +101,42 @@ def healthy(port):
         return False
 
 
+def proc_sample(p):
+    """RSS, open descriptors and queued work of a live pod process; None once it is gone."""
+    pid = p.proc.pid
+    try:
+        rss = next(int(line.split()[1]) for line in open(f"/proc/{pid}/status")
+                   if line.startswith("VmRSS:"))
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, StopIteration):
+        return None
+    return {"t": time.time(), "pod": p.name, "pid": pid, "rss_kib": rss, "fds": fds,
+            "queued": queued(p.port)}
+
+
 def sample(pods, path, stop):
-    """RSS and open descriptors of every live pod process, once a second."""
+    """Samples every live pod once a second until `stop`."""
     with open(path, "w", encoding="utf-8") as f:
         while not stop.wait(1.0):
             for p in pods:
-                if not p.alive():
-                    continue
-                pid = p.proc.pid
-                try:
-                    rss = next(int(line.split()[1]) for line in open(f"/proc/{pid}/status")
-                               if line.startswith("VmRSS:"))
-                    fds = len(os.listdir(f"/proc/{pid}/fd"))
-                except (OSError, StopIteration):
-                    continue
-                f.write(json.dumps({"t": time.time(), "pod": p.name, "pid": pid,
-                                    "rss_kib": rss, "fds": fds}) + "\n")
-                f.flush()
+                s = proc_sample(p) if p.alive() else None
+                if s is not None:
+                    f.write(json.dumps(s) + "\n")
+                    f.flush()
+
+
+def final_samples(pods, path, patience=15.0):
+    """After the drain settled: one more sample per live pod, taken once its queues are empty
+    or `patience` has passed (the checker fails a queue that never empties)."""
+    with open(path, "a", encoding="utf-8") as f:
+        for p in pods:
+            deadline = time.time() + patience
+            s = proc_sample(p) if p.alive() else None
+            while s is not None and s["queued"] != 0 and time.time() < deadline:
+                time.sleep(0.2)
+                s = proc_sample(p)
+            if s is not None:
+                f.write(json.dumps(dict(s, final=True)) + "\n")
 
 
 # --- faults: each takes (rng, pods, engines) and returns a description --------------------
@@ -166,16 +185,34 @@ def slow_readers(rng, pods, engines):
     return {"secs": round(secs, 2)}
 
 
-def metric_sum(port, name):
-    """The sum over shards of a pod's counter; None when the pod does not answer."""
+def scrape(port):
+    """A pod's /metrics text; None when it does not answer."""
     import urllib.request
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
-            text = r.read().decode()
+            return r.read().decode()
     except OSError:
+        return None
+
+
+def metric_sum(port, name, text=None):
+    """The sum over the labelled series of one of a pod's metrics (counters per shard, inbox
+    depths); None when the pod does not answer."""
+    text = text if text is not None else scrape(port)
+    if text is None:
         return None
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith(f"distrisocks_{name}{{"))
+
+
+def queued(port):
+    """Commands waiting for the store plus messages waiting in shard inboxes."""
+    text = scrape(port)
+    if text is None:
+        return None
+    store = sum(int(line.split()[-1]) for line in text.splitlines()
+                if line.startswith("distrisocks_store_queue_depth "))
+    return store + int(metric_sum(port, "inbox_depth", text))
 
 
 LET_GO = ("slow_consumer_closes_total", "ping_timeout_closes_total", "stuck_write_drops_total",
@@ -354,6 +391,9 @@ def main(argv):
             if not p.alive():
                 p.start(patience=90)
         client.wait(timeout=traffic + 150)
+        stop.set()
+        sampler.join()
+        final_samples(pods, out / "resources.jsonl")
     finally:
         if client is not None and client.poll() is None:
             client.kill()

@@ -20,7 +20,7 @@ RETRYABLE = {"overloaded", "store_unavailable", "rate_limited"}
 RANK = {"NONE": 0, "SENT": 1, "DELIVERED": 2}
 EXAMPLES = 5
 # Counts a verdict reports beside its violations.
-EXTRAS = ("late_live_arrivals", "across_reconnects", "close_frames_seen")
+EXTRAS = ("late_live_arrivals", "across_reconnects", "close_frames_seen", "peak_queued")
 
 
 class History:
@@ -310,6 +310,21 @@ def resources(samples, max_rss_mib, max_fds):
     return verdict(f"pod RSS <= {max_rss_mib} MiB, fds <= {max_fds}", bad, len(samples))
 
 
+def queues_drained(samples):
+    """Queue depths are bounded by construction (bounded channels), so what can go wrong is a
+    queue that never empties: a command or hand-off stuck behind a fault. Every pod alive at
+    the end was sampled once more after the client's drain settled (`final`), and its store
+    queue and shard inboxes must then be empty. Reports the peak seen during the run."""
+    queued = [s["queued"] for s in samples if s.get("queued") is not None]
+    finals = [s for s in samples if s.get("final")]
+    bad = [s for s in finals if s.get("queued") != 0]
+    if not finals:
+        bad = [{"final": "no sample after the drain: the pods' queues were never read"}]
+    v = verdict("queues drained after the traffic", bad, len(finals))
+    v["peak_queued"] = max(queued, default=0)
+    return v
+
+
 CHECKS = [one_id_per_send, no_loss, no_phantom, stored_once, no_duplicate_in_session,
           conversations_orderable, statuses_forward, delivered_after_receipt,
           refused_not_delivered, expected_errors_only, v2_streams_gapless, non_readers_closed,
@@ -326,6 +341,8 @@ def check(events, samples=None, max_rss_mib=1024, max_fds=4096):
     out = [c(h) for c in CHECKS]
     if samples is not None:
         out.append(resources(samples, max_rss_mib, max_fds))
+        if any("queued" in s for s in samples):
+            out.append(queues_drained(samples))
     return out
 
 

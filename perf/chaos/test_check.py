@@ -176,6 +176,29 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual([v["invariant"] for v in vs if not v["ok"]],
                          ["pod RSS <= 64 MiB, fds <= 100"])
 
+    def queue_samples(self, final_queued):
+        return [{"pid": 1, "rss_kib": 1, "fds": 1, "queued": 0},
+                {"pid": 1, "rss_kib": 1, "fds": 1, "queued": 700},
+                {"pid": 1, "rss_kib": 1, "fds": 1, "queued": final_queued, "final": True}]
+
+    def test_queues_empty_after_the_drain(self):
+        vs = check.check(clean(), self.queue_samples(0))
+        q = [v for v in vs if v["invariant"] == "queues drained after the traffic"]
+        self.assertEqual(len(q), 1)
+        self.assertTrue(q[0]["ok"])
+        self.assertEqual(q[0]["peak_queued"], 700)
+
+    def test_a_queue_left_full_after_the_drain(self):
+        vs = check.check(clean(), self.queue_samples(3))
+        self.assertEqual([v["invariant"] for v in vs if not v["ok"]],
+                         ["queues drained after the traffic"])
+
+    def test_queues_never_read_after_the_drain(self):
+        samples = self.queue_samples(0)[:2]
+        vs = check.check(clean(), samples)
+        self.assertEqual([v["invariant"] for v in vs if not v["ok"]],
+                         ["queues drained after the traffic"])
+
 
 if __name__ == "__main__":
     unittest.main()
