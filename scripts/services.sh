@@ -409,6 +409,18 @@ services_env() {
     done
 }
 
+# Node.js >= 20 and npm, for the TypeScript client's tests (clients/js). Installed from Debian's
+# packages when missing; an older Node (Debian 12 ships 18, without WebSocket) fails loudly.
+services_node() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        _svc_apt_install nodejs npm || return 1
+    fi
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+    [[ "$major" -ge 20 ]] || _svc_fail "node $(node --version 2>&1) is too old: clients/js needs Node.js >= 20 (WebSocket)" || return 1
+    _svc_log "node $(node --version), npm $(npm --version)"
+}
+
 services_up() {
     services_postgres || return 1
     services_redis || return 1

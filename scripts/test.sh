@@ -5,6 +5,7 @@
 #    when missing (scripts/services.sh);
 # 2. formatting and lints, and the deployment examples against the Kubernetes schemas;
 # 3. unit and integration tests (real sockets, real WebSocket clients, real backends);
+#    the TypeScript client's tests (clients/js, Node.js >= 20, against the debug pod);
 # 4. the chaos suite's short run (perf/chaos/, perf/chaos.sh for long ones);
 # 5. a repeatable fuzz check of every libFuzzer target (fuzz/README.md; nightly toolchain);
 # 6. Autobahn conformance of the WebSocket layer against the expected results in conformance/.
@@ -38,6 +39,11 @@ if grep -qE '^test result: FAILED|error: test failed' target/test-output.log; th
     echo "cargo test failed" >&2
     exit 1
 fi
+
+step "TypeScript client (clients/js): unit tests, then against a real pod"
+services_node
+cargo build -q --bin distrisocks
+(cd clients/js && npm ci --no-audit --no-fund && npm test)
 
 step "crash windows (failpoints build)"
 cargo test --features failpoints --test crash_windows
