@@ -176,12 +176,55 @@ fn carbons_reach_the_senders_other_v2_devices_and_not_the_sending_one() {
         );
     }
     // A device that was off syncs both directions: what alice sent and what she received.
+    // Its own message comes with the status it reached (SENT: bob holds it, unacked).
     let mut tablet = Client::connect_since(addr, &a, 0);
-    let both: Vec<Value> = (0..2).map(|_| tablet.recv_type("message")).collect();
-    let ids: Vec<String> = both.iter().map(id_of).collect();
-    assert_eq!(ids, [id_of(&sent), id_of(&reply)]);
+    let frames = tablet.recv_until(|v| v["type"] == "message" && v["id"] == reply["id"]);
+    let seen: Vec<(&str, String)> = frames
+        .iter()
+        .map(|f| (f["type"].as_str().unwrap(), id_of(f)))
+        .collect();
+    let expect = [
+        ("message", id_of(&sent)),
+        ("status", id_of(&sent)),
+        ("message", id_of(&reply)),
+    ];
+    assert_eq!(seen, expect);
+    assert_eq!(frames[1]["status"], "SENT");
     let next = send(&mut bob, &a, "live", None);
     assert_eq!(id_of(&tablet.recv_type("message")), id_of(&next));
+    pod.shutdown();
+}
+
+#[test]
+fn a_syncing_device_learns_the_status_of_what_its_user_sent_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |_| {});
+    let addr = pod.local_addr();
+    let (a, b) = (user("alice"), user("bob"));
+    let mut desk = Client::connect_since(addr, &a, 0);
+    let mut bob = Client::connect(addr, &b);
+    // Its DELIVERED went to the desk only: a device that was off never saw it live.
+    let delivered = send_and_confirm(&mut desk, &mut bob, "seen by bob");
+    let waiting = send(&mut desk, &user("carol"), "carol is offline", None);
+    let mut phone = Client::connect_since(addr, &a, 0);
+    let frames = phone.recv_until(|v| v["type"] == "message" && v["id"] == waiting["id"]);
+    let shape: Vec<(String, String, String)> = frames
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+            (s("type"), s("id"), s("status"))
+        })
+        .collect();
+    let waiting = id_of(&waiting);
+    assert_eq!(
+        shape,
+        [
+            ("message".into(), delivered.clone(), String::new()),
+            ("status".into(), delivered, "DELIVERED".into()),
+            ("message".into(), waiting, String::new()),
+        ],
+        "a carbon past NONE is followed by its status; one still NONE by nothing"
+    );
     pod.shutdown();
 }
 

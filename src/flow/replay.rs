@@ -3,8 +3,8 @@
 //!
 //! - **v1** (no cursor): every message to the user below DELIVERED.
 //! - **v2 sync** (`?since=N`): everything in the user's stream after position N, received or
-//!   sent (carbons), whatever its status: a second device catches up on what the first one
-//!   already acknowledged. Retention that deleted part of that range is announced first;
+//!   sent (carbons, each direct one followed by its status when past NONE), whatever its
+//!   status: a second device catches up on what the first one already acknowledged. Retention that deleted part of that range is announced first;
 //!   the stored read receipts that concern the user follow the messages.
 //!
 //! The route is registered *before* the first read, so a message is either in a page read or
@@ -20,7 +20,7 @@ use futures::channel::oneshot;
 
 use crate::backend::routes::RouteError;
 use crate::backend::store::{HistoryPage, PendingMessage, RowKind, StoreCmd};
-use crate::protocol::{encode_truncated, Status};
+use crate::protocol::{encode_status, encode_truncated, Status};
 use crate::shard::outbox::{Out, Outbox};
 use crate::shard::Shard;
 
@@ -157,10 +157,14 @@ async fn push_replayed(
         _ => super::group::row_envelope(&m, user),
     };
     let carbon = env.carbon;
+    // The user's own direct message, read back by a syncing device: its status frames were
+    // sent to the devices online at the time, so this one learns the status here.
+    let status = (carbon && m.kind == RowKind::Direct && m.status > Status::None)
+        .then(|| encode_status(&m.id, m.status));
     let pushed = {
         let mut ob = outbox.borrow_mut();
         ob.give_replayed(&m.id, m.seq, awaits_ack);
-        ob.push(Out::Message(env))
+        ob.push(Out::Message(env)) && status.map_or(true, |f| ob.push_stored_status(f))
     };
     if !pushed {
         return Err(ReplayError::Closed);

@@ -175,6 +175,16 @@ impl Outbox {
         true
     }
 
+    /// Queues a status read from the store (a sync's carbon), remembered like a live one so
+    /// that a live SENT arriving after a stored DELIVERED is dropped; one already behind what
+    /// this connection showed is skipped.
+    pub fn push_stored_status(&mut self, frame: String) -> bool {
+        if self.status_behind(&frame) {
+            return !self.finished;
+        }
+        self.push(Out::Text(frame.into()))
+    }
+
     /// Queues a live message, or holds it while a replay is running. A message the replay
     /// already sent is skipped.
     pub fn push_live(&mut self, env: Arc<Envelope>) -> bool {
