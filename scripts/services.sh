@@ -421,6 +421,15 @@ services_node() {
     _svc_log "node $(node --version), npm $(npm --version)"
 }
 
+# Debian's Chromium, for the demo page's end-to-end tests (playwright-core drives it; the
+# browsers Playwright would download are out of reach here).
+services_chromium() {
+    if [[ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]]; then
+        _svc_apt_install chromium || return 1
+    fi
+    [[ -x "${CHROMIUM:-/usr/bin/chromium}" ]] || _svc_fail "no Chromium at ${CHROMIUM:-/usr/bin/chromium}" || return 1
+}
+
 services_up() {
     services_postgres || return 1
     services_redis || return 1

@@ -5,7 +5,8 @@
 #    when missing (scripts/services.sh);
 # 2. formatting and lints, and the deployment examples against the Kubernetes schemas;
 # 3. unit and integration tests (real sockets, real WebSocket clients, real backends);
-#    the TypeScript client's tests (clients/js, Node.js >= 20, against the debug pod);
+#    the TypeScript client's tests (clients/js, Node.js >= 20, against the debug pod) and
+#    the demo page's in headless Chromium (clients/demo);
 # 4. the chaos suite's short run (perf/chaos/, perf/chaos.sh for long ones);
 # 5. a repeatable fuzz check of every libFuzzer target (fuzz/README.md; nightly toolchain);
 # 6. Autobahn conformance of the WebSocket layer against the expected results in conformance/.
@@ -44,6 +45,10 @@ step "TypeScript client (clients/js): unit tests, then against a real pod"
 services_node
 cargo build -q --bin distrisocks
 (cd clients/js && npm ci --no-audit --no-fund && npm test)
+
+step "demo chat page (clients/demo): end to end in headless Chromium, screenshots in target/demo-screenshots"
+services_chromium
+(cd clients/demo && npm ci --no-audit --no-fund && npm test)
 
 step "crash windows (failpoints build)"
 cargo test --features failpoints --test crash_windows

@@ -129,6 +129,11 @@ pub struct Config {
     #[arg(long, env = "DISTRISOCKS_ECHO")]
     pub echo: bool,
 
+    /// Serve the demo chat page (clients/demo, with the built client in its `client/`) at
+    /// `/demo/`; off by default. Read once at start.
+    #[arg(long, env = "DISTRISOCKS_DEMO_DIR")]
+    pub demo_dir: Option<PathBuf>,
+
     /// The auth service's user table as a file of JSON lines (docs/PROTOCOL.md, "User
     /// directory"), re-read whenever it changes. With a directory, only its users may
     /// connect or be sent messages, and a deleted user's sockets are closed.
@@ -510,6 +515,8 @@ pub enum ConfigError {
     UsersTopicWithoutKafka,
     #[error("--store-commit-window-us and --postgres-commit-window-us must be at most 100000 (100 ms): every send would wait that long")]
     CommitWindow,
+    #[error("--demo-dir: {0}")]
+    Demo(String),
 }
 
 /// Reads a `--config` file: `KEY=value` lines in the dotenv format (comments, quotes,

@@ -30,7 +30,7 @@
 //! - [`protocol`]: the wire protocol (v1, and v2's positions and device sync), sans I/O; every
 //!   client-visible code in `protocol::codes`.
 //! - [`auth`]: JWT (HS256, RS256, ES256) and the dev mode. [`config`]: flags. [`metrics`]: per-shard counters
-//!   behind `GET /metrics`.
+//!   behind `GET /metrics`. [`demo`]: the demo page's files (`--demo-dir`).
 //!
 //! - [`failpoints`]: crash points for the crash-window tests (`--features failpoints`).
 //!
@@ -39,6 +39,7 @@
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod demo;
 pub mod failpoints;
 pub mod flow;
 pub mod metrics;

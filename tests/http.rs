@@ -55,6 +55,37 @@ fn healthz_not_found_and_upgrade_required() {
 }
 
 #[test]
+fn the_demo_page_is_served_only_with_demo_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let off = start_pod(dir.path(), |_| {});
+    assert!(raw_get(off.local_addr(), "/demo/").starts_with("HTTP/1.1 404"));
+    off.shutdown();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/demo");
+    let data = tempfile::tempdir().unwrap();
+    let pod = start_pod(data.path(), |c| c.demo_dir = Some(demo.clone()));
+    let addr = pod.local_addr();
+    assert!(raw_get(addr, "/demo").starts_with("HTTP/1.1 301"));
+    let page = raw_get(addr, "/demo/");
+    let index = std::fs::read_to_string(demo.join("index.html")).unwrap();
+    assert!(
+        page.starts_with("HTTP/1.1 200 OK") && page.ends_with(&index),
+        "{page}"
+    );
+    assert!(raw_get(addr, "/demo/app.js").contains("Content-Type: text/javascript"));
+    for hidden in [
+        "/demo/package.json.bak",
+        "/demo/test/demo.test.mjs",
+        "/demo/../Cargo.toml",
+    ] {
+        assert!(
+            raw_get(addr, hidden).starts_with("HTTP/1.1 404"),
+            "{hidden}"
+        );
+    }
+    pod.shutdown();
+}
+
+#[test]
 fn jwt_accepted_and_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let pod = start_pod(dir.path(), |c| c.jwt_secret = Some("s3cret".into()));

@@ -355,6 +355,12 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
         allowed_origins: allowed_origins(&config.allowed_origins),
         retention: (config.retention_secs > 0)
             .then(|| std::time::Duration::from_secs(config.retention_secs)),
+        demo: match &config.demo_dir {
+            Some(dir) => Some(std::sync::Arc::new(
+                crate::demo::DemoFiles::load(dir).map_err(ConfigError::Demo)?,
+            )),
+            None => None,
+        },
     })
 }
 

@@ -253,6 +253,12 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
         Target::Readyz => return readiness(shard),
         Target::Metrics => return Decision::Respond(metrics_response(shard)),
         Target::Other => return respond(404, "Not Found", "", "not found"),
+        Target::Demo(ref path) => {
+            return match &settings.demo {
+                Some(demo) => Decision::Respond(demo.respond(path)),
+                None => respond(404, "Not Found", "", "not found"),
+            }
+        }
         Target::Echo if settings.echo_max_message_bytes.is_none() => {
             return respond(404, "Not Found", "", "not found")
         }

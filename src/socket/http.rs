@@ -22,6 +22,9 @@ pub enum Target {
     Readyz,
     /// `GET /metrics` (Prometheus text format).
     Metrics,
+    /// `GET /demo` or below it: the demo page (served only with `--demo-dir`); the path
+    /// after `/demo`.
+    Demo(String),
     /// Anything else.
     Other,
 }
@@ -78,6 +81,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
             "/healthz" => Target::Healthz,
             "/readyz" => Target::Readyz,
             "/metrics" => Target::Metrics,
+            p if p == "/demo" || p.starts_with("/demo/") => Target::Demo(p[5..].to_string()),
             _ => Target::Other,
         },
         bearer: None,
