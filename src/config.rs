@@ -145,7 +145,8 @@ pub struct Config {
     #[arg(long, env = "DISTRISOCKS_USERS_TOPIC")]
     pub users_topic: Option<String>,
 
-    /// URL the pod POSTs webhook events to (`user.connected`, `user.disconnected`; see
+    /// URL the pod POSTs webhook events to (`user.connected`, `user.disconnected`,
+    /// `message.undelivered`; see
     /// docs/PROTOCOL.md "Webhooks"). Off when unset. Needs --webhook-secret.
     #[arg(long, env = "DISTRISOCKS_WEBHOOK_URL", requires = "webhook_secret")]
     pub webhook_url: Option<String>,
@@ -161,6 +162,16 @@ pub struct Config {
     /// A webhook request without a complete answer within this fails and is retried, ms.
     #[arg(long, env = "DISTRISOCKS_WEBHOOK_TIMEOUT_MS", default_value_t = 5_000)]
     pub webhook_timeout_ms: u64,
+
+    /// Send `message.undelivered` for a direct message not DELIVERED this many seconds after
+    /// it was stored (the hook for push notifications); 0: off.
+    #[arg(
+        long,
+        env = "DISTRISOCKS_WEBHOOK_UNDELIVERED_AFTER_SECS",
+        default_value_t = 0,
+        requires = "webhook_url"
+    )]
+    pub webhook_undelivered_after_secs: u64,
 
     #[command(flatten)]
     pub cluster: Cluster,

@@ -3,68 +3,12 @@
 
 mod common;
 
+use common::hooks::{receive, Seen, SECRET};
 use common::*;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const SECRET: &str = "hook-secret";
-
-/// What the receiver saw: every request's event, and whether it was answered 2xx.
-#[derive(Default)]
-struct Seen {
-    taken: Vec<serde_json::Value>,
-    refused: usize,
-}
-
-/// Serves `listener`: answers 503 to the first `refuse` requests, then 200; checks each
-/// request's signature (a bad one fails the test).
-fn receive(listener: TcpListener, refuse: usize, seen: Arc<Mutex<Seen>>) {
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut headers = HashMap::new();
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            assert!(line.starts_with("POST "), "{line}");
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let Some((k, v)) = line.trim_end().split_once(": ") else {
-                    break;
-                };
-                headers.insert(k.to_ascii_lowercase(), v.to_owned());
-            }
-            let len: usize = headers["content-length"].parse().unwrap();
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            let body = String::from_utf8(body).unwrap();
-            let ts: i64 = headers["x-distrisocks-timestamp"].parse().unwrap();
-            let want = distrisocks::backend::webhook::sign(SECRET.as_bytes(), ts, &body);
-            assert_eq!(headers["x-distrisocks-signature"], format!("sha256={want}"));
-            let event: serde_json::Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(
-                headers["x-distrisocks-event-id"],
-                event["id"].as_str().unwrap()
-            );
-            let mut s = seen.lock().unwrap();
-            let code = if s.refused < refuse {
-                s.refused += 1;
-                "503 Service Unavailable"
-            } else {
-                s.taken.push(event);
-                "200 OK"
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {code}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    });
-}
 
 #[test]
 fn connection_events_reach_a_receiver_that_was_down_signed_once_each_in_order() {
@@ -140,5 +84,74 @@ fn connection_events_reach_a_receiver_that_was_down_signed_once_each_in_order() 
     let m = metrics();
     assert!(m.contains("distrisocks_webhook_delivered_total 4"), "{m}");
     assert!(m.contains("distrisocks_webhook_dropped_total 0"), "{m}");
+    pod.shutdown();
+}
+
+#[test]
+fn undelivered_messages_are_reported_once_each_after_the_delay_even_to_a_late_receiver() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| {
+        c.webhook_url = Some(format!("http://127.0.0.1:{port}/hooks"));
+        c.webhook_secret = Some(SECRET.into());
+        c.webhook_undelivered_after_secs = 1;
+    });
+    let addr = pod.local_addr();
+    let (mut alice, mut bob) = pair(addr, addr);
+    let (carol, dave) = (user("carol"), user("dave"));
+    let mut dave_device = Client::connect(addr, &dave); // Receives, never acks.
+    let acked = send_and_confirm(&mut alice, &mut bob, "acked");
+    let waiting = alice.send_keyed_any(&carol, "carol is offline", None);
+    let unacked = alice.send_keyed_any(&dave, "dave never acks", None);
+    assert_eq!(dave_device.recv_type("message")["id"], unacked["id"]);
+    // The receiver comes up only now: the connection events so far were refused and wait in
+    // the pod's queue, in order; the undelivered ones join them once the delay has passed.
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    receive(
+        TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        0,
+        seen.clone(),
+    );
+    let undelivered = |s: &Seen| -> Vec<serde_json::Value> {
+        (s.taken.iter())
+            .filter(|e| e["type"] == "message.undelivered")
+            .cloned()
+            .collect()
+    };
+    // A later message to an offline user marks the end: the sweep goes in insertion order,
+    // so an event for anything before it would have come first.
+    let marker = alice.send_keyed_any(&carol, "marker", None);
+    let deadline = Instant::now() + WAIT * 3;
+    while !(undelivered(&seen.lock().unwrap()).iter()).any(|e| e["message_id"] == marker["id"]) {
+        assert!(
+            Instant::now() < deadline,
+            "no undelivered event for the marker"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let events = undelivered(&seen.lock().unwrap());
+    let got: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap();
+            (s("message_id"), s("reciever_id"), s("status"))
+        })
+        .collect();
+    let id = |v: &serde_json::Value| v["id"].as_str().unwrap().to_owned();
+    let (waiting, unacked, marker) = (id(&waiting), id(&unacked), id(&marker));
+    assert_eq!(
+        got,
+        [
+            (waiting.as_str(), carol.as_str(), "NONE"),
+            (unacked.as_str(), dave.as_str(), "SENT"),
+            (marker.as_str(), carol.as_str(), "NONE"),
+        ],
+        "once each, in order, nothing for {acked}"
+    );
+    assert_eq!(events[0]["sender_id"], alice.user.as_str());
     pod.shutdown();
 }

@@ -48,6 +48,11 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
+    /// Events the queue can take now without dropping any.
+    pub fn room(&self) -> usize {
+        self.tx.capacity().unwrap_or(usize::MAX) - self.tx.len()
+    }
+
     /// Queues `event`, or drops and counts it when the queue is full (never blocks).
     pub fn emit(&self, event: WebhookEvent) {
         if self.tx.try_send(event).is_err() {

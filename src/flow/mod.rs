@@ -20,7 +20,8 @@
 //! [`dispatch`] is each shard's inbox loop, which hands what arrives to the step it belongs to.
 //! [`replay`] is the offline path: a connecting recipient first receives what is stored for
 //! them. [`redrive`] re-routes messages stuck by a broker outage or a dead pod (distributed
-//! mode). [`retention`] deletes delivered messages past `--retention-secs`. [`submit`] is the non-blocking hand-off to the store thread that every step uses.
+//! mode). [`retention`] deletes delivered messages past `--retention-secs`. [`undelivered`] tells the
+//! application's backend of messages not delivered in time (a webhook). [`submit`] is the non-blocking hand-off to the store thread that every step uses.
 
 pub mod accept;
 pub mod consume;
@@ -37,3 +38,4 @@ pub mod route;
 pub mod status;
 pub mod submit;
 pub mod typing;
+pub mod undelivered;

@@ -54,6 +54,9 @@ pub async fn core_main(start: CoreStart) {
     if let (0, Some(keep)) = (start.id, start.pod.settings.retention) {
         glommio::spawn_local(crate::flow::retention::run(shard.clone(), keep)).detach();
     }
+    if let (0, Some(after)) = (start.id, start.pod.settings.undelivered_after) {
+        glommio::spawn_local(crate::flow::undelivered::run(shard.clone(), after)).detach();
+    }
     tracing::info!(shard = start.id, %addr, "shard serving");
     let _ = shutdown_rx.await; // Err: inbox closed without Shutdown; drain all the same.
     drop(accept); // Stops accepting and closes this shard's listener.

@@ -355,6 +355,9 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
         allowed_origins: allowed_origins(&config.allowed_origins),
         retention: (config.retention_secs > 0)
             .then(|| std::time::Duration::from_secs(config.retention_secs)),
+        undelivered_after: (config.webhook_undelivered_after_secs > 0
+            && config.webhook_url.is_some())
+        .then(|| std::time::Duration::from_secs(config.webhook_undelivered_after_secs)),
         demo: match &config.demo_dir {
             Some(dir) => Some(std::sync::Arc::new(
                 crate::demo::DemoFiles::load(dir).map_err(ConfigError::Demo)?,

@@ -80,6 +80,8 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// How long delivered messages are kept (`--retention-secs`); `None`: forever.
     pub retention: Option<std::time::Duration>,
+    /// `--webhook-undelivered-after-secs` when webhooks are on; `None`: no undelivered sweep.
+    pub undelivered_after: Option<std::time::Duration>,
     /// The demo page's files (`--demo-dir`); `None`: `/demo/` is 404.
     pub demo: Option<Arc<crate::demo::DemoFiles>>,
 }

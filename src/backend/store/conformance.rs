@@ -365,6 +365,73 @@ pub(crate) fn retention_deletes_old_delivered_messages_and_marks_the_streams(
 }
 
 /// Read receipts only move forward and never past the conversation's last message.
+/// The undelivered sweep looks at each message once, in insertion order, stops at the first
+/// one too young, and reports only those below DELIVERED; what existed before its first
+/// round is never reported.
+pub(crate) fn the_undelivered_sweep_reports_each_message_once(s: &mut impl MessageStore) {
+    let aged = |id: &str, to: &str, t: i64| NewMessage {
+        created_at: t,
+        ..from("alice", id, to, None)
+    };
+    s.commit(&[aged("before", "bob", 1)], &[]).unwrap();
+    let start = s.undelivered(1_000, 10).unwrap();
+    assert_eq!(
+        start,
+        super::UndeliveredRound::default(),
+        "the first round only starts"
+    );
+    let batch = [
+        aged("late", "bob", 10),
+        aged("acked", "bob", 11),
+        aged("sent", "carol", 12),
+        aged("young", "bob", 100),
+        aged("older-but-after", "bob", 13),
+    ];
+    s.commit(&batch, &[]).unwrap();
+    s.commit(&[], &[update("acked", Status::Delivered, None)])
+        .unwrap();
+    s.commit(&[], &[update("sent", Status::Sent, None)])
+        .unwrap();
+    let first = s.undelivered(50, 2).unwrap();
+    assert_eq!(first.looked_at, 2);
+    let got: Vec<(&str, &str, Status, i64)> = (first.found.iter())
+        .map(|u| {
+            (
+                u.id.as_str(),
+                u.reciever_id.as_str(),
+                u.status,
+                u.created_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("late", "bob", Status::None, 10)],
+        "two looked at, one delivered"
+    );
+    let second = s.undelivered(50, 10).unwrap();
+    let ids =
+        |r: &super::UndeliveredRound| r.found.iter().map(|u| u.id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&second),
+        ["sent"],
+        "stops at the first row younger than the cutoff"
+    );
+    assert_eq!(
+        (second.looked_at, second.found[0].status),
+        (1, Status::Sent)
+    );
+    let none = s.undelivered(50, 10).unwrap();
+    assert_eq!(
+        none,
+        super::UndeliveredRound::default(),
+        "nothing is looked at twice"
+    );
+    s.commit(&[], &[update("young", Status::Delivered, None)])
+        .unwrap();
+    assert_eq!(ids(&s.undelivered(1_000, 10).unwrap()), ["older-but-after"]);
+}
+
 pub(crate) fn reads_move_forward_only_and_stop_at_the_last_message<S: MessageStore>(s: &mut S) {
     let conv = crate::protocol::direct_conversation_id("alice", "bob");
     let state = |user: &str, seq| super::ReadState {
@@ -429,6 +496,7 @@ mod on_sqlite {
         run(super::a_failed_batch_commits_nothing);
         run(super::streams_and_conversations_are_numbered_without_holes);
         run(super::retention_deletes_old_delivered_messages_and_marks_the_streams);
+        run(super::the_undelivered_sweep_reports_each_message_once);
         run(super::reads_move_forward_only_and_stop_at_the_last_message);
         run(super::a_group_message_takes_a_place_in_every_members_stream);
         run(super::group_statuses_aggregate_over_the_members);

@@ -203,6 +203,27 @@ pub struct PruneRound {
     pub reached_recent: bool,
 }
 
+/// A direct message still below DELIVERED when the undelivered sweep reached it
+/// ([`MessageStore::undelivered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    pub id: String,
+    pub sender_id: String,
+    pub reciever_id: String,
+    pub status: Status,
+    /// µs since the epoch.
+    pub created_at: i64,
+}
+
+/// What one round of the undelivered sweep did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UndeliveredRound {
+    /// The messages looked at that are still below DELIVERED.
+    pub found: Vec<Undelivered>,
+    /// How many messages the round looked at (`limit`: more may be waiting).
+    pub looked_at: usize,
+}
+
 /// A user, and when a connection of theirs last opened or closed (µs; `None`: never).
 pub type LastSeen = (String, Option<i64>);
 
@@ -289,6 +310,16 @@ pub trait MessageStore: Send + 'static {
         after_seq: i64,
         window: usize,
     ) -> Result<PruneRound, StoreError>;
+
+    /// The undelivered sweep (`message.undelivered` webhooks): looks at up to `limit` direct
+    /// messages past the sweep's mark, in insertion order, stopping at the first one created
+    /// at or after `before`; moves the mark past those it looked at and returns the ones
+    /// still below DELIVERED. Each message is looked at once, however many pods sweep (the
+    /// mark's row is locked for the transaction, and a pod that finds it locked gets
+    /// nothing). The first call only starts the mark, past the messages already older than
+    /// `before`: what was stored before the sweep existed and is already late is not
+    /// reported (a one-off scan of the table).
+    fn undelivered(&mut self, before: i64, limit: usize) -> Result<UndeliveredRound, StoreError>;
 
     /// Claims messages the redrive must route again: at NONE and stuck for `after.none`
     /// (since creation, or since the last claim), or at SENT and stuck for `after.sent`

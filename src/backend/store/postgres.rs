@@ -15,6 +15,7 @@ mod migrate;
 mod outbox;
 mod presence;
 mod prune;
+mod undelivered;
 
 pub use outbox::{StatusEvent, StatusOutbox};
 
@@ -30,7 +31,7 @@ use super::{
     HistoryPage, MessageStore, NewMessage, PendingMessage, PruneRound, ReadState, RowKind,
     StatusUpdate, StoreError, StuckAfter, MAX_READ_STATES,
 };
-use super::{InsertResult, UpdateResult};
+use super::{InsertResult, UndeliveredRound, UpdateResult};
 use crate::protocol::Status;
 
 /// Used when the URL sets no `connect_timeout`: a blackholed host must not hang startup.
@@ -410,6 +411,10 @@ impl MessageStore for PostgresStore {
         window: usize,
     ) -> Result<PruneRound, StoreError> {
         self.within(async |s| prune::prune(&mut s.client, before, after_seq, window).await)
+    }
+
+    fn undelivered(&mut self, before: i64, limit: usize) -> Result<UndeliveredRound, StoreError> {
+        self.within(async |s| undelivered::sweep(&mut s.client, before, limit).await)
     }
 
     fn claim_stuck(

@@ -9,7 +9,7 @@ use super::GroupAnswer;
 use super::{
     HistoryPage, InsertResult, MessageStore, NewMessage, Original, PendingMessage, Positions,
     PruneRound, ReadState, RowKind, StatusChange, StatusUpdate, StoreError, StuckAfter,
-    UpdateResult, MAX_READ_STATES,
+    UndeliveredRound, UpdateResult, MAX_READ_STATES,
 };
 use crate::protocol::Status;
 use counters::{Counters, Keys};
@@ -20,6 +20,7 @@ mod group;
 mod presence;
 mod prune;
 mod row;
+mod undelivered;
 
 /// Versioned migrations, applied in order, each exactly once (recorded in `schema_migrations`).
 const MIGRATIONS: &[(u32, &str)] = &[
@@ -47,6 +48,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
         6,
         include_str!("../../../migrations/sqlite/0006_presence.sql"),
     ),
+    (7, include_str!("../../../migrations/sqlite/0007_marks.sql")),
 ];
 
 /// WAL pages written before SQLite checkpoints them into the database file.
@@ -354,6 +356,10 @@ impl MessageStore for SqliteStore {
         window: usize,
     ) -> Result<PruneRound, StoreError> {
         prune::prune(&mut self.conn, before, after_seq, window)
+    }
+
+    fn undelivered(&mut self, before: i64, limit: usize) -> Result<UndeliveredRound, StoreError> {
+        undelivered::sweep(&mut self.conn, before, limit)
     }
 
     fn claim_stuck(

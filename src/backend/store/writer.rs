@@ -69,6 +69,12 @@ pub enum StoreCmd {
         window: usize,
         reply: oneshot::Sender<Result<super::PruneRound, String>>,
     },
+    /// One round of the undelivered sweep (see [`MessageStore::undelivered`]).
+    Undelivered {
+        before: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<super::UndeliveredRound, String>>,
+    },
     /// Claims messages for the redrive (see [`MessageStore::claim_stuck`]).
     Claim {
         now: i64,
@@ -166,6 +172,7 @@ impl std::fmt::Debug for StoreCmd {
             StoreCmd::Read { .. } => "Read",
             StoreCmd::ReadsOf { .. } => "ReadsOf",
             StoreCmd::Claim { .. } => "Claim",
+            StoreCmd::Undelivered { .. } => "Undelivered",
             StoreCmd::Park { .. } => "Park",
             StoreCmd::Group { .. } => "Group",
             StoreCmd::Seen { .. } => "Seen",
@@ -516,6 +523,14 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
             } => {
                 let r = self.store.prune(before, after_seq, window);
                 let _ = reply.send(r.map_err(|e| e.to_string())); // The pruner may be gone.
+            }
+            StoreCmd::Undelivered {
+                before,
+                limit,
+                reply,
+            } => {
+                let r = self.store.undelivered(before, limit);
+                let _ = reply.send(r.map_err(|e| e.to_string())); // The sweeper may be gone.
             }
             StoreCmd::Claim {
                 now,

@@ -35,6 +35,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         7,
         include_str!("../../../../migrations/postgres/0007_presence.sql"),
     ),
+    (
+        8,
+        include_str!("../../../../migrations/postgres/0008_marks.sql"),
+    ),
 ];
 
 /// Advisory lock class (first key) serializing migrations; the second key is the schema's.

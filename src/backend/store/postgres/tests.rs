@@ -146,6 +146,11 @@ fn streams_and_conversations_are_numbered_without_holes() {
 }
 
 #[test]
+fn the_undelivered_sweep_reports_each_message_once() {
+    run(c::the_undelivered_sweep_reports_each_message_once);
+}
+
+#[test]
 fn retention_deletes_old_delivered_messages_and_marks_the_streams() {
     run(c::retention_deletes_old_delivered_messages_and_marks_the_streams);
 }

@@ -42,6 +42,13 @@ impl MessageStore for BrokenStore {
     ) -> Result<crate::backend::store::PruneRound, StoreError> {
         Err(StoreError::Query("disk I/O error".into()))
     }
+    fn undelivered(
+        &mut self,
+        _: i64,
+        _: usize,
+    ) -> Result<crate::backend::store::UndeliveredRound, StoreError> {
+        Err(StoreError::Query("disk I/O error".into()))
+    }
     fn mark_read(
         &mut self,
         _: &crate::backend::store::ReadState,
@@ -302,6 +309,13 @@ impl MessageStore for FailingFrom {
         n: usize,
     ) -> Result<crate::backend::store::PruneRound, StoreError> {
         self.inner.prune(before, after, n)
+    }
+    fn undelivered(
+        &mut self,
+        before: i64,
+        n: usize,
+    ) -> Result<crate::backend::store::UndeliveredRound, StoreError> {
+        self.inner.undelivered(before, n)
     }
     fn mark_read(
         &mut self,
