@@ -104,6 +104,14 @@ fn check_frame(text: &str) {
             unique.dedup();
             assert_eq!(unique.len(), users.len(), "a user asked about twice");
         }
+        ClientFrame::Statuses { ids } => {
+            assert!((1..=protocol::MAX_ACK_IDS).contains(&ids.len()));
+            assert!(ids.iter().all(|i| !i.is_empty() && i.len() <= 128));
+            let mut unique = ids.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), ids.len(), "an id asked about twice");
+        }
     }
 }
 

@@ -119,6 +119,13 @@ fn check_frame(text: &str) {
                 "{text}"
             );
         }
+        Ok(ClientFrame::Statuses { ids }) => {
+            assert!((1..=256).contains(&ids.len()), "{text}");
+            assert!(
+                ids.iter().all(|i| !i.is_empty() && i.len() <= 128),
+                "{text}"
+            );
+        }
         Err(e) => assert!(!e.message.is_empty(), "{text}"),
     }
 }

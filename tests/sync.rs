@@ -229,6 +229,59 @@ fn a_syncing_device_learns_the_status_of_what_its_user_sent_elsewhere() {
 }
 
 #[test]
+fn a_device_back_from_offline_asks_the_statuses_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |_| {});
+    let addr = pod.local_addr();
+    let (a, b) = (user("alice"), user("bob"));
+    let mut phone = Client::connect_since(addr, &a, 0);
+    let mut bob = Client::connect_since(addr, &b, 0);
+    let g = format!("g:{}", user("pair"));
+    phone.send(serde_json::json!({"type": "group_create", "conversation_id": g, "members": [b]}));
+    assert_eq!(phone.recv_type("group")["event"], "created");
+    let direct = send(&mut phone, &b, "direct", None);
+    phone.send(serde_json::json!({"type": "send", "conversation_id": g, "payload": "group"}));
+    let grouped = phone.recv_until(|v| v["type"] == "accepted").pop().unwrap();
+    let pos = grouped["pos"].as_i64().unwrap();
+    drop(phone);
+    // bob confirms both while alice has no device online: nobody hears DELIVERED.
+    let got = bob.recv_until(|v| v["type"] == "message" && v["id"] == grouped["id"]);
+    let ids: Vec<String> = got
+        .iter()
+        .filter(|v| v["type"] == "message")
+        .map(id_of)
+        .collect();
+    bob.send(serde_json::json!({"type": "ack", "ids": ids}));
+    let bobs = send(&mut bob, &a, "from bob", None);
+    let mut back = Client::connect_since(addr, &a, pos);
+    assert_eq!(back.recv_type("message")["id"], bobs["id"]);
+    let ask = [id_of(&direct), id_of(&grouped), id_of(&bobs), "nope".into()];
+    let answer = eventually(|| {
+        back.send(serde_json::json!({"type": "statuses", "ids": ask}));
+        let a = back.next_of("statuses", &["read", "status"]);
+        a["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "DELIVERED")
+    });
+    assert!(answer, "both reached DELIVERED");
+    back.send(serde_json::json!({"type": "statuses", "ids": ask}));
+    let a = back.next_of("statuses", &["read", "status"]);
+    let want = serde_json::json!([
+        {"id": id_of(&direct), "status": "DELIVERED"},
+        {"id": id_of(&grouped), "status": "DELIVERED"},
+    ]);
+    assert_eq!(a["statuses"], want, "only alice's own, in the order asked");
+    back.send(serde_json::json!({"type": "statuses", "ids": []}));
+    assert_eq!(
+        back.next_of("error", &["read", "status"])["code"],
+        "missing_id"
+    );
+    pod.shutdown();
+}
+
+#[test]
 fn a_since_that_is_not_a_position_is_refused_before_the_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     let pod = start_pod(dir.path(), |_| {});

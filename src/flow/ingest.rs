@@ -67,6 +67,9 @@ pub async fn on_text(shard: &Rc<Shard>, from: &Origin<'_>, text: &str) {
         Ok(ClientFrame::Presence { users }) => {
             super::presence::on_presence(shard, from.conn, from.user, users)
         }
+        Ok(ClientFrame::Statuses { ids }) => {
+            super::statuses::on_statuses(shard, from.conn, from.user, ids)
+        }
         Err(e) => {
             shard.metrics().error(e.code);
             let frame = encode_error(e.code, &e.message, e.client_msg_id.as_deref(), None);

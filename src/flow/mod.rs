@@ -16,7 +16,7 @@
 //! ephemeral typing indicators. [`group`] is the same path for v2 groups: a send, a
 //! membership change or a receipt is one store operation, then a fan-out to the members.
 //! [`presence`] answers who is online, from the route table, to users who share a
-//! conversation.
+//! conversation. [`statuses`] answers a device's question about its user's messages.
 //! [`dispatch`] is each shard's inbox loop, which hands what arrives to the step it belongs to.
 //! [`replay`] is the offline path: a connecting recipient first receives what is stored for
 //! them. [`redrive`] re-routes messages stuck by a broker outage or a dead pod (distributed
@@ -36,6 +36,7 @@ pub mod replay;
 pub mod retention;
 pub mod route;
 pub mod status;
+pub mod statuses;
 pub mod submit;
 pub mod typing;
 pub mod undelivered;

@@ -39,6 +39,9 @@ pub enum ClientFrame<'a> {
     Group(super::group::GroupFrame<'a>),
     /// Who of these users is online (and when the others were last seen).
     Presence { users: Vec<String> },
+    /// The current status of messages the user sent (1 to [`MAX_ACK_IDS`]): what a device
+    /// that was offline missed.
+    Statuses { ids: Vec<String> },
 }
 
 /// Most users one presence frame may ask about.
@@ -124,6 +127,7 @@ pub fn decode_client_frame<'a>(
             })
         }
         Some("presence") => validate_presence(raw.user_ids),
+        Some("statuses") => validate_statuses(raw.ids),
         Some(other) if super::group::is_group_frame(other) => {
             let group = super::group::RawGroup {
                 conversation_id: raw.conversation_id,
@@ -183,6 +187,26 @@ fn validate_presence<'a>(ids: Option<Vec<Cow<'a, str>>>) -> Result<ClientFrame<'
         }
     }
     Ok(ClientFrame::Presence { users })
+}
+
+/// 1 to [`MAX_ACK_IDS`] message ids, each once, with the ack's rules for an id.
+fn validate_statuses(ids: Option<Vec<Cow<'_, str>>>) -> Result<ClientFrame<'_>, DecodeError> {
+    let ids = ids.unwrap_or_default();
+    if ids.len() > MAX_ACK_IDS {
+        let msg = format!("a statuses frame carries at most {MAX_ACK_IDS} ids");
+        return Err(err(ErrorCode::TooManyIds, &msg, None));
+    }
+    if ids.is_empty() || !ids.iter().all(|i| valid_ack_id(i)) {
+        let msg = "a statuses frame needs a non-empty \"ids\" list; ids are 1 to 128 bytes";
+        return Err(err(ErrorCode::MissingId, msg, None));
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !unique.iter().any(|u| *u == id) {
+            unique.push(id.into_owned());
+        }
+    }
+    Ok(ClientFrame::Statuses { ids: unique })
 }
 
 fn validate_read<'a>(raw: RawFrame<'a>, user: &str) -> Result<ClientFrame<'a>, DecodeError> {
@@ -348,6 +372,28 @@ mod tests {
             decode_client_frame(f, "alice", L),
             Ok(ClientFrame::Send(_))
         ));
+    }
+
+    #[test]
+    fn a_statuses_frame_takes_1_to_256_ids_each_once() {
+        let f = r#"{"type":"statuses","ids":["m1","m2","m1"]}"#;
+        let ids = vec!["m1".to_string(), "m2".to_string()];
+        assert_eq!(
+            decode_client_frame(f, "alice", L),
+            Ok(ClientFrame::Statuses { ids })
+        );
+        assert_eq!(code(r#"{"type":"statuses"}"#), ErrorCode::MissingId);
+        assert_eq!(
+            code(r#"{"type":"statuses","ids":[]}"#),
+            ErrorCode::MissingId
+        );
+        assert_eq!(
+            code(r#"{"type":"statuses","ids":[""]}"#),
+            ErrorCode::MissingId
+        );
+        let many: Vec<String> = (0..=MAX_ACK_IDS).map(|i| format!("m{i}")).collect();
+        let many = serde_json::json!({"type": "statuses", "ids": many}).to_string();
+        assert_eq!(code(&many), ErrorCode::TooManyIds);
     }
 
     #[test]

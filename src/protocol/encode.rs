@@ -186,6 +186,32 @@ pub fn encode_presence(users: &[PresenceView]) -> String {
     to_text(&Frame::Presence { users })
 }
 
+/// `{"type":"statuses","statuses":[{"id":…,"status":…},…]}`: the answer to a statuses frame.
+pub fn encode_statuses(statuses: &[(String, Status)]) -> String {
+    #[derive(Serialize)]
+    struct One<'a> {
+        id: &'a str,
+        status: &'static str,
+    }
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        statuses: Vec<One<'a>>,
+    }
+    let statuses = (statuses.iter())
+        .map(|(id, s)| One {
+            id,
+            status: s.as_str(),
+        })
+        .collect();
+    let answer = Answer {
+        kind: "statuses",
+        statuses,
+    };
+    serde_json::to_string(&answer).expect("plain strings always serialize")
+}
+
 /// `{"type":"typing",...}`: `user_id` is typing in `conversation_id` (or stopped).
 pub fn encode_typing(conversation_id: &str, user_id: &str, active: bool) -> String {
     to_text(&Frame::Typing {
@@ -227,6 +253,16 @@ mod tests {
             status_of_frame(r#"{"type":"status","id":"x","status":"LOST"}"#),
             None
         );
+    }
+
+    #[test]
+    fn the_statuses_answer_matches_the_protocol_document() {
+        let found = [("m1".to_string(), Status::Delivered)];
+        assert_eq!(
+            encode_statuses(&found),
+            r#"{"type":"statuses","statuses":[{"id":"m1","status":"DELIVERED"}]}"#
+        );
+        assert_eq!(encode_statuses(&[]), r#"{"type":"statuses","statuses":[]}"#);
     }
 
     #[test]

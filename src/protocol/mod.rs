@@ -19,7 +19,7 @@ pub use encode::{
     encode_accepted, encode_error, encode_message, encode_status, encode_truncated, Accepted,
     MessageView,
 };
-pub use encode::{encode_presence, PresenceView};
+pub use encode::{encode_presence, encode_statuses, PresenceView};
 pub use encode::{encode_read, encode_token_accepted, encode_typing, status_of_frame};
 pub use time::{now_micros, rfc3339_micros};
 

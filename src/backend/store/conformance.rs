@@ -365,6 +365,26 @@ pub(crate) fn retention_deletes_old_delivered_messages_and_marks_the_streams(
 }
 
 /// Read receipts only move forward and never past the conversation's last message.
+/// A sender learns the status of their own messages only, in the order asked.
+pub(crate) fn a_sender_reads_the_statuses_of_its_own_messages(s: &mut impl MessageStore) {
+    let batch = [
+        from("alice", "a1", "bob", None),
+        from("alice", "a2", "bob", None),
+        from("carol", "c1", "bob", None),
+    ];
+    s.commit(&batch, &[update("a2", Status::Delivered, None)])
+        .unwrap();
+    let ask = ["a2", "c1", "nope", "a1"].map(String::from);
+    let got = s.sent_statuses("alice", &ask).unwrap();
+    let want = [("a2", Status::Delivered), ("a1", Status::None)];
+    assert_eq!(got, want.map(|(i, st)| (i.to_string(), st)));
+    assert_eq!(
+        s.sent_statuses("bob", &ask).unwrap(),
+        [],
+        "bob sent none of them"
+    );
+}
+
 /// The undelivered sweep looks at each message once, in insertion order, stops at the first
 /// one too young, and reports only those below DELIVERED; what existed before its first
 /// round is never reported.
@@ -497,6 +517,7 @@ mod on_sqlite {
         run(super::streams_and_conversations_are_numbered_without_holes);
         run(super::retention_deletes_old_delivered_messages_and_marks_the_streams);
         run(super::the_undelivered_sweep_reports_each_message_once);
+        run(super::a_sender_reads_the_statuses_of_its_own_messages);
         run(super::reads_move_forward_only_and_stop_at_the_last_message);
         run(super::a_group_message_takes_a_place_in_every_members_stream);
         run(super::group_statuses_aggregate_over_the_members);

@@ -337,6 +337,14 @@ pub trait MessageStore: Send + 'static {
     /// and the recipient's next connect replays them (they stay at NONE).
     fn park(&mut self, ids: &[String]) -> Result<(), StoreError>;
 
+    /// The current status of those of `ids` that `sender` sent (a group message's aggregate,
+    /// up to DELIVERED), in the order asked; other and unknown ids are left out.
+    fn sent_statuses(
+        &mut self,
+        sender: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Status)>, StoreError>;
+
     /// Current status of a message (a group message's aggregate), for tests and tools.
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError>;
 

@@ -417,6 +417,14 @@ impl MessageStore for PostgresStore {
         self.within(async |s| undelivered::sweep(&mut s.client, before, limit).await)
     }
 
+    fn sent_statuses(
+        &mut self,
+        sender: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Status)>, StoreError> {
+        self.within(async |s| undelivered::sent_statuses(&s.client, sender, ids).await)
+    }
+
     fn claim_stuck(
         &mut self,
         now: i64,

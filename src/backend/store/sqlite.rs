@@ -362,6 +362,27 @@ impl MessageStore for SqliteStore {
         undelivered::sweep(&mut self.conn, before, limit)
     }
 
+    fn sent_statuses(
+        &mut self,
+        sender: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Status)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let table = match crate::protocol::group::is_group_message_id(id) {
+                true => "group_messages",
+                false => "messages",
+            };
+            let sql = format!("SELECT status FROM {table} WHERE id = ?1 AND sender_id = ?2");
+            let mut st = self.conn.prepare_cached(&sql)?;
+            let found: Option<StoredStatus> = st
+                .query_row(params![StoredId::of(id), sender], |r| r.get(0))
+                .optional()?;
+            out.extend(found.map(|s| (id.clone(), s.0)));
+        }
+        Ok(out)
+    }
+
     fn claim_stuck(
         &mut self,
         now: i64,

@@ -69,6 +69,12 @@ pub enum StoreCmd {
         window: usize,
         reply: oneshot::Sender<Result<super::PruneRound, String>>,
     },
+    /// Statuses of messages a user sent (see [`MessageStore::sent_statuses`]).
+    SentStatuses {
+        sender: String,
+        ids: Vec<String>,
+        reply: oneshot::Sender<Result<Vec<(String, crate::protocol::Status)>, String>>,
+    },
     /// One round of the undelivered sweep (see [`MessageStore::undelivered`]).
     Undelivered {
         before: i64,
@@ -173,6 +179,7 @@ impl std::fmt::Debug for StoreCmd {
             StoreCmd::ReadsOf { .. } => "ReadsOf",
             StoreCmd::Claim { .. } => "Claim",
             StoreCmd::Undelivered { .. } => "Undelivered",
+            StoreCmd::SentStatuses { .. } => "SentStatuses",
             StoreCmd::Park { .. } => "Park",
             StoreCmd::Group { .. } => "Group",
             StoreCmd::Seen { .. } => "Seen",
@@ -523,6 +530,10 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
             } => {
                 let r = self.store.prune(before, after_seq, window);
                 let _ = reply.send(r.map_err(|e| e.to_string())); // The pruner may be gone.
+            }
+            StoreCmd::SentStatuses { sender, ids, reply } => {
+                let r = self.store.sent_statuses(&sender, &ids);
+                let _ = reply.send(r.map_err(|e| e.to_string())); // The asker may be gone.
             }
             StoreCmd::Undelivered {
                 before,

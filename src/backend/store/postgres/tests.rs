@@ -146,6 +146,11 @@ fn streams_and_conversations_are_numbered_without_holes() {
 }
 
 #[test]
+fn a_sender_reads_the_statuses_of_its_own_messages() {
+    run(c::a_sender_reads_the_statuses_of_its_own_messages);
+}
+
+#[test]
 fn the_undelivered_sweep_reports_each_message_once() {
     run(c::the_undelivered_sweep_reports_each_message_once);
 }

@@ -49,6 +49,13 @@ impl MessageStore for BrokenStore {
     ) -> Result<crate::backend::store::UndeliveredRound, StoreError> {
         Err(StoreError::Query("disk I/O error".into()))
     }
+    fn sent_statuses(
+        &mut self,
+        _: &str,
+        _: &[String],
+    ) -> Result<Vec<(String, Status)>, StoreError> {
+        Err(StoreError::Query("disk I/O error".into()))
+    }
     fn mark_read(
         &mut self,
         _: &crate::backend::store::ReadState,
@@ -316,6 +323,13 @@ impl MessageStore for FailingFrom {
         n: usize,
     ) -> Result<crate::backend::store::UndeliveredRound, StoreError> {
         self.inner.undelivered(before, n)
+    }
+    fn sent_statuses(
+        &mut self,
+        sender: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Status)>, StoreError> {
+        self.inner.sent_statuses(sender, ids)
     }
     fn mark_read(
         &mut self,
