@@ -84,6 +84,7 @@ export class DistrisocksClient extends Emitter<ClientEvents> {
   private readonly statuses = new Recent<f.Status>(4096);
   private readonly pendingReads = new Map<string, number>();
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private everOpened = false;
   private opened: Promise<void>;
   private markOpened!: () => void;
   private failOpened!: (e: DistrisocksError) => void;
@@ -255,6 +256,8 @@ export class DistrisocksClient extends Emitter<ClientEvents> {
         this.session.opened(token);
         this.flushOutbox();
         this.flushReads();
+        if (this.everOpened) this.askMissedStatuses();
+        this.everOpened = true;
         this.requests.pump((t) => this.write(t));
         this.markOpened();
       },
@@ -309,6 +312,20 @@ export class DistrisocksClient extends Emitter<ClientEvents> {
       default:
         return;
     }
+  }
+
+  /** After a reconnect: status frames sent while this device was away are gone, so it asks
+   * for its messages still shown below DELIVERED (the newest 256). A failure is let be: the
+   * next reconnect asks again. */
+  private askMissedStatuses(): void {
+    const ids: string[] = [];
+    for (const [id, s] of this.statuses.entries()) if (s === "NONE" || s === "SENT") ids.push(id);
+    if (ids.length === 0) return;
+    const frame = { type: "statuses", ids: ids.slice(-256) };
+    this.request(frame, (x) => (x.type === "statuses" ? x.statuses : undefined)).then(
+      (found) => found.forEach((st) => this.onStatus(st, false)),
+      () => undefined,
+    );
   }
 
   private onStatus(st: f.StatusEvent, quiet: boolean): void {

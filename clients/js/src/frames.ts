@@ -109,6 +109,7 @@ export type ServerFrame =
   | { type: "group_members"; conversationId: string; members: string[] }
   | { type: "presence"; users: PresenceEntry[] }
   | { type: "receipts"; receipts: Receipts }
+  | { type: "statuses"; statuses: StatusEvent[] }
   | { type: "token_accepted"; expiresAt: number }
   | { type: "history_truncated"; throughPos: number }
   | { type: "error"; error: ServerError }
@@ -163,6 +164,11 @@ export function parseServerFrame(text: string, me: string): ServerFrame {
       return { type: "presence", users: presence(f.users) };
     case "receipts":
       return { type: "receipts", receipts: receipts(f) };
+    case "statuses":
+      return {
+        type: "statuses",
+        statuses: (Array.isArray(f.statuses) ? f.statuses : []).map((x: Json) => ({ id: String(x.id), status: x.status as Status })),
+      };
     case "token_accepted":
       return { type: "token_accepted", expiresAt: Number(f.expires_at) };
     case "history_truncated":

@@ -22,6 +22,11 @@ export class Recent<V> {
     }
   }
 
+  /** Oldest first. */
+  entries(): IterableIterator<[string, V]> {
+    return this.map.entries();
+  }
+
   get size(): number {
     return this.map.size;
   }

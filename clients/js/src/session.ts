@@ -4,12 +4,19 @@
  */
 
 import type { TokenProvider } from "./connection.js";
+import { Recent } from "./recent.js";
 
 /** Most ids in one ack frame (PROTOCOL.md, "ack"). */
 const MAX_IDS = 256;
+/** Acks sent again after a reconnect: a v2 sync does not repeat what is at or below the
+ * cursor, so an ack that died with its connection would leave its message below DELIVERED
+ * for good. Acking a DELIVERED message is a no-op on the server. */
+const REACK = 512;
 
 export class Session {
   private acks = new Set<string>();
+  private readonly sentAcks = new Recent<true>(REACK);
+  private everOpened = false;
   private ackTimer: ReturnType<typeof setTimeout> | undefined;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private saving = false;
@@ -24,6 +31,8 @@ export class Session {
 
   opened(token: string | null): void {
     this.live = true;
+    if (this.everOpened) this.writeAcks([...this.sentAcks.entries()].map(([id]) => id));
+    this.everOpened = true;
     const exp = token === null ? undefined : expiryOf(token);
     if (exp !== undefined) this.scheduleRefresh(exp);
   }
@@ -54,6 +63,11 @@ export class Session {
     this.ackTimer = undefined;
     const ids = [...this.acks];
     this.acks.clear();
+    for (const id of ids) this.sentAcks.set(id, true);
+    this.writeAcks(ids);
+  }
+
+  private writeAcks(ids: string[]): void {
     for (let i = 0; i < ids.length; i += MAX_IDS) {
       this.write(JSON.stringify({ type: "ack", ids: ids.slice(i, i + MAX_IDS) }));
     }
