@@ -10,19 +10,27 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[test]
-fn connection_events_reach_a_receiver_that_was_down_signed_once_each_in_order() {
-    // A port with nobody listening yet: the first attempts are refused connections.
+/// A pod posting its webhooks to a free port nobody listens on yet (the test binds it when
+/// the receiver should come up); `undelivered_after_secs` 0 leaves that sweep off.
+fn hooked_pod(dir: &std::path::Path, undelivered_after_secs: u64) -> (distrisocks::Pod, u16) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let dir = tempfile::tempdir().unwrap();
-    let pod = start_pod(dir.path(), |c| {
+    let pod = start_pod(dir, |c| {
         c.webhook_url = Some(format!("http://127.0.0.1:{port}/hooks"));
         c.webhook_secret = Some(SECRET.into());
+        c.webhook_undelivered_after_secs = undelivered_after_secs;
     });
+    (pod, port)
+}
+
+#[test]
+fn connection_events_reach_a_receiver_that_was_down_signed_once_each_in_order() {
+    // A port with nobody listening yet: the first attempts are refused connections.
+    let dir = tempfile::tempdir().unwrap();
+    let (pod, port) = hooked_pod(dir.path(), 0);
     let a = user("alice");
     let phone = Client::connect(pod.local_addr(), &a);
     drop(phone);
@@ -89,17 +97,8 @@ fn connection_events_reach_a_receiver_that_was_down_signed_once_each_in_order() 
 
 #[test]
 fn undelivered_messages_are_reported_once_each_after_the_delay_even_to_a_late_receiver() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let dir = tempfile::tempdir().unwrap();
-    let pod = start_pod(dir.path(), |c| {
-        c.webhook_url = Some(format!("http://127.0.0.1:{port}/hooks"));
-        c.webhook_secret = Some(SECRET.into());
-        c.webhook_undelivered_after_secs = 1;
-    });
+    let (pod, port) = hooked_pod(dir.path(), 1);
     let addr = pod.local_addr();
     let (mut alice, mut bob) = pair(addr, addr);
     let (carol, dave) = (user("carol"), user("dave"));

@@ -12,12 +12,11 @@ use std::rc::Rc;
 use futures::channel::oneshot;
 
 use crate::backend::store::StoreCmd;
-use crate::protocol::{encode_error, encode_presence, now_micros, rfc3339_micros};
+use crate::protocol::{encode_presence, now_micros, rfc3339_micros};
 use crate::protocol::{ErrorCode, PresenceView};
-use crate::shard::outbox::Out;
 use crate::shard::Shard;
 
-use super::submit::{submit, STATUS_PATIENCE};
+use super::submit::{answer_later, ask_store};
 
 /// A connection of `user` opened or closed now. Best effort and never waits: a full store
 /// queue drops it (the next open or close records the user again).
@@ -32,19 +31,12 @@ pub fn seen(shard: &Shard, user: &str) {
 /// Answers a presence frame of connection `conn` of `asker`, in its own task.
 pub fn on_presence(shard: &Rc<Shard>, conn: u64, asker: &str, users: Vec<String>) {
     let (s, asker) = (shard.clone(), asker.to_owned());
-    shard.begin_work();
-    glommio::spawn_local(async move {
-        let frame = match answer(&s, &asker, users).await {
-            Ok(views) => encode_presence(&views),
-            Err(code) => {
-                s.metrics().error(code);
-                encode_error(code, "presence unavailable; ask again later", None, None)
-            }
-        };
-        s.conns.borrow().push_to(conn, Out::Text(frame.into()));
-        s.end_work();
-    })
-    .detach();
+    answer_later(
+        shard,
+        conn,
+        "presence unavailable; ask again later",
+        async move { Ok(encode_presence(&answer(&s, &asker, users).await?)) },
+    );
 }
 
 async fn answer(
@@ -59,16 +51,7 @@ async fn answer(
         users,
         reply,
     };
-    if let Err(e) = submit(&shard.pod.store, cmd, STATUS_PATIENCE).await {
-        return Err(match e {
-            crate::backend::store::SubmitError::Full(_) => ErrorCode::Overloaded,
-            crate::backend::store::SubmitError::Stopped(_) => ErrorCode::StoreUnavailable,
-        });
-    }
-    let peers = match wait.await {
-        Ok(Ok(peers)) => peers,
-        _ => return Err(ErrorCode::StoreUnavailable),
-    };
+    let peers = ask_store(shard, cmd, wait).await?;
     let mut views = Vec::with_capacity(peers.len());
     for (user, last) in peers {
         let places = shard.routes.lookup(&user).await;

@@ -8,46 +8,23 @@ use std::rc::Rc;
 
 use futures::channel::oneshot;
 
-use crate::backend::store::{StoreCmd, SubmitError};
-use crate::protocol::{encode_error, encode_statuses, ErrorCode, Status};
-use crate::shard::outbox::Out;
+use crate::backend::store::StoreCmd;
+use crate::protocol::encode_statuses;
 use crate::shard::Shard;
 
-use super::submit::{submit, STATUS_PATIENCE};
+use super::submit::{answer_later, ask_store};
 
 /// Answers a statuses frame of connection `conn` of `sender`, in its own task.
 pub fn on_statuses(shard: &Rc<Shard>, conn: u64, sender: &str, ids: Vec<String>) {
     let (s, sender) = (shard.clone(), sender.to_owned());
-    shard.begin_work();
-    glommio::spawn_local(async move {
-        let frame = match answer(&s, sender, ids).await {
-            Ok(found) => encode_statuses(&found),
-            Err(code) => {
-                s.metrics().error(code);
-                encode_error(code, "statuses unavailable; ask again later", None, None)
-            }
-        };
-        s.conns.borrow().push_to(conn, Out::Text(frame.into()));
-        s.end_work();
-    })
-    .detach();
-}
-
-async fn answer(
-    shard: &Shard,
-    sender: String,
-    ids: Vec<String>,
-) -> Result<Vec<(String, Status)>, ErrorCode> {
-    let (reply, wait) = oneshot::channel();
-    let cmd = StoreCmd::SentStatuses { sender, ids, reply };
-    if let Err(e) = submit(&shard.pod.store, cmd, STATUS_PATIENCE).await {
-        return Err(match e {
-            SubmitError::Full(_) => ErrorCode::Overloaded,
-            SubmitError::Stopped(_) => ErrorCode::StoreUnavailable,
-        });
-    }
-    match wait.await {
-        Ok(Ok(found)) => Ok(found),
-        _ => Err(ErrorCode::StoreUnavailable),
-    }
+    answer_later(
+        shard,
+        conn,
+        "statuses unavailable; ask again later",
+        async move {
+            let (reply, wait) = oneshot::channel();
+            let cmd = StoreCmd::SentStatuses { sender, ids, reply };
+            Ok(encode_statuses(&ask_store(&s, cmd, wait).await?))
+        },
+    );
 }

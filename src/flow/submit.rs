@@ -44,6 +44,49 @@ pub fn warn_dropped(shard: &crate::shard::Shard, what: &'static str) {
     }
 }
 
+/// Asks the store with `cmd` and waits for its answer on `wait`: a question a client is
+/// waiting on (presence, statuses). A queue that stays full is `overloaded`, a store that
+/// stopped or failed `store_unavailable`.
+pub async fn ask_store<T>(
+    shard: &crate::shard::Shard,
+    cmd: StoreCmd,
+    wait: futures::channel::oneshot::Receiver<Result<T, String>>,
+) -> Result<T, crate::protocol::ErrorCode> {
+    use crate::protocol::ErrorCode;
+    if let Err(e) = submit(&shard.pod.store, cmd, STATUS_PATIENCE).await {
+        return Err(match e {
+            SubmitError::Full(_) => ErrorCode::Overloaded,
+            SubmitError::Stopped(_) => ErrorCode::StoreUnavailable,
+        });
+    }
+    match wait.await {
+        Ok(Ok(answer)) => Ok(answer),
+        _ => Err(ErrorCode::StoreUnavailable),
+    }
+}
+
+/// Runs `answer` in a task of its own and queues the frame it gives for connection `conn`,
+/// or, when it fails, an error frame with its code and `unavailable` as the message.
+pub fn answer_later(
+    shard: &std::rc::Rc<crate::shard::Shard>,
+    conn: u64,
+    unavailable: &'static str,
+    answer: impl std::future::Future<Output = Result<String, crate::protocol::ErrorCode>> + 'static,
+) {
+    let s = shard.clone();
+    shard.begin_work();
+    glommio::spawn_local(async move {
+        let frame = answer.await.unwrap_or_else(|code| {
+            s.metrics().error(code);
+            crate::protocol::encode_error(code, unavailable, None, None)
+        });
+        let out = crate::shard::outbox::Out::Text(frame.into());
+        s.conns.borrow().push_to(conn, out);
+        s.end_work();
+    })
+    .detach();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
