@@ -295,6 +295,11 @@ impl Outbox {
     /// live half and close a device that reads. A repeat is dropped, as for any live copy.
     pub fn push_released(&mut self, env: Arc<Envelope>) -> bool {
         let Some(id) = env.message_id.as_deref() else {
+            // A status held while the sync ran may now be behind one the sync read from the
+            // store (a SENT held, a DELIVERED stored): found by the chaos suite.
+            if self.status_behind(&env.frame) {
+                return !self.finished;
+            }
             return self.push(Out::Message(env));
         };
         let addressed = !env.carbon && self.replay_credit();
@@ -593,6 +598,37 @@ mod tests {
         plain.push_live(status("m1", Status::Sent));
         assert_eq!(plain.len(), 2, "embedded: one path, nothing checked");
         assert!(plain.recent.is_none());
+    }
+
+    /// Found by the chaos suite (seed 901, distributed): a live SENT held while a sync ran,
+    /// released after the sync had shown the DELIVERED it read from the store.
+    #[test]
+    fn a_held_status_behind_a_stored_one_is_dropped_when_released() {
+        let mut o = Outbox::new(64).remembering_ids();
+        o.start_replay();
+        o.push_live(status("m1", Status::Sent));
+        o.push_live(status("m2", Status::Sent));
+        let stored = crate::protocol::encode_status("m1", Status::Delivered);
+        assert!(o.push_stored_status(stored));
+        let replay = o.end_replay();
+        for env in replay.held {
+            assert!(o.push_released(env));
+        }
+        let shown: Vec<String> = std::iter::from_fn(|| o.try_next())
+            .map(|out| match out {
+                Out::Text(t) => t.to_string(),
+                Out::Message(env) => env.frame.to_string(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                crate::protocol::encode_status("m1", Status::Delivered),
+                crate::protocol::encode_status("m2", Status::Sent),
+            ],
+            "m1's SENT dropped, m2's kept"
+        );
     }
 
     /// A redrive seconds later (hundreds of messages on) is still caught, by position; a
