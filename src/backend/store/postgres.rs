@@ -15,6 +15,7 @@ mod migrate;
 mod outbox;
 mod presence;
 mod prune;
+mod statuses;
 mod undelivered;
 
 pub use outbox::{StatusEvent, StatusOutbox};
@@ -422,7 +423,7 @@ impl MessageStore for PostgresStore {
         sender: &str,
         ids: &[String],
     ) -> Result<Vec<(String, Status)>, StoreError> {
-        self.within(async |s| undelivered::sent_statuses(&s.client, sender, ids).await)
+        self.within(async |s| statuses::sent_statuses(&s.client, sender, ids).await)
     }
 
     fn claim_stuck(

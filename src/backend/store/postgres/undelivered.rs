@@ -1,4 +1,4 @@
-//! The undelivered sweep on Postgres, and the statuses a sender asks for. The mark's row is locked `FOR UPDATE SKIP LOCKED`, so
+//! The undelivered sweep on Postgres. The mark's row is locked `FOR UPDATE SKIP LOCKED`, so
 //! with several pods one sweeps at a time and each row is looked at once. `seq` is handed out
 //! before commit, so a row may commit after the sweep passed its `seq`; the sweep stops at
 //! the first row younger than `before`, and a transaction is bounded by `statement_timeout`
@@ -56,28 +56,9 @@ pub(super) async fn sweep(
             });
         }
     }
-    tx.execute(MOVE_SQL, &[&MARK, &through]).await?;
+    if through != mark {
+        tx.execute(MOVE_SQL, &[&MARK, &through]).await?;
+    }
     tx.commit().await?;
     Ok(UndeliveredRound { found, looked_at })
-}
-
-const SENT_SQL: &str = "SELECT id, status FROM messages WHERE id = ANY($1) AND sender_id = $2
-     UNION ALL
-     SELECT id, status FROM group_messages WHERE id = ANY($1) AND sender_id = $2";
-
-/// The status of each of `ids` that `sender` sent, in the order asked.
-pub(super) async fn sent_statuses(
-    client: &Client,
-    sender: &str,
-    ids: &[String],
-) -> Result<Vec<(String, Status)>, StoreError> {
-    let rows = client.query(SENT_SQL, &[&ids, &sender]).await?;
-    let mut found = std::collections::HashMap::with_capacity(rows.len());
-    for r in rows {
-        let id: String = r.try_get(0)?;
-        found.insert(id, parse_status(r.try_get::<_, &str>(1)?)?);
-    }
-    Ok((ids.iter())
-        .filter_map(|id| found.get(id).map(|s| (id.clone(), *s)))
-        .collect())
 }
