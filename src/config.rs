@@ -134,6 +134,23 @@ pub struct Config {
     #[arg(long, env = "DISTRISOCKS_DEMO_DIR")]
     pub demo_dir: Option<PathBuf>,
 
+    /// Keys of the server HTTP API (`/api/v1/`, docs/API.md, docs/openapi.yaml), comma-separated,
+    /// each at least 16 bytes: a backend sends one as `Authorization: Bearer <key>`. More than
+    /// one: rotation (add the new key, move the backends, drop the old one). Unset: the API
+    /// is off and `/api/` answers 404.
+    #[arg(
+        long,
+        env = "DISTRISOCKS_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// The sender of messages the server API publishes without a `sender_id`. Not checked
+    /// against the user directory: it is the application itself.
+    #[arg(long, env = "DISTRISOCKS_API_SYSTEM_SENDER", default_value = "system")]
+    pub api_system_sender: String,
+
     /// The auth service's user table as a file of JSON lines (docs/PROTOCOL.md, "User
     /// directory"), re-read whenever it changes. With a directory, only its users may
     /// connect or be sent messages, and a deleted user's sockets are closed.
@@ -504,6 +521,10 @@ pub enum ConfigError {
     JwtWithoutSecret,
     #[error("--jwt-public-keys: {0}")]
     JwtKeys(String),
+    #[error("every --api-keys key must be at least 16 bytes: a short key can be guessed")]
+    ShortApiKey,
+    #[error("--api-system-sender must be a valid user id (1 to 128 bytes, no control characters)")]
+    SystemSender,
     #[error("--jwt-secret and --jwt-previous-secrets must not be empty: anyone can sign with an empty key")]
     EmptyJwtSecret,
     #[error("no --jwt-secret on non-loopback {0}: set one, or pass --auth dev explicitly")]
@@ -620,6 +641,12 @@ impl Config {
         let secrets = self.jwt_secret.iter().chain(&self.jwt_previous_secrets);
         if secrets.into_iter().any(|s| s.is_empty()) {
             return Err(ConfigError::EmptyJwtSecret);
+        }
+        if self.api_keys.iter().any(|k| k.len() < 16) {
+            return Err(ConfigError::ShortApiKey);
+        }
+        if !crate::protocol::valid_user_id(&self.api_system_sender) {
+            return Err(ConfigError::SystemSender);
         }
         if !(1..=1024).contains(&self.shard_count()) {
             return Err(ConfigError::Shards);

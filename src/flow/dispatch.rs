@@ -44,6 +44,10 @@ pub async fn run_inbox(
             }
             ShardMsg::LeaseLost => keepalive::close_for_lost_lease(&shard),
             ShardMsg::UsersDeleted(users) => keepalive::close_for_deleted_users(&shard, &users),
+            ShardMsg::Disconnect { user, done } => {
+                // The asking request may have timed out; the connections are closed anyway.
+                let _ = done.send(keepalive::disconnect_user(&shard, &user));
+            }
             ShardMsg::RouteAdd {
                 user,
                 shard: at,

@@ -364,6 +364,8 @@ fn settings(config: &Config) -> Result<Settings, StartError> {
             )),
             None => None,
         },
+        api_keys: config.api_keys.clone(),
+        api_system_sender: config.api_system_sender.clone(),
     })
 }
 

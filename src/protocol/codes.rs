@@ -102,6 +102,10 @@ pub mod close {
     /// The connection's token expired (`exp` plus `--jwt-leeway-secs`) and no fresh one came
     /// on the socket (an `auth` frame). Reconnect with a fresh token.
     pub const TOKEN_EXPIRED: u16 = 4011;
+    /// The application's backend closed the user's connections through the server API
+    /// (`POST /api/v1/users/{id}/disconnect`): a sign-out everywhere, a ban. Do not reconnect
+    /// on your own; the application decides when the user may come back.
+    pub const DISCONNECTED: u16 = 4012;
     /// The user directory says this connection's user was deleted. Do not reconnect: the
     /// upgrade is refused (403) for as long as the user does not exist.
     pub const USER_DELETED: u16 = 4010;

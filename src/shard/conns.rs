@@ -29,6 +29,13 @@ impl Conns {
         self.by_id.insert(id, ConnEntry { user, outbox });
     }
 
+    /// A server API request acting as `user` (`socket::api`): it is answered like a
+    /// connection (by id) but is not one of the user's places, so it takes none of their
+    /// messages.
+    pub fn insert_request(&mut self, id: u64, user: Rc<str>, outbox: Rc<RefCell<Outbox>>) {
+        self.by_id.insert(id, ConnEntry { user, outbox });
+    }
+
     pub fn remove(&mut self, id: u64) {
         let Some(entry) = self.by_id.remove(&id) else {
             return;

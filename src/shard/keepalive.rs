@@ -76,6 +76,18 @@ pub fn close_for_deleted_users(shard: &Shard, users: &[String]) {
     }
 }
 
+/// Closes `user`'s connections on this shard with 4012 (the server API's disconnect) and
+/// returns how many it closed.
+pub fn disconnect_user(shard: &Shard, user: &str) -> usize {
+    let mut closed = 0;
+    shard.conns.borrow().each_outbox_of(user, |_, outbox| {
+        let reason = "disconnected by the application";
+        outbox.borrow_mut().abort(close::DISCONNECTED, reason);
+        closed += 1;
+    });
+    closed
+}
+
 /// A quarter of the shorter of the two periods, between 10 ms and 1 s: a ping or a timeout
 /// is late by at most that.
 pub fn sweep_period(ping_every: Duration, pong_within: Duration) -> Duration {

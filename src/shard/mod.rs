@@ -60,6 +60,12 @@ pub enum ShardMsg {
     LeaseLost,
     /// The user directory deleted these users: close their connections here with 4010.
     UsersDeleted(Arc<[String]>),
+    /// The server API disconnects `user`: close their connections here with 4012 and say
+    /// how many there were.
+    Disconnect {
+        user: String,
+        done: oneshot::Sender<usize>,
+    },
     /// Begin the graceful shutdown of this shard.
     Shutdown,
 }
@@ -84,6 +90,10 @@ pub struct Settings {
     pub undelivered_after: Option<std::time::Duration>,
     /// The demo page's files (`--demo-dir`); `None`: `/demo/` is 404.
     pub demo: Option<Arc<crate::demo::DemoFiles>>,
+    /// The server API's keys (`--api-keys`); empty: `/api/` is 404.
+    pub api_keys: Vec<String>,
+    /// Who publishes through the server API when no `sender_id` is given.
+    pub api_system_sender: String,
 }
 
 /// What every shard can reach: settings, the mesh and the store thread.

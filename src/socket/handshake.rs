@@ -27,6 +27,11 @@ pub enum Upgraded {
         rest: Vec<u8>,
         ip: Option<IpAddr>,
     },
+    /// A server API request (`/api/…`): its head, and the body bytes read with it.
+    Api {
+        head: Box<Head>,
+        rest: Vec<u8>,
+    },
 }
 
 /// How long a refused client should wait before it tries again (429 and 503 answers).
@@ -69,6 +74,13 @@ async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
             return None;
         }
     };
+    if let Target::Api(_) = head.target {
+        // Authenticated by its API key and answered by `socket::api`, after its body.
+        return Some(Upgraded::Api {
+            head: Box::new(head),
+            rest,
+        });
+    }
     // Before `decide`, which authenticates: a storm of upgrades costs no signature checks.
     let upgrade = matches!(head.target, Target::Ws | Target::Echo) && head.wants_upgrade;
     if upgrade {
@@ -195,7 +207,7 @@ fn release_slots(shard: &Shard, ip: Option<IpAddr>, user: Option<&str>) {
 /// client still sends (bounded by the handshake timeout and 64 KiB). Closing with unread input
 /// would make the kernel send a reset, and the client could lose the answer (a 431 for a long
 /// head, for example).
-async fn answer_and_close(stream: &mut TcpStream, response: &str) {
+pub(super) async fn answer_and_close(stream: &mut TcpStream, response: &str) {
     if stream.write_all(response.as_bytes()).await.is_err() {
         return; // The peer is gone: nothing to deliver.
     }
@@ -252,7 +264,7 @@ pub fn decide(shard: &Shard, head: &Head) -> Decision {
         Target::Healthz => return respond(200, "OK", "", "ok"),
         Target::Readyz => return readiness(shard),
         Target::Metrics => return Decision::Respond(metrics_response(shard)),
-        Target::Other => return respond(404, "Not Found", "", "not found"),
+        Target::Other | Target::Api(_) => return respond(404, "Not Found", "", "not found"),
         Target::Demo(ref path) => {
             return match &settings.demo {
                 Some(demo) => Decision::Respond(demo.respond(path)),

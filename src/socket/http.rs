@@ -25,6 +25,8 @@ pub enum Target {
     /// `GET /demo` or below it: the demo page (served only with `--demo-dir`); the path
     /// after `/demo`.
     Demo(String),
+    /// `/api/` and below: the server HTTP API for backends (`socket::api`); the whole path.
+    Api(String),
     /// Anything else.
     Other,
 }
@@ -33,6 +35,16 @@ pub enum Target {
 #[derive(Debug)]
 pub struct Head {
     pub method_get: bool,
+    /// The request method as sent (the server API serves more than `GET`).
+    pub method: String,
+    /// The query string, undecoded (the server API reads its own parameters).
+    pub query: String,
+    /// `Content-Length`; `None` when absent or not a number.
+    pub content_length: Option<usize>,
+    /// `Transfer-Encoding` was sent: bodies are read only by length (`411` otherwise).
+    pub chunked: bool,
+    /// `Idempotency-Key` (server API publish).
+    pub idempotency_key: Option<String>,
     pub target: Target,
     pub bearer: Option<String>,
     pub token_param: Option<String>,
@@ -75,6 +87,11 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
     let (path, query) = split_path(req.path.unwrap_or("/"));
     let mut head = Head {
         method_get: req.method == Some("GET"),
+        method: req.method.unwrap_or_default().to_owned(),
+        query: query.to_owned(),
+        content_length: None,
+        chunked: false,
+        idempotency_key: None,
         target: match path {
             "/ws" => Target::Ws,
             "/echo" => Target::Echo,
@@ -82,6 +99,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
             "/readyz" => Target::Readyz,
             "/metrics" => Target::Metrics,
             p if p == "/demo" || p.starts_with("/demo/") => Target::Demo(p[5..].to_string()),
+            p if p.starts_with("/api/") => Target::Api(p.to_owned()),
             _ => Target::Other,
         },
         bearer: None,
@@ -112,6 +130,12 @@ fn read_headers(headers: &[httparse::Header<'_>], head: &mut Head) {
             head.ws_key = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             head.version_13 = value == "13";
+        } else if name.eq_ignore_ascii_case("content-length") {
+            head.content_length = value.parse().ok();
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            head.chunked = true;
+        } else if name.eq_ignore_ascii_case("idempotency-key") {
+            head.idempotency_key = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("origin") {
             head.origin = Some(value.to_ascii_lowercase());
         } else if name.eq_ignore_ascii_case("authorization") {
@@ -128,16 +152,24 @@ fn split_path(full: &str) -> (&str, &str) {
     full.split_once('?').unwrap_or((full, ""))
 }
 
-fn query_param(query: &str, key: &str) -> Option<String> {
+/// The decoded value of `key` in a query string (the first one); `None` when absent or
+/// badly escaped.
+pub fn query_param(query: &str, key: &str) -> Option<String> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == key)
-        .and_then(|(_, v)| percent_decode(v))
+        .and_then(|(_, v)| percent_decode(v, true))
 }
 
-/// Decodes `%XX` escapes and `+`; `None` when the result is not UTF-8 or an escape is broken.
-fn percent_decode(s: &str) -> Option<String> {
+/// A path segment with its `%XX` escapes decoded (`+` stays `+`); `None` when badly escaped.
+pub fn path_segment(s: &str) -> Option<String> {
+    percent_decode(s, false)
+}
+
+/// Decodes `%XX` escapes, and `+` as a space when `plus_is_space` (query strings); `None`
+/// when the result is not UTF-8 or an escape is broken.
+fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -148,7 +180,7 @@ fn percent_decode(s: &str) -> Option<String> {
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -169,6 +201,36 @@ pub fn switching_protocols(key: &str, shard: usize) -> String {
          Sec-WebSocket-Accept: {}\r\nX-Distrisocks-Shard: {shard}\r\n\r\n",
         derive_accept_key(key.as_bytes())
     )
+}
+
+/// A complete JSON response that closes the connection (the server API's).
+pub fn json(status: u16, extra_headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
+        reason_phrase(status),
+        body.len()
+    )
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
 }
 
 /// A complete plain response that closes the connection.

@@ -87,6 +87,9 @@ pub(super) async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             };
             glommio::spawn_local(super::session::run(shard, stream, user, rest, session)).detach();
         }
+        Some(Upgraded::Api { head, rest }) => {
+            glommio::spawn_local(super::api::serve(shard, stream, head, rest)).detach();
+        }
         Some(Upgraded::Echo { rest, ip }) => {
             glommio::spawn_local(super::echo::run(shard, stream, rest, ip)).detach();
         }

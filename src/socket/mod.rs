@@ -5,8 +5,10 @@
 //! [`session`] reads frames into the message path, [`writer`] writes what the shard queued in
 //! the connection's outbox ([`crate::shard::outbox`], part of the shard's connection map), both
 //! over [`wire`] (the socket) and [`frame`] (RFC 6455 framing, sans I/O). [`echo`] is the
-//! conformance endpoint on the same code.
+//! conformance endpoint on the same code. [`api`] is the other way in: the server HTTP API,
+//! through which a backend acts as a user (or as the system sender) on the same message path.
 
+pub mod api;
 pub mod echo;
 pub mod frame;
 pub mod handshake;

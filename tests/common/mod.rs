@@ -1,6 +1,7 @@
 //! Test harness: real pods on port 0, real WebSocket clients (tungstenite) over real sockets.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod hooks;
 pub mod process;
 

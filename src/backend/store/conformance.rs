@@ -7,8 +7,10 @@ use super::StuckAfter;
 use super::{InsertResult, MessageStore, NewMessage, PendingMessage, StatusUpdate, UpdateResult};
 use crate::protocol::Status;
 
+mod api;
 mod groups;
 mod workload;
+pub(crate) use api::*;
 pub(crate) use groups::*;
 pub(crate) use workload::transcript;
 
@@ -526,6 +528,9 @@ mod on_sqlite {
         run(super::presence_is_visible_only_to_peers);
         run(super::retention_deletes_old_group_rows_every_member_has);
         run(super::queued_group_operations_are_answered_in_order);
+        run(super::history_pages_a_conversation_newest_first);
+        run(super::conversation_lists_count_unread_messages);
+        run(super::last_seen_answers_for_every_user_asked);
         let dir = tempfile::tempdir().unwrap();
         super::reopening_keeps_data(|| SqliteStore::open(dir.path(), true).unwrap());
     }

@@ -15,7 +15,7 @@ mod writer;
 pub use postgres::{PostgresStore, StatusEvent, StatusOutbox};
 pub use sqlite::SqliteStore;
 pub use writer::{
-    spawn_writer, spawn_writers, EventSink, GroupAnswer, ReplyTo, StoreCmd, StoreEvent,
+    spawn_writer, spawn_writers, EventSink, GroupAnswer, QueryFn, ReplyTo, StoreCmd, StoreEvent,
     StoreHandle, StoreTuning, SubmitError,
 };
 
@@ -227,6 +227,35 @@ pub struct UndeliveredRound {
 /// A user, and when a connection of theirs last opened or closed (µs; `None`: never).
 pub type LastSeen = (String, Option<i64>);
 
+/// One conversation of a user, for the server API's conversation list
+/// ([`MessageStore::conversations_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    pub conversation_id: String,
+    /// The conversation's last position (`cseq`).
+    pub last_seq: i64,
+    /// How far the user has read it (their read receipt; 0: never).
+    pub read_seq: i64,
+    /// Messages from others after `read_seq` (in a group: and after the user joined).
+    pub unread: i64,
+    /// When its last message or event was created (µs); `None` once retention deleted it.
+    pub last_at: Option<i64>,
+}
+
+impl ConversationSummary {
+    /// Most recent first (one whose last row retention deleted goes last), then by id so the
+    /// order is stable; at most `limit`.
+    pub fn sort_and_cut(list: &mut Vec<ConversationSummary>, limit: usize) {
+        list.sort_by(|x, y| {
+            (y.last_at.cmp(&x.last_at)).then_with(|| x.conversation_id.cmp(&y.conversation_id))
+        });
+        list.truncate(limit);
+    }
+}
+
+/// Most conversations one [`MessageStore::conversations_of`] answer lists.
+pub const MAX_CONVERSATIONS: usize = 1000;
+
 /// Counter kinds in the `counters` table.
 pub(crate) const COUNTER_STREAM: i16 = 1;
 pub(crate) const COUNTER_CONVERSATION: i16 = 2;
@@ -344,6 +373,32 @@ pub trait MessageStore: Send + 'static {
         sender: &str,
         ids: &[String],
     ) -> Result<Vec<(String, Status)>, StoreError>;
+
+    /// The messages of `conversation` (a direct conversation's id, or a group's) with a
+    /// position below `before`, newest first, at most `limit`; `seq` carries the position
+    /// (`cseq`), and a group's membership events are rows of kind `GroupEvent`. The server
+    /// API's history: a page is two index range scans (a direct conversation's two
+    /// directions) or one (a group), whatever the users' other traffic.
+    fn conversation(
+        &mut self,
+        conversation: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError>;
+
+    /// The conversations `user` takes part in (direct ones with a message, and the groups
+    /// they are a member of) with their unread counts, most recent first, at most `limit`.
+    /// Its cost grows with the user's stored messages (finding their direct peers): a
+    /// conversation-list screen's question, not a poll loop's.
+    fn conversations_of(
+        &mut self,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError>;
+
+    /// When each of `users` was last seen (`None`: never), in the order asked, for the server
+    /// API, which sees everyone's presence.
+    fn last_seen(&mut self, users: &[String]) -> Result<Vec<LastSeen>, StoreError>;
 
     /// Current status of a message (a group message's aggregate), for tests and tools.
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError>;

@@ -10,6 +10,7 @@
 //! server.
 
 mod batch;
+mod conversations;
 mod group;
 mod migrate;
 mod outbox;
@@ -465,6 +466,27 @@ impl MessageStore for PostgresStore {
         users: &[String],
     ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         self.within(async |s| presence::peers(&s.client, asker, users).await)
+    }
+
+    fn conversation(
+        &mut self,
+        conversation: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        self.within(async |s| conversations::history(&s.client, conversation, before, limit).await)
+    }
+
+    fn conversations_of(
+        &mut self,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<super::ConversationSummary>, StoreError> {
+        self.within(async |s| conversations::of_user(&s.client, user, limit).await)
+    }
+
+    fn last_seen(&mut self, users: &[String]) -> Result<Vec<super::LastSeen>, StoreError> {
+        self.within(async |s| conversations::last_seen(&s.client, users).await)
     }
 
     fn group(&mut self, op: &GroupOp) -> Result<Result<GroupOutcome, GroupRefusal>, StoreError> {

@@ -15,6 +15,7 @@ use crate::protocol::Status;
 use counters::{Counters, Keys};
 use row::{IdText, StoredId, StoredStatus};
 
+mod conversations;
 mod counters;
 mod group;
 mod presence;
@@ -49,6 +50,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("../../../migrations/sqlite/0006_presence.sql"),
     ),
     (7, include_str!("../../../migrations/sqlite/0007_marks.sql")),
+    (
+        8,
+        include_str!("../../../migrations/sqlite/0008_conversation_order.sql"),
+    ),
 ];
 
 /// WAL pages written before SQLite checkpoints them into the database file.
@@ -448,6 +453,27 @@ impl MessageStore for SqliteStore {
         users: &[String],
     ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         presence::peers(&self.conn, asker, users)
+    }
+
+    fn conversation(
+        &mut self,
+        conversation: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        conversations::history(&self.conn, conversation, before, limit)
+    }
+
+    fn conversations_of(
+        &mut self,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<super::ConversationSummary>, StoreError> {
+        conversations::of_user(&self.conn, user, limit)
+    }
+
+    fn last_seen(&mut self, users: &[String]) -> Result<Vec<super::LastSeen>, StoreError> {
+        conversations::last_seen(&self.conn, users)
     }
 
     fn group(&mut self, op: &GroupOp) -> Result<Result<GroupOutcome, GroupRefusal>, StoreError> {

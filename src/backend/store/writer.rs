@@ -105,11 +105,18 @@ pub enum StoreCmd {
         op: super::group::GroupOp,
         reply: oneshot::Sender<Result<GroupAnswer, String>>,
     },
+    /// A read of the server API (history, conversations, presence), run on the store thread
+    /// after everything queued before it; the closure sends its own answer.
+    Query(QueryFn),
     /// Answered once everything queued before it is committed.
     Sync(Sender<()>),
     /// Commit what is queued, then end the thread.
     Stop,
 }
+
+/// A read the server API runs on the store thread: one call on the store, whose result the
+/// closure sends back itself (a new question needs no new command).
+pub type QueryFn = Box<dyn FnOnce(&mut dyn MessageStore) + Send>;
 
 /// Outcomes the store thread reports after each commit.
 #[derive(Debug)]
@@ -184,6 +191,7 @@ impl std::fmt::Debug for StoreCmd {
             StoreCmd::Group { .. } => "Group",
             StoreCmd::Seen { .. } => "Seen",
             StoreCmd::Presence { .. } => "Presence",
+            StoreCmd::Query(_) => "Query",
             StoreCmd::Sync(_) => "Sync",
             StoreCmd::Stop => "Stop",
         };
@@ -565,6 +573,7 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 let r = self.store.peers_seen(&asker, &users);
                 let _ = reply.send(r.map_err(|e| e.to_string())); // The asker may be gone.
             }
+            StoreCmd::Query(query) => query(&mut self.store),
             StoreCmd::Sync(done) => {
                 let _ = done.send(()); // The waiter may have given up; nothing to undo.
             }

@@ -39,6 +39,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         8,
         include_str!("../../../../migrations/postgres/0008_marks.sql"),
     ),
+    (
+        9,
+        include_str!("../../../../migrations/postgres/0009_conversation_order.sql"),
+    ),
 ];
 
 /// Advisory lock class (first key) serializing migrations; the second key is the schema's.

@@ -96,6 +96,27 @@ impl MessageStore for BrokenStore {
     ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         Err(StoreError::Query("broken".into()))
     }
+
+    fn conversation(
+        &mut self,
+        _: &str,
+        _: i64,
+        _: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        Err(StoreError::Query("broken".into()))
+    }
+
+    fn conversations_of(
+        &mut self,
+        _: &str,
+        _: usize,
+    ) -> Result<Vec<crate::backend::store::ConversationSummary>, StoreError> {
+        Err(StoreError::Query("broken".into()))
+    }
+
+    fn last_seen(&mut self, _: &[String]) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        Err(StoreError::Query("broken".into()))
+    }
 }
 
 #[derive(Clone, Default)]
@@ -370,6 +391,27 @@ impl MessageStore for FailingFrom {
         users: &[String],
     ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         self.inner.peers_seen(asker, users)
+    }
+
+    fn conversation(
+        &mut self,
+        id: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        self.inner.conversation(id, before, limit)
+    }
+
+    fn conversations_of(
+        &mut self,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::backend::store::ConversationSummary>, StoreError> {
+        self.inner.conversations_of(user, limit)
+    }
+
+    fn last_seen(&mut self, users: &[String]) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        self.inner.last_seen(users)
     }
 }
 
