@@ -6,7 +6,8 @@
 # 2. formatting and lints, and the deployment examples against the Kubernetes schemas;
 # 3. unit and integration tests (real sockets, real WebSocket clients, real backends);
 #    the TypeScript client's tests (clients/js, Node.js >= 20, against the debug pod) and
-#    the demo page's in headless Chromium (clients/demo);
+#    the demo page's in headless Chromium (clients/demo); the server API against its
+#    OpenAPI document (schemathesis from PyPI, scripts/api-contract.sh);
 # 4. the chaos suite's short run (perf/chaos/, perf/chaos.sh for long ones);
 # 5. a repeatable fuzz check of every libFuzzer target (fuzz/README.md; nightly toolchain);
 # 6. Autobahn conformance of the WebSocket layer against the expected results in conformance/.
@@ -45,6 +46,9 @@ step "TypeScript client (clients/js): unit tests, then against a real pod"
 services_node
 cargo build -q --bin distrisocks
 (cd clients/js && npm ci --no-audit --no-fund && npm test)
+
+step "server API (docs/openapi.yaml): schemathesis against a live pod"
+scripts/api-contract.sh target/debug/distrisocks
 
 step "demo chat page (clients/demo): end to end in headless Chromium, screenshots in target/demo-screenshots"
 services_chromium

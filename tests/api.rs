@@ -179,12 +179,22 @@ fn malformed_requests_get_a_clear_error_and_store_nothing() {
         call(addr, "PUT", "/api/v1/messages", Some(KEY), None, "").0,
         405
     );
-    for path in [
-        "/api/v1/conversations/nope/messages",
-        "/api/v1/presence?users=",
-    ] {
-        assert_eq!(get(addr, path).0, 400, "{path}");
+    assert_eq!(get(addr, "/api/v1/conversations/nope/messages").0, 400);
+    for users in [json!([]), json!([""]), json!("alice")] {
+        let body = json!({ "users": users });
+        let (code, _) = call(addr, "POST", "/api/v1/presence", Some(KEY), Some(&body), "");
+        assert_eq!(code, 400, "{body}");
     }
+    let long = format!(
+        "GET /api/v1/presence?x={} HTTP/1.1\r\n\r\n",
+        "y".repeat(9000)
+    );
+    let (code, v) = api::parse(&raw(addr, &long));
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (431, Some("invalid_request")),
+        "JSON, too"
+    );
     let bad_limit = format!("/api/v1/conversations/{}/messages?limit=0", dm("a", "b"));
     assert_eq!(get(addr, &bad_limit).0, 400);
     assert_eq!(count_from(dir.path(), "system"), 0, "nothing stored");
@@ -285,7 +295,11 @@ fn presence_and_disconnect_see_and_close_every_connection_of_a_user() {
     let mut laptop = Client::connect(addr, &bob);
     phone.settled();
     laptop.settled();
-    let (code, p) = get(addr, &format!("/api/v1/presence?users={bob},never-seen"));
+    let ask = |users: Value| {
+        let body = json!({ "users": users });
+        call(addr, "POST", "/api/v1/presence", Some(KEY), Some(&body), "")
+    };
+    let (code, p) = ask(json!([bob, "never-seen"]));
     assert_eq!(code, 200, "{p}");
     assert_eq!(p["users"][0]["online"], true);
     assert_eq!(
@@ -297,7 +311,7 @@ fn presence_and_disconnect_see_and_close_every_connection_of_a_user() {
     assert_eq!((code, &d["closed"]), (200, &json!(2)), "{d}");
     assert_eq!((phone.expect_close(), laptop.expect_close()), (4012, 4012));
     assert!(eventually(|| {
-        let p = get(addr, &format!("/api/v1/presence?users={bob}")).1;
+        let p = ask(json!([bob])).1;
         p["users"][0]["online"] == false && p["users"][0]["last_seen"].is_string()
     }));
     let (_, again) = call(addr, "POST", &path, Some(KEY), None, "");

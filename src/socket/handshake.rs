@@ -240,10 +240,21 @@ async fn read_head(stream: &mut TcpStream) -> Result<Option<(Head, Vec<u8>)>, St
                     super::http::HeadError::TooLarge => (431, "Request Header Fields Too Large"),
                     super::http::HeadError::Malformed => (400, "Bad Request"),
                 };
+                if is_api_request(&buf) {
+                    // The server API answers JSON, even before its head is parsed.
+                    let body = serde_json::json!({"type": "error", "code": "invalid_request", "message": e.to_string()});
+                    return Err(super::http::json(status.0, "", &body.to_string()));
+                }
                 return Err(plain(status.0, status.1, "", &format!("{e}\n")));
             }
         }
     }
+}
+
+/// Whether a request line names a path under `/api/`.
+fn is_api_request(head: &[u8]) -> bool {
+    let mut parts = head.split(|b| *b == b' ');
+    parts.nth(1).is_some_and(|path| path.starts_with(b"/api/"))
 }
 
 /// Routing, upgrade checks and authentication, without I/O.

@@ -139,17 +139,13 @@ pub async fn conversations(shard: &Shard, user: &str, q: impl Fn(&str) -> Option
     Reply::ok(200, &json!({"user_id": user, "conversations": list}))
 }
 
-/// `GET /presence?users=a,b`: online from the route table, last seen from the store.
-pub async fn presence(shard: &Shard, users: Option<String>) -> Reply {
-    let users: Vec<String> = (users.unwrap_or_default().split(','))
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned)
-        .collect();
+/// `POST /presence`: online from the route table, last seen from the store.
+pub async fn presence(shard: &Shard, users: Vec<String>) -> Reply {
     if users.is_empty()
         || users.len() > MAX_PRESENCE_USERS
         || !users.iter().all(|u| valid_user_id(u))
     {
-        let text = format!("users: 1 to {MAX_PRESENCE_USERS} comma-separated user ids");
+        let text = format!("users: 1 to {MAX_PRESENCE_USERS} user ids");
         return Reply::error(400, "invalid_request", &text);
     }
     let asked = users.clone();

@@ -25,7 +25,7 @@ pub async fn route(shard: &Rc<Shard>, head: &Head, body: &[u8]) -> Reply {
         ("POST", ["messages"]) => publish(shard, head, body).await,
         ("GET", ["conversations", id, "messages"]) => reads::history(shard, id, q).await,
         ("GET", ["users", user, "conversations"]) => reads::conversations(shard, user, q).await,
-        ("GET", ["presence"]) => reads::presence(shard, q("users")).await,
+        ("POST", ["presence"]) => presence(shard, body).await,
         ("POST", ["users", user, "disconnect"]) => reads::disconnect(shard, user).await,
         ("POST", ["groups"]) => create_group(shard, body).await,
         ("GET", ["groups", group, "members"]) => {
@@ -70,11 +70,19 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Reply> {
     })
 }
 
+/// An optional field that, when present, is a string: `null` is refused, as the schema says.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Publish {
+    #[serde(default, deserialize_with = "present")]
     sender_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     reciever_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     conversation_id: Option<String>,
     payload: String,
 }
@@ -128,6 +136,7 @@ fn known_user(shard: &Shard, user: &str) -> Result<(), Reply> {
 #[serde(deny_unknown_fields)]
 struct CreateGroup {
     as_user: String,
+    #[serde(default, deserialize_with = "present")]
     group_id: Option<String>,
     #[serde(default)]
     members: Vec<String>,
@@ -161,6 +170,20 @@ async fn add_members(shard: &Rc<Shard>, group: &str, body: &[u8]) -> Reply {
     };
     let frame = json!({"type": "group_add", "conversation_id": group, "members": a.members});
     as_member(shard, Some(a.as_user), &frame, 200).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Presence {
+    users: Vec<String>,
+}
+
+/// `POST /presence`: a body, not a query: 256 ids of up to 128 bytes outgrow a request head.
+async fn presence(shard: &Rc<Shard>, body: &[u8]) -> Reply {
+    match parse::<Presence>(body) {
+        Ok(p) => reads::presence(shard, p.users).await,
+        Err(reply) => reply,
+    }
 }
 
 /// Runs a group frame as `as_user` (required: groups are managed by their members).
