@@ -3,7 +3,8 @@
  *
  * The browser's WebSocket API hides the HTTP answer of a refused upgrade (401, 403, 429, 503
  * all look like close 1006), so an attempt that never opened is retried with backoff; the
- * client stops for good only on 4010 (user deleted), on `close()`, or when the token
+ * client stops for good only on 4010 (user deleted), 4012 (the application's backend
+ * disconnected the user), on `close()`, or when the token
  * provider says the user is signed out (returns `null` or throws).
  */
 
@@ -22,7 +23,8 @@ export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 30_000, 
 export type Reconnect = "now" | "backoff" | "never";
 
 /** 1001 (the pod shuts down), 4009 (route lost) and 4011 (token expired: a fresh one is
- * fetched for the new connection) ask for a reconnect at once; 4010 (user deleted) for none;
+ * fetched for the new connection) ask for a reconnect at once; 4010 (user deleted) and 4012
+ * (disconnected by the application: a sign-out everywhere, a ban) for none;
  * everything else (4008 slow consumer, 4001 no pong, 4029 rate limit, 1011, 1006) after backoff,
  * so a client the pod just let go does not come straight back with the same load. */
 export function reconnectFor(code: number): Reconnect {
@@ -32,6 +34,7 @@ export function reconnectFor(code: number): Reconnect {
     case 4011:
       return "now";
     case 4010:
+    case 4012:
       return "never";
     default:
       return "backoff";

@@ -115,7 +115,8 @@ export class ClientCore extends Emitter<ClientEvents> {
   }
 
   /** Opens the connection; resolves once it is open (it keeps reconnecting after that), rejects
-   * when the client stops before it ever opened (`signed_out`, `user_deleted`, `closed`). */
+   * when the client stops before it ever opened (`signed_out`, `user_deleted`, `disconnected`,
+   * `closed`). */
   async connect(): Promise<void> {
     this.conn.start();
     return this.opened;
@@ -228,7 +229,8 @@ export class ClientCore extends Emitter<ClientEvents> {
         this.requests.disconnected();
         this.emit("close", { code, reason, reconnect: next });
         if (next === "never") {
-          const why = code === 4010 ? "user_deleted" : code === 0 ? "signed_out" : "closed";
+          const why =
+            code === 4010 ? "user_deleted" : code === 4012 ? "disconnected" : code === 0 ? "signed_out" : "closed";
           const text = reason || `closed with ${code}`;
           this.outbox.failAll(why === "signed_out" ? "closed" : why, text);
           this.requests.failAll("closed", text);

@@ -5,9 +5,10 @@ import assert from "node:assert/strict";
 import { DistrisocksClient, MemoryCursorStorage, DistrisocksError } from "../dist/index.js";
 import { Pod, until } from "./pod.mjs";
 
+const API_KEY = "js-client-test-api-key-0123";
 let pod;
 before(async () => {
-  pod = await Pod.start();
+  pod = await Pod.start(["--api-keys", API_KEY]);
 });
 after(async () => {
   await pod.stop();
@@ -95,6 +96,27 @@ test("a graceful restart (1001) reconnects at once; a second device catches up f
   await laptop.connect();
   await until(() => laptop.position === 5, "the laptop synced to 5");
   assert.deepEqual([...laptop.got.values()], Array(5).fill(1));
+});
+
+test("a backend publishes over the server API, then disconnects the user: 4012 stops the client", async () => {
+  const bob = keepMessages(client("api-bob"));
+  await bob.connect();
+  const post = (path, body) =>
+    fetch(`http://127.0.0.1:${pod.port}/api/v1${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  const res = await post("/messages", { reciever_id: "api-bob", payload: "from the backend" });
+  assert.equal(res.status, 201);
+  const accepted = await res.json();
+  await until(() => bob.got.get(accepted.id) === 1, "the published message");
+  assert.equal(bob.messages.get(accepted.id).senderId, "system");
+  const gone = await (await post("/users/api-bob/disconnect", {})).json();
+  assert.equal(gone.closed, 1);
+  await until(() => bob.closes.length === 1, "the close");
+  assert.deepEqual([bob.closes[0].code, bob.closes[0].reconnect], [4012, "never"]);
+  assert.equal(bob.connected, false);
 });
 
 test("a final refusal rejects the send; the outbox goes on", async () => {

@@ -39,9 +39,10 @@ test("backoff is jittered below an exponential bound, capped, and reset by an op
   assert.equal(low.next(), 0, "full jitter reaches down to zero");
 });
 
-test("close codes: 1001, 4009 and 4011 reconnect at once, 4010 never, the rest after backoff", () => {
+test("close codes: 1001, 4009 and 4011 reconnect at once, 4010 and 4012 never, the rest after backoff", () => {
   assert.deepEqual([1001, 4009, 4011].map(reconnectFor), ["now", "now", "now"]);
   assert.equal(reconnectFor(4010), "never");
+  assert.equal(reconnectFor(4012), "never");
   assert.deepEqual([1006, 1011, 4001, 4008, 4029].map(reconnectFor), Array(5).fill("backoff"));
 });
 
