@@ -300,6 +300,17 @@ fn metrics_count_connections_messages_and_errors() {
     assert_eq!(sum("distrisocks_errors_total{code=\"malformed_json\"}"), 1);
     assert!(sum("distrisocks_store_batches_total") >= 1);
     assert!(sum("distrisocks_frames_written_total{") >= 5);
+    // Latency histograms: the message's hand-off to bob's connection was observed once on
+    // the shard holding bob, its commits at least once; every bucket line is cumulative.
+    assert_eq!(sum("distrisocks_handoff_seconds_count{"), 1, "{text}");
+    assert!(sum("distrisocks_store_commit_seconds_count") >= 1);
+    assert_eq!(
+        sum("distrisocks_handoff_seconds_bucket{shard=\"0\",le=\"+Inf\"}")
+            + sum("distrisocks_handoff_seconds_bucket{shard=\"1\",le=\"+Inf\"}"),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("# TYPE distrisocks_handoff_seconds histogram"));
     pod.shutdown();
 }
 

@@ -29,6 +29,9 @@ pub struct Envelope {
     /// devices only, like a carbon, but a group message addressed to `user` awaits their ack
     /// like a direct one (`carbon` false).
     pub group: bool,
+    /// When the message was created, µs since the epoch (0: not a message, or a carbon): the
+    /// start of the hand-off histogram (`metrics::Latency::handoff_of`).
+    pub born: i64,
     /// The connection that must not get it: a carbon skips the connection that sent the
     /// message, which has its `accepted`. Carried by Kafka too (`--routing broadcast` brings
     /// a pod's own records back to it).

@@ -15,11 +15,19 @@ pub fn deliver_local(shard: &Shard, env: Arc<Envelope>) {
         .filter(|e| e.shard == shard.id && e.pod == shard.settings().pod_id)
         .map(|e| e.conn);
     let conns = shard.conns.borrow();
+    let mut handed = false;
     conns.each_outbox_of(&env.user, |id, outbox| {
         if Some(id) != skip {
             outbox.borrow_mut().push_live(env.clone());
+            handed = true;
         }
     });
+    if handed && env.born > 0 {
+        let micros = crate::protocol::now_micros()
+            .saturating_sub(env.born)
+            .max(0);
+        shard.handoff.observe(micros as f64 / 1e6);
+    }
 }
 
 /// A record consumed from this shard's partition: with pod topics it is for connections on

@@ -174,6 +174,7 @@ async fn fan_out(
                 seq: *pos,
                 carbon: own || events,
                 group: true,
+                born: if own || events { 0 } else { fan.created_at },
                 except,
             })
         })
@@ -302,6 +303,7 @@ pub fn on_read(shard: &Rc<Shard>, from: From, group: &str, seq: i64) {
                 seq: 0,
                 carbon: false,
                 group: true,
+                born: 0,
                 except: None,
             });
             produce(&s, &sender, env).await;
@@ -377,6 +379,7 @@ pub fn row_envelope(m: &PendingMessage, user: &str) -> (Arc<Envelope>, bool) {
         seq: m.seq,
         carbon: !awaits_ack,
         group: true,
+        born: 0,
         except: None,
     });
     (env, awaits_ack)

@@ -55,6 +55,7 @@ pub fn envelope(view: MessageView<'_>, carbon: bool) -> Arc<Envelope> {
         seq: view.pos,
         carbon,
         group: false,
+        born: if carbon { 0 } else { view.created_at_micros },
         except: None,
     })
 }
@@ -120,6 +121,7 @@ pub fn v2_envelope(
         seq: 0,
         carbon: true,
         group: false,
+        born: 0,
         except: Some(except(shard, conn)),
     })
 }

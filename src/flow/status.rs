@@ -57,6 +57,7 @@ pub fn on_status_changed(shard: &Rc<Shard>, change: StatusChange) {
         seq: 0,
         carbon: false,
         group: false,
+        born: 0,
         except: None,
     });
     let shard = shard.clone();

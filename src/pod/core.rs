@@ -84,7 +84,7 @@ fn new_shard(id: usize, pod: Arc<PodShared>) -> Shard {
         let bus = PodFirstBus {
             pod: pod_id,
             local: Box::new(local_bus),
-            remote: Box::new(c.bus.clone()),
+            remote: Box::new(c.bus.clone().timed(pod.metrics.latency.produce_of(id))),
         };
         let routes: Box<dyn RouteTable> = match c.routing {
             Routing::PodTopic => Box::new(c.routes.clone()),

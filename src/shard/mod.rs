@@ -170,6 +170,8 @@ pub struct Shard {
     pub in_flight: Cell<usize>,
     /// Set at shutdown: readers stop taking new frames.
     pub draining: Cell<bool>,
+    /// This shard's hand-off histogram (`metrics::Latency::handoff_of`).
+    pub handoff: prometheus_client::metrics::histogram::Histogram,
     next_conn: Cell<u64>,
 }
 
@@ -182,6 +184,7 @@ impl Shard {
         bus: Box<dyn Bus>,
     ) -> Self {
         let read_buf = vec![0; pod.settings.tuning.read_buffer_bytes.max(1)];
+        let handoff = pod.metrics.latency.handoff_of(id);
         Shard {
             id,
             pod,
@@ -199,6 +202,7 @@ impl Shard {
             bus,
             in_flight: Cell::new(0),
             draining: Cell::new(false),
+            handoff,
             next_conn: Cell::new(1),
         }
     }

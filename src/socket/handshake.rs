@@ -404,7 +404,7 @@ fn metrics_response(shard: &Shard) -> String {
         inboxes: pod.mesh.iter().map(|m| m.len()).collect(),
         store_queue: pod.store.queued(),
     };
-    let body = pod.metrics.render(&depths);
+    let body = pod.metrics.render(depths);
     format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{HEADER_CARBON, HEADER_EXCEPT, HEADER_GROUP, HEADER_ID, HEADER_SEQ};
+use super::{HEADER_BORN, HEADER_CARBON, HEADER_EXCEPT, HEADER_GROUP, HEADER_ID, HEADER_SEQ};
 use crate::backend::bus::{Consumed, Envelope, Except};
 
 /// Hands a consumed record to the owning shard, blocking while its inbox is full; `false`
@@ -235,6 +235,7 @@ fn envelope(m: &BorrowedMessage<'_>) -> Arc<Envelope> {
             .map(str::to_owned)
     };
     let (mut id, mut seq, mut carbon, mut group, mut except) = (None, 0, false, false, None);
+    let mut born = 0;
     if let Some(headers) = m.headers() {
         for h in headers.iter() {
             match h.key {
@@ -242,6 +243,7 @@ fn envelope(m: &BorrowedMessage<'_>) -> Arc<Envelope> {
                 HEADER_SEQ => seq = text(h.value).and_then(|s| s.parse().ok()).unwrap_or(0),
                 HEADER_CARBON => carbon = true,
                 HEADER_GROUP => group = true,
+                HEADER_BORN => born = text(h.value).and_then(|s| s.parse().ok()).unwrap_or(0),
                 HEADER_EXCEPT => except = text(h.value).as_deref().and_then(Except::from_header),
                 _ => {}
             }
@@ -254,6 +256,7 @@ fn envelope(m: &BorrowedMessage<'_>) -> Arc<Envelope> {
         seq,
         carbon,
         group,
+        born,
         except,
     })
 }

@@ -16,6 +16,8 @@ pub use producer::{KafkaBus, KafkaProducer, ProducerSettings};
 pub const HEADER_ID: &str = "ds-id";
 /// Header carrying the store insertion seq of a `message` frame.
 pub const HEADER_SEQ: &str = "ds-seq";
+/// When the message was created (`Envelope::born`, µs), for the hand-off histogram.
+pub const HEADER_BORN: &str = "ds-born";
 /// Present on a carbon: a copy of a message for its sender's other devices.
 pub const HEADER_CARBON: &str = "ds-carbon";
 /// Present on group traffic (`Envelope::group`): for v2 devices only.

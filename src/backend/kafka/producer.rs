@@ -16,7 +16,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use super::{topic_of, HEADER_CARBON, HEADER_EXCEPT, HEADER_GROUP, HEADER_ID, HEADER_SEQ};
+use super::HEADER_SEQ;
+use super::{topic_of, HEADER_BORN, HEADER_CARBON, HEADER_EXCEPT, HEADER_GROUP, HEADER_ID};
 use crate::backend::bus::{Bus, BusError, Envelope};
 use crate::backend::Location;
 
@@ -122,6 +123,7 @@ impl KafkaProducer {
         KafkaBus {
             producer: self.inner.clone(),
             prefix: prefix.into(),
+            latency: None,
         }
     }
 
@@ -142,9 +144,17 @@ impl KafkaProducer {
 pub struct KafkaBus {
     producer: Arc<BaseProducer<Reports>>,
     prefix: String,
+    /// The shard's produce histogram (`metrics::Latency::produce_of`), once it has one.
+    latency: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl KafkaBus {
+    /// This handle, observing each record's time to acknowledgement in `histogram`.
+    pub fn timed(mut self, histogram: prometheus_client::metrics::histogram::Histogram) -> Self {
+        self.latency = Some(histogram);
+        self
+    }
+
     /// Queues a record for a blocking caller (the status relay thread), waiting while the
     /// producer queue is full; the receiver resolves with the broker's delivery report.
     pub fn send_reported(
@@ -179,6 +189,7 @@ impl Bus for KafkaBus {
     ) -> LocalBoxFuture<'_, Result<(), BusError>> {
         async move {
             let topic = topic_of(&self.prefix, &to.pod);
+            let started = std::time::Instant::now();
             let (tx, rx) = oneshot::channel();
             let mut opaque = Box::new(Some(tx));
             loop {
@@ -192,8 +203,11 @@ impl Bus for KafkaBus {
                     Err((e, _)) => return Err(BusError::Produce(e.to_string())),
                 }
             }
-            rx.await
-                .unwrap_or_else(|_| Err(BusError::Produce("producer stopped".into())))
+            let acked = rx.await;
+            if let Some(h) = &self.latency {
+                h.observe(started.elapsed().as_secs_f64());
+            }
+            acked.unwrap_or_else(|_| Err(BusError::Produce("producer stopped".into())))
         }
         .boxed_local()
     }
@@ -217,6 +231,12 @@ fn record<'a>(
                 key: HEADER_SEQ,
                 value: Some(seq.as_str()),
             });
+    }
+    if env.born > 0 {
+        headers = headers.insert(Header {
+            key: HEADER_BORN,
+            value: Some(env.born.to_string().as_str()),
+        });
     }
     if env.carbon {
         headers = headers.insert(Header {

@@ -426,6 +426,7 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
         let micros = started.elapsed().as_micros() as u64;
         let n = inserts.len() + updates.len();
         self.metrics.store.record(n, micros, result.is_ok());
+        (self.metrics.latency.store_commit).observe(started.elapsed().as_secs_f64());
         result
     }
 

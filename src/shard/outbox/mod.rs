@@ -514,6 +514,7 @@ mod tests {
             seq: 1,
             carbon: false,
             group: false,
+            born: 0,
             except: None,
         })
     }
@@ -527,6 +528,7 @@ mod tests {
                 seq: self.seq,
                 carbon: self.carbon,
                 group: self.group,
+                born: self.born,
                 except: self.except.clone(),
             }
         }
@@ -573,6 +575,7 @@ mod tests {
             seq: 0,
             carbon: false,
             group: false,
+            born: 0,
             except: None,
         })
     }
