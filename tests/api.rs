@@ -365,3 +365,21 @@ fn groups_are_managed_and_published_to_as_a_member() {
     let (_, list) = get(addr, &format!("{members}?as_user={alice}"));
     assert_eq!(list["members"].as_array().unwrap().len(), 2);
 }
+
+/// A body announced longer than what arrives is cut off at the handshake timeout with 408,
+/// and nothing is stored.
+#[test]
+fn a_body_that_never_completes_is_answered_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |c| {
+        c.api_keys = vec![KEY.to_owned()];
+        c.tuning.handshake_timeout_ms = 300;
+    });
+    let partial = format!(
+        "POST /api/v1/messages HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Length: 100\r\n\r\n{{\"reciever_id\":"
+    );
+    let (code, v) = api::parse(&raw(pod.local_addr(), &partial));
+    assert_eq!((code, v["code"].as_str()), (408, Some("request_timeout")));
+    assert_eq!(count_from(dir.path(), "system"), 0);
+}

@@ -72,10 +72,19 @@ async fn answer(
             "an API key is required: Authorization: Bearer <key>",
         ));
     }
-    let body = match read_body(shard, stream, head, rest).await {
-        Ok(Some(body)) => body,
-        Ok(None) => return None,
-        Err(reply) => return Some(reply),
+    // A body that trickles in is cut off like a slow upgrade (`--handshake-timeout-ms`).
+    let limit = shard.settings().tuning.handshake_timeout();
+    let body = glommio::timer::timeout(limit, async {
+        Ok(read_body(shard, stream, head, rest).await)
+    });
+    let body = match body.await {
+        Ok(Ok(Some(body))) => body,
+        Ok(Ok(None)) => return None,
+        Ok(Err(reply)) => return Some(reply),
+        Err(_) => {
+            let text = "the body did not arrive within the handshake timeout";
+            return Some(Reply::error(408, "request_timeout", text));
+        }
     };
     Some(routes::route(shard, head, &body).await)
 }
