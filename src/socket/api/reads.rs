@@ -109,11 +109,7 @@ fn message_json(m: &PendingMessage) -> Value {
 /// `GET /users/{id}/conversations?limit=`: most recent first, with unread counts.
 pub async fn conversations(shard: &Shard, user: &str, q: impl Fn(&str) -> Option<String>) -> Reply {
     if !valid_user_id(user) {
-        return Reply::error(
-            400,
-            "invalid_request",
-            "a user id is 1 to 128 bytes without control characters",
-        );
+        return Reply::bad_user_id();
     }
     let max = MAX_CONVERSATIONS as i64;
     let limit = match int_param(q("limit"), "limit", 1..=max, 100) {
@@ -171,11 +167,7 @@ pub async fn presence(shard: &Shard, users: Vec<String>) -> Reply {
 /// with 4012; other pods holding some are named (`other_pods`), to be asked in turn.
 pub async fn disconnect(shard: &Shard, user: &str) -> Reply {
     if !valid_user_id(user) {
-        return Reply::error(
-            400,
-            "invalid_request",
-            "a user id is 1 to 128 bytes without control characters",
-        );
+        return Reply::bad_user_id();
     }
     let mut closed = 0;
     for inbox in shard.pod.mesh.iter() {

@@ -26,6 +26,12 @@ impl Reply {
         Reply::ok(status, &body)
     }
 
+    /// A path or body named a user id that cannot be one.
+    pub fn bad_user_id() -> Reply {
+        let text = "a user id is 1 to 128 bytes without control characters";
+        Reply::error(400, "invalid_request", text)
+    }
+
     /// The answer a frame run as a user got (`act`): an error frame takes its code's status,
     /// any other frame `ok_status`, and the frame is the body as the socket would carry it.
     pub fn from_frame(frame: String, ok_status: u16) -> Reply {

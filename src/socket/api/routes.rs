@@ -119,8 +119,7 @@ async fn publish(shard: &Rc<Shard>, head: &Head, body: &[u8]) -> Reply {
 /// A user the API acts as: a valid id, and known to the user directory when there is one.
 fn known_user(shard: &Shard, user: &str) -> Result<(), Reply> {
     if !crate::protocol::valid_user_id(user) {
-        let text = "a user id is 1 to 128 bytes without control characters";
-        return Err(Reply::error(400, "invalid_request", text));
+        return Err(Reply::bad_user_id());
     }
     match shard.pod.user_exists(user) {
         true => Ok(()),
