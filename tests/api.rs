@@ -352,11 +352,27 @@ fn groups_are_managed_and_published_to_as_a_member() {
     let outsider = json!({"sender_id": "mallory", "conversation_id": group, "payload": "x"});
     assert_eq!(publish(addr, &outsider, None).0, 404, "not a member");
     let system = json!({"conversation_id": group, "payload": "x"});
+    let (code, notice) = publish(addr, &system, Some("notice-1"));
+    assert_eq!(code, 201, "the system sender needs no membership: {notice}");
+    let m = carol_device.next_of("message", &["status"]);
     assert_eq!(
-        publish(addr, &system, None).0,
-        404,
-        "the system sender is no member"
+        (&m["id"], &m["sender_id"]),
+        (&notice["id"], &json!("system"))
     );
+    let (_, again) = publish(addr, &system, Some("notice-1"));
+    assert_eq!(again["id"], notice["id"], "idempotent as a member's send");
+    let (_, list) = get(addr, &format!("{members}?as_user={alice}"));
+    assert_eq!(
+        list["members"].as_array().unwrap().len(),
+        3,
+        "and made no member"
+    );
+    let frames = {
+        carol_device.send(json!({"type": "settle"}));
+        carol_device.recv_until(|v| v["type"] == "error")
+    };
+    let copies = frames.iter().filter(|v| v["id"] == notice["id"]).count();
+    assert_eq!(copies, 0, "one copy only: {frames:?}");
     let kick = format!("{members}/{carol}?as_user={bob}");
     let (code, refused) = call(addr, "DELETE", &kick, Some(KEY), None, "");
     assert_eq!((code, refused["code"].as_str()), (403, Some("not_allowed")));

@@ -34,6 +34,9 @@ const FAN_OUT_CONCURRENCY: usize = 64;
 pub struct From {
     pub conn: u64,
     pub user: String,
+    /// The application's system sender (a server API publish without `sender_id`): it may
+    /// send to a group without being a member.
+    pub system: bool,
 }
 
 /// Runs `step` as a task counted as in-flight work for the shutdown drain.
@@ -108,7 +111,11 @@ pub fn on_send(shard: &Rc<Shard>, from: From, send: SendFrame<'_>) {
     let s = shard.clone();
     spawn(shard, async move {
         let cmid = msg.client_msg_id.clone();
-        let answer = ask(&s, GroupOp::Send { msg: msg.clone() }).await;
+        let op = GroupOp::Send {
+            msg: msg.clone(),
+            system: from.system,
+        };
+        let answer = ask(&s, op).await;
         s.conns.borrow().send_answered(from.conn);
         match answer {
             Ok(Ok(GroupOutcome::Fanned(fan))) => sent(&s, &from, &msg, fan).await,

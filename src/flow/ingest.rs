@@ -20,6 +20,8 @@ pub struct Origin<'a> {
     pub conn: u64,
     pub user: &'a str,
     pub outbox: &'a Rc<RefCell<Outbox>>,
+    /// A server API publish as the system sender (`socket::api`); never a socket's frame.
+    pub system: bool,
 }
 
 /// Handles one text frame of a connection.
@@ -114,6 +116,7 @@ fn group_origin(from: &Origin<'_>) -> super::group::From {
     super::group::From {
         conn: from.conn,
         user: from.user.to_owned(),
+        system: from.system,
     }
 }
 

@@ -242,7 +242,12 @@ fn read_loop<'a>(
     wire: &'a Wire,
 ) -> impl std::future::Future<Output = Closing> + 'a {
     async move {
-        let from = &Origin { conn, user, outbox };
+        let from = &Origin {
+            conn,
+            user,
+            outbox,
+            system: false,
+        };
         let rate = shard.settings().tuning.max_frames_per_sec;
         let mut limit = FrameLimit::new(rate, crate::protocol::now_micros());
         loop {

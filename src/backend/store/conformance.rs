@@ -528,6 +528,7 @@ mod on_sqlite {
         run(super::presence_is_visible_only_to_peers);
         run(super::retention_deletes_old_group_rows_every_member_has);
         run(super::queued_group_operations_are_answered_in_order);
+        run(super::the_system_sender_reaches_a_group_it_is_not_in);
         run(super::history_pages_a_conversation_newest_first);
         run(super::conversation_lists_count_unread_messages);
         run(super::last_seen_answers_for_every_user_asked);

@@ -26,7 +26,10 @@ pub enum GroupOp {
     /// Removes members: the creator may remove anyone, anyone may remove themselves.
     Remove { change: Change },
     /// A message to a group (`msg.reciever_id` is the group, `msg.id` a group message id).
-    Send { msg: NewMessage },
+    /// `system`: sent by the application's system sender through the server API, which
+    /// needs no membership; it takes a place in its own stream like a member's own copy,
+    /// so its idempotency keys and `accepted` positions work as a member's do.
+    Send { msg: NewMessage, system: bool },
     /// `user` has read `group` up to `seq` (clamped, forward only).
     Read {
         group: String,

@@ -17,9 +17,10 @@ use crate::shard::Shard;
 /// Room in the request's outbox: it takes one answer, and maybe a keepalive ping.
 const ANSWERS: usize = 8;
 
-/// Runs `frame` as `user` and returns the first frame answered to it; `None` when the pod
-/// shuts down first (the request's outbox is closed with every connection).
-pub async fn as_user(shard: &Rc<Shard>, user: &str, frame: &str) -> Option<String> {
+/// Runs `frame` as `user` (`system`: as the application's system sender, which may send to a
+/// group it is not a member of) and returns the first frame answered to it; `None` when the
+/// pod shuts down first (the request's outbox is closed with every connection).
+pub async fn as_user(shard: &Rc<Shard>, user: &str, system: bool, frame: &str) -> Option<String> {
     let conn = shard.next_conn_id();
     let outbox = Rc::new(RefCell::new(Outbox::new(ANSWERS)));
     (shard.conns.borrow_mut()).insert_request(conn, user.into(), outbox.clone());
@@ -29,6 +30,7 @@ pub async fn as_user(shard: &Rc<Shard>, user: &str, frame: &str) -> Option<Strin
         conn,
         user,
         outbox: &outbox,
+        system,
     };
     on_text(shard, &origin, frame).await;
     loop {

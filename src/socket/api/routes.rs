@@ -98,12 +98,12 @@ async fn publish(shard: &Rc<Shard>, head: &Head, body: &[u8]) -> Reply {
         let text = "name exactly one of reciever_id (a user) and conversation_id (a group)";
         return Reply::error(400, "invalid_request", text);
     }
-    let sender = match &p.sender_id {
+    let (sender, system) = match &p.sender_id {
         Some(user) => match known_user(shard, user) {
-            Ok(()) => user.clone(),
+            Ok(()) => (user.clone(), false),
             Err(reply) => return reply,
         },
-        None => shard.settings().api_system_sender.clone(),
+        None => (shard.settings().api_system_sender.clone(), true),
     };
     let mut frame = json!({"type": "send", "payload": p.payload});
     match (p.reciever_id, p.conversation_id) {
@@ -113,7 +113,7 @@ async fn publish(shard: &Rc<Shard>, head: &Head, body: &[u8]) -> Reply {
     if let Some(key) = &head.idempotency_key {
         frame["client_msg_id"] = json!(key);
     }
-    run_as(shard, &sender, &frame, 201).await
+    run_as(shard, &sender, system, &frame, 201).await
 }
 
 /// A user the API acts as: a valid id, and known to the user directory when there is one.
@@ -202,11 +202,17 @@ async fn as_member(
     if let Err(reply) = known_user(shard, &user) {
         return reply;
     }
-    run_as(shard, &user, frame, ok).await
+    run_as(shard, &user, false, frame, ok).await
 }
 
-async fn run_as(shard: &Rc<Shard>, user: &str, frame: &serde_json::Value, ok: u16) -> Reply {
-    match act::as_user(shard, user, &frame.to_string()).await {
+async fn run_as(
+    shard: &Rc<Shard>,
+    user: &str,
+    system: bool,
+    frame: &serde_json::Value,
+    ok: u16,
+) -> Reply {
+    match act::as_user(shard, user, system, &frame.to_string()).await {
         Some(answer) => Reply::from_frame(answer, ok),
         None => Reply::error(
             503,

@@ -107,6 +107,7 @@ fn group_unread(s: &mut impl MessageStore) {
             created_at: 31,
             ..from("alice", id, "g:api", None)
         },
+        system: false,
     };
     let ok = |r: Result<GroupOutcome, _>| assert!(matches!(r, Ok(GroupOutcome::Fanned(_))));
     ok(s.group(&GroupOp::Create {

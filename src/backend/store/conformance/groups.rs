@@ -44,6 +44,7 @@ fn group_msg(id: &str, from: &str, cmid: Option<&str>) -> GroupOp {
             payload: format!("payload of {id}"),
             created_at: 9,
         },
+        system: false,
     }
 }
 
@@ -121,6 +122,62 @@ pub(crate) fn a_group_message_takes_a_place_in_every_members_stream(s: &mut impl
     let next = s.commit(&[super::msg("d2", "bob", None)], &[]).unwrap().0;
     assert!(
         matches!(next[0], crate::backend::store::InsertResult::Inserted { at } if at.rpos == 4 && at.spos == 4)
+    );
+}
+
+/// The application's system sender (server API) sends to a group it is not a member of:
+/// every member takes a place and must confirm, its own copy is DELIVERED from the start (so
+/// a repeat of its key answers the first message), and only the flag lets a non-member in.
+pub(crate) fn the_system_sender_reaches_a_group_it_is_not_in(s: &mut impl MessageStore) {
+    create(s, &["bob"]);
+    let system = |id: &str, cmid: Option<&str>, flag: bool| match group_msg(id, "system", cmid) {
+        GroupOp::Send { msg, .. } => GroupOp::Send { msg, system: flag },
+        _ => unreachable!(),
+    };
+    let sent = fanned(op(s, system("g-s1", Some("k"), true)));
+    assert_eq!(places(&sent), [("alice", 2), ("bob", 2), ("system", 1)]);
+    let repeat = fanned(op(s, system("g-s1b", Some("k"), true)));
+    assert_eq!(
+        (repeat.id.as_str(), repeat.duplicate),
+        ("g-s1", Some(Status::None))
+    );
+    assert_eq!(
+        op(s, system("g-s2", None, false)),
+        Err(GroupRefusal::Unknown)
+    );
+    let elsewhere = match system("g-s3", None, true) {
+        GroupOp::Send { mut msg, system } => {
+            msg.reciever_id = "g:none".into();
+            GroupOp::Send { msg, system }
+        }
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        op(s, elsewhere),
+        Err(GroupRefusal::Unknown),
+        "no such group"
+    );
+    s.commit(&[], &[update("g-s1", Status::Delivered, Some("bob"))])
+        .unwrap();
+    assert_eq!(
+        s.status_of("g-s1").unwrap(),
+        Some(Status::None),
+        "alice has not"
+    );
+    s.commit(&[], &[update("g-s1", Status::Delivered, Some("alice"))])
+        .unwrap();
+    assert_eq!(s.status_of("g-s1").unwrap(), Some(Status::Delivered));
+    let members = op(
+        s,
+        GroupOp::Members {
+            group: G.into(),
+            user: "system".into(),
+        },
+    );
+    assert_eq!(
+        members,
+        Err(GroupRefusal::Unknown),
+        "sending made it no member"
     );
 }
 

@@ -30,7 +30,7 @@ pub(super) async fn apply(tx: &Tx<'_>, op: &GroupOp) -> Result<Answer, StoreErro
         GroupOp::Create { change } => create(tx, change).await,
         GroupOp::Add { change } => add(tx, change).await,
         GroupOp::Remove { change } => remove(tx, change).await,
-        GroupOp::Send { msg } => send(tx, msg).await,
+        GroupOp::Send { msg, system } => send(tx, msg, *system).await,
         GroupOp::Read { group, user, seq } => read(tx, group, user, *seq).await,
         GroupOp::Members { group, user } => match is_member(tx, group, user).await? {
             true => Ok(Ok(GroupOutcome::Members {
@@ -223,10 +223,14 @@ async fn insert_row(tx: &Tx<'_>, row: &Row<'_>, to: &[String]) -> Result<Fanout,
     })
 }
 
-async fn send(tx: &Tx<'_>, m: &NewMessage) -> Result<Answer, StoreError> {
-    if lock(tx, &m.reciever_id).await?.is_none()
-        || !is_member(tx, &m.reciever_id, &m.sender_id).await?
-    {
+/// As `sqlite/group.rs` sends: a member, or the system sender (`system`) to a group that
+/// exists, which then takes a place in its own stream.
+async fn send(tx: &Tx<'_>, m: &NewMessage, system: bool) -> Result<Answer, StoreError> {
+    if lock(tx, &m.reciever_id).await?.is_none() {
+        return Ok(Err(GroupRefusal::Unknown));
+    }
+    let member = is_member(tx, &m.reciever_id, &m.sender_id).await?;
+    if !member && !system {
         return Ok(Err(GroupRefusal::Unknown));
     }
     if let Some(cmid) = &m.client_msg_id {
@@ -234,7 +238,10 @@ async fn send(tx: &Tx<'_>, m: &NewMessage) -> Result<Answer, StoreError> {
             return Ok(Ok(GroupOutcome::Fanned(fan)));
         }
     }
-    let to = members_of(tx, &m.reciever_id).await?;
+    let mut to = members_of(tx, &m.reciever_id).await?;
+    if !member {
+        to.push(m.sender_id.clone()); // The system sender's own copy.
+    }
     let row = Row::message(m);
     Ok(Ok(GroupOutcome::Fanned(insert_row(tx, &row, &to).await?)))
 }

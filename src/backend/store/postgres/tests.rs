@@ -161,6 +161,11 @@ fn retention_deletes_old_delivered_messages_and_marks_the_streams() {
 }
 
 #[test]
+fn the_system_sender_reaches_a_group_it_is_not_in() {
+    run(c::the_system_sender_reaches_a_group_it_is_not_in);
+}
+
+#[test]
 fn the_server_apis_reads() {
     run(c::history_pages_a_conversation_newest_first);
     run(c::conversation_lists_count_unread_messages);

@@ -28,7 +28,7 @@ pub(super) fn apply(
         GroupOp::Create { change } => create(tx, c, change),
         GroupOp::Add { change } => add(tx, c, change),
         GroupOp::Remove { change } => remove(tx, c, change),
-        GroupOp::Send { msg } => send(tx, c, msg),
+        GroupOp::Send { msg, system } => send(tx, c, msg, *system),
         GroupOp::Read { group, user, seq } => read(tx, c, group, user, *seq),
         GroupOp::Members { group, user } => match is_member(tx, group, user)? {
             true => Ok(Ok(GroupOutcome::Members {
@@ -181,8 +181,19 @@ fn insert_row(
     })
 }
 
-fn send(tx: &Transaction<'_>, c: &mut Counters, m: &NewMessage) -> Result<Answer, StoreError> {
-    if !is_member(tx, &m.reciever_id, &m.sender_id)? {
+fn send(
+    tx: &Transaction<'_>,
+    c: &mut Counters,
+    m: &NewMessage,
+    system: bool,
+) -> Result<Answer, StoreError> {
+    let member = is_member(tx, &m.reciever_id, &m.sender_id)?;
+    let exists = || -> Result<bool, StoreError> {
+        let mut q = tx.prepare_cached("SELECT 1 FROM groups WHERE id = ?1")?;
+        Ok(q.exists([&m.reciever_id])?)
+    };
+    let allowed = member || (system && exists()?);
+    if !allowed {
         return Ok(Err(GroupRefusal::Unknown));
     }
     if let Some(cmid) = &m.client_msg_id {
@@ -190,7 +201,10 @@ fn send(tx: &Transaction<'_>, c: &mut Counters, m: &NewMessage) -> Result<Answer
             return Ok(Ok(GroupOutcome::Fanned(fan)));
         }
     }
-    let to = members_of(tx, &m.reciever_id)?;
+    let mut to = members_of(tx, &m.reciever_id)?;
+    if !member {
+        to.push(m.sender_id.clone()); // The system sender's own copy.
+    }
     let row = Row::message(m);
     Ok(Ok(GroupOutcome::Fanned(insert_row(tx, c, &row, &to)?)))
 }
