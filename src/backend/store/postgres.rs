@@ -486,7 +486,7 @@ impl MessageStore for PostgresStore {
     }
 
     fn last_seen(&mut self, users: &[String]) -> Result<Vec<super::LastSeen>, StoreError> {
-        self.within(async |s| conversations::last_seen(&s.client, users).await)
+        self.within(async |s| presence::last_seen(&s.client, users).await)
     }
 
     fn group(&mut self, op: &GroupOp) -> Result<Result<GroupOutcome, GroupRefusal>, StoreError> {

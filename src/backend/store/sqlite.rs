@@ -473,7 +473,7 @@ impl MessageStore for SqliteStore {
     }
 
     fn last_seen(&mut self, users: &[String]) -> Result<Vec<super::LastSeen>, StoreError> {
-        conversations::last_seen(&self.conn, users)
+        presence::last_seen(&self.conn, users)
     }
 
     fn group(&mut self, op: &GroupOp) -> Result<Result<GroupOutcome, GroupRefusal>, StoreError> {

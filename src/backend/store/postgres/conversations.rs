@@ -1,13 +1,13 @@
 //! The server API's reads in the distributed store, as `sqlite/conversations.rs` answers
 //! them: a conversation's history (migration 0009's index), a user's conversations with
-//! unread counts, and last-seen times.
+//! unread counts (its last-seen read is in `presence.rs`).
 
 use std::time::SystemTime;
 
 use tokio_postgres::{Client, Row};
 
 use super::{pending_row, to_micros};
-use crate::backend::store::{ConversationSummary, LastSeen, PendingMessage, StoreError};
+use crate::backend::store::{ConversationSummary, PendingMessage, StoreError};
 use crate::protocol::group::is_group_id;
 use crate::protocol::{direct_conversation_id, direct_conversation_members};
 
@@ -104,17 +104,4 @@ fn summary(r: &Row, conversation_id: String) -> Result<ConversationSummary, Stor
         unread: r.try_get(3)?,
         last_at: last_at.map(to_micros).transpose()?,
     })
-}
-
-/// See [`MessageStore::last_seen`](crate::backend::store::MessageStore::last_seen).
-pub(super) async fn last_seen(c: &Client, users: &[String]) -> Result<Vec<LastSeen>, StoreError> {
-    let sql = "SELECT u.id, p.last_seen
-               FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)
-               LEFT JOIN presence p ON p.user_id = u.id ORDER BY u.ord";
-    let rows = c.query(sql, &[&users]).await?;
-    let row = |r: &Row| -> Result<LastSeen, StoreError> {
-        let seen: Option<SystemTime> = r.try_get(1)?;
-        Ok((r.try_get(0)?, seen.map(to_micros).transpose()?))
-    };
-    rows.iter().map(row).collect()
 }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use tokio_postgres::Client;
 
 use super::{to_micros, to_time};
-use crate::backend::store::StoreError;
+use crate::backend::store::{LastSeen, StoreError};
 use crate::protocol::direct_conversation_id;
 
 /// One statement; users in key order (two pods recording the same users lock their rows in
@@ -47,6 +47,19 @@ pub(super) async fn peers(
                ORDER BY u.ord";
     let rows = c.query(sql, &[&asker, &users, &dms]).await?;
     let row = |r: &tokio_postgres::Row| -> Result<(String, Option<i64>), StoreError> {
+        let seen: Option<SystemTime> = r.try_get(1)?;
+        Ok((r.try_get(0)?, seen.map(to_micros).transpose()?))
+    };
+    rows.iter().map(row).collect()
+}
+
+/// See [`MessageStore::last_seen`](crate::backend::store::MessageStore::last_seen).
+pub(super) async fn last_seen(c: &Client, users: &[String]) -> Result<Vec<LastSeen>, StoreError> {
+    let sql = "SELECT u.id, p.last_seen
+               FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)
+               LEFT JOIN presence p ON p.user_id = u.id ORDER BY u.ord";
+    let rows = c.query(sql, &[&users]).await?;
+    let row = |r: &tokio_postgres::Row| -> Result<LastSeen, StoreError> {
         let seen: Option<SystemTime> = r.try_get(1)?;
         Ok((r.try_get(0)?, seen.map(to_micros).transpose()?))
     };

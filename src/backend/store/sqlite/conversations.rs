@@ -1,9 +1,10 @@
 //! The server API's reads in the embedded store: a conversation's history (migration 0008's
-//! index), a user's conversations with unread counts, and last-seen times.
+//! index) and a user's conversations with unread counts. Its last-seen read is with the
+//! other presence reads, in `presence.rs`.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::backend::store::{ConversationSummary, LastSeen, PendingMessage, StoreError};
+use crate::backend::store::{ConversationSummary, PendingMessage, StoreError};
 use crate::protocol::direct_conversation_members;
 use crate::protocol::group::is_group_id;
 
@@ -125,17 +126,6 @@ fn groups_of(conn: &Connection, user: &str) -> Result<Vec<ConversationSummary>, 
             last_seq,
             read_seq,
         });
-    }
-    Ok(out)
-}
-
-/// See [`MessageStore::last_seen`](crate::backend::store::MessageStore::last_seen).
-pub(super) fn last_seen(conn: &Connection, users: &[String]) -> Result<Vec<LastSeen>, StoreError> {
-    let mut q = conn.prepare_cached("SELECT last_seen FROM presence WHERE user_id = ?1")?;
-    let mut out = Vec::with_capacity(users.len());
-    for user in users {
-        let seen: Option<i64> = q.query_row([user], |r| r.get(0)).optional()?;
-        out.push((user.clone(), seen));
     }
     Ok(out)
 }

@@ -1,8 +1,8 @@
 //! Presence in the embedded store (migration 0006): last-seen times, and who may see them.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::backend::store::StoreError;
+use crate::backend::store::{LastSeen, StoreError};
 use crate::protocol::direct_conversation_id;
 
 /// See [`MessageStore::record_seen`](crate::backend::store::MessageStore::record_seen).
@@ -44,6 +44,17 @@ pub(super) fn peers(
         if shared {
             out.push((user.clone(), seen));
         }
+    }
+    Ok(out)
+}
+
+/// See [`MessageStore::last_seen`](crate::backend::store::MessageStore::last_seen).
+pub(super) fn last_seen(conn: &Connection, users: &[String]) -> Result<Vec<LastSeen>, StoreError> {
+    let mut q = conn.prepare_cached("SELECT last_seen FROM presence WHERE user_id = ?1")?;
+    let mut out = Vec::with_capacity(users.len());
+    for user in users {
+        let seen: Option<i64> = q.query_row([user], |r| r.get(0)).optional()?;
+        out.push((user.clone(), seen));
     }
     Ok(out)
 }
