@@ -197,6 +197,26 @@ fn malformed_requests_get_a_clear_error_and_store_nothing() {
     );
     let bad_limit = format!("/api/v1/conversations/{}/messages?limit=0", dm("a", "b"));
     assert_eq!(get(addr, &bad_limit).0, 400);
+    for path in [
+        "/api/v1/users/bob/conversations?limit=0",
+        "/api/v1/users/bob/conversations?limit=x",
+        "/api/v1/users/b%01b/conversations",
+        "/api/v1/users/b%zzb/conversations",
+    ] {
+        assert_eq!(get(addr, path).0, 400, "{path}");
+    }
+    let bad_id = call(
+        addr,
+        "POST",
+        "/api/v1/users/b%01b/disconnect",
+        Some(KEY),
+        None,
+        "",
+    );
+    assert_eq!(
+        (bad_id.0, bad_id.1["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
     assert_eq!(count_from(dir.path(), "system"), 0, "nothing stored");
 }
 
