@@ -338,6 +338,7 @@ impl Source {
 impl Drop for Source {
     fn drop(&mut self) {
         let mut inner = self.inner.borrow_mut();
+        let is_timeout = matches!(inner.source_type, SourceType::Timeout(..));
         let enqueued = inner.enqueued.as_mut();
         if let Some(EnqueuedSource { id, queue, status }) = enqueued {
             match status {
@@ -356,7 +357,16 @@ impl Drop for Source {
                     // now, so we delay `consume_source` until we consume the
                     // corresponding event from the completion queue.
 
-                    queue.borrow_mut().cancel_request(*id);
+                    // distriSocks patch: a timeout is removed with TIMEOUT_REMOVE, which
+                    // looks only through the ring's timeouts. ASYNC_CANCEL first walks a
+                    // bucket of the ring's poll hash, which holds every socket's pending poll
+                    // (8 buckets for a 128-deep ring), and the reactor drops its preemption
+                    // timer at every turn of its loop.
+                    if is_timeout {
+                        queue.borrow_mut().remove_timeout(*id);
+                    } else {
+                        queue.borrow_mut().cancel_request(*id);
+                    }
                     *status = EnqueuedStatus::Canceled; // not necessary, but useful for correctness
                 }
                 EnqueuedStatus::Canceled => unreachable!(),

@@ -37,7 +37,7 @@ use crate::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
         dma_buffer::{BufferStorage, DmaBuffer},
-        membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
+        DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
     },
     uring_sys::{self, IoRingOp},
@@ -623,6 +623,16 @@ impl UringQueueState {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.submissions.is_empty() && self.cancellations.is_empty()
+    }
+
+    /// distriSocks patch: see `Drop for Source`.
+    pub(crate) fn remove_timeout(&mut self, id: SourceId) {
+        self.cancellations.push_back(UringDescriptor {
+            args: UringOpDescriptor::TimeoutRemove(to_user_data(id)),
+            fd: -1,
+            flags: SubmissionFlags::empty(),
+            user_data: 0,
+        });
     }
 
     pub(crate) fn cancel_request(&mut self, id: SourceId) {
@@ -1864,9 +1874,13 @@ impl Reactor {
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
             // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
+            // details. distriSocks patch: a SeqCst fence here, paired with one in
+            // `SleepNotifier::notify` (every remote wake-up goes through it), instead of
+            // `sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, which interrupts every
+            // other core running a thread of the process at each sleep. A gateway's
+            // executors sleep thousands of times a second, and a fence per remote
+            // wake-up is far cheaper than an IPI per sleep.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
