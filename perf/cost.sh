@@ -59,8 +59,9 @@ measure() { # TARGET "POD PIDS" BENCH-ARGS...
     gen=$!
     PERF_PIDS+=("$gen")
     sleep "$WINDOW_AT"
-    pg="$(pgrep -x postgres | tr '\n' ' ')"; br="$(pgrep -x tansu | tr '\n' ' ')"
-    rd="$(pgrep -x redis-server | tr '\n' ' ')"
+    # A service that is not running (tansu for TARGETS=sync) counts 0, not a failed run.
+    pg="$(pgrep -x postgres | tr '\n' ' ' || true)"; br="$(pgrep -x tansu | tr '\n' ' ' || true)"
+    rd="$(pgrep -x redis-server | tr '\n' ' ' || true)"
     # shellcheck disable=SC2086
     local a=("$(group_ticks $pods)" "$(group_ticks $pg)" "$(group_ticks $br)" "$(group_ticks $rd)" "$(group_ticks $gen)")
     # shellcheck disable=SC2086
