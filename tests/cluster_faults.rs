@@ -323,3 +323,60 @@ fn redis_unreachable_closes_connections_with_4009_and_loses_nothing() {
         ready()
     );
 }
+
+/// A connected recipient whose route the table lost for a while (Redis emptied before the
+/// heartbeat wrote it again, a removal arriving late): the redrive finds no route and parks
+/// the message. bob never reconnects, so no replay would deliver it; the parked message is
+/// looked at again once its age has doubled and reaches him then, once.
+#[test]
+fn a_message_parked_while_the_route_was_missing_still_reaches_the_connected_recipient() {
+    let space = Space::new();
+    let quiet = ["--ping-interval-ms", "600000"]; // bob reads only at the end
+    let pa = PodProc::start_with(&space, "a", &kafka(), &quiet);
+    let pb = PodProc::start_with(&space, "b", &kafka(), &quiet);
+    let (mut alice, mut bob) = pair(pa.addr, pb.addr);
+    let b = bob.user.clone();
+    // bob's route key is deleted every 2 ms; pod b's heartbeat writes it again every second.
+    let hide = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hider = std::thread::spawn({
+        let (hide, key, mut redis) = (
+            hide.clone(),
+            format!("{}route:{b}", space.prefix),
+            space.redis(),
+        );
+        move || {
+            while hide.load(std::sync::atomic::Ordering::Relaxed) {
+                let _: i64 = redis::cmd("DEL").arg(&key).query(&mut redis).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    // A look-up can still land in the ~2 ms a second the route exists; then that message
+    // was delivered at once, and the next one is tried.
+    let mut ids = Vec::new();
+    let parked = (0..5).find_map(|i| {
+        let id = alice.send_msg_any(&b, &format!("m{i}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        ids.push(id.clone());
+        let state = format!(
+            "SELECT status || ',' || (coalesce(stuck_since, created_at) > now())
+             FROM messages WHERE id = '{id}'"
+        );
+        let deadline = std::time::Instant::now() + SLOW;
+        loop {
+            match space.sql(&state).as_str() {
+                "NONE,true" => return Some(id),
+                "NONE,false" => assert!(std::time::Instant::now() < deadline, "never parked"),
+                _ => return None, // Routed: the look-up found the route.
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    hide.store(false, std::sync::atomic::Ordering::Relaxed);
+    hider.join().unwrap();
+    assert!(parked.is_some(), "no message was parked in 5 tries");
+    let copies = copies_per_id(&space, &mut alice, &mut bob, &ids);
+    assert_once_each(&copies, &ids);
+}

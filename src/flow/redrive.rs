@@ -17,7 +17,11 @@
 //! copy ([`Outbox::push_given`](crate::shard::outbox::Outbox::push_given)).
 //!
 //! A message whose recipient has no live route is *parked*, not routed again and again: the
-//! recipient's next connect replays it.
+//! recipient's next connect replays it. Parking lasts until the message's age has doubled,
+//! then it is looked at again (see [`MessageStore::park`]): a route table can miss a
+//! connected recipient for a moment, and that recipient would never reconnect to get it.
+//!
+//! [`MessageStore::park`]: crate::backend::store::MessageStore::park
 
 use std::rc::Rc;
 
@@ -98,7 +102,11 @@ async fn claim(shard: &Shard, s: &RedriveSettings) -> Result<Vec<PendingMessage>
 
 async fn park(shard: &Shard, ids: Vec<String>) {
     let n = ids.len();
-    if submit(&shard.pod.store, StoreCmd::Park { ids }, STATUS_PATIENCE)
+    let cmd = StoreCmd::Park {
+        ids,
+        now: now_micros(),
+    };
+    if submit(&shard.pod.store, cmd, STATUS_PATIENCE)
         .await
         .is_err()
     {

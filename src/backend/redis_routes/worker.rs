@@ -9,6 +9,20 @@ use super::{connect, Req, Worker, PIPELINE};
 use crate::backend::routes::RouteError;
 use crate::backend::Location;
 
+/// Adds `member` with lease expiry `expiry`, or moves its expiry later; never earlier
+/// (`ZADD GT`, Redis 6.2+). A connection this thread gave up on (a timeout) may still carry
+/// requests that Redis runs after those of the next connection: without GT such a late
+/// renewal would move a live route's expiry back into the past, and look-ups would miss a
+/// connected user until the next heartbeat.
+fn zadd_later(pipe: &mut redis::Pipeline, key: &str, member: &str, expiry: i64) {
+    pipe.cmd("ZADD")
+        .arg(key)
+        .arg("GT")
+        .arg(expiry)
+        .arg(member)
+        .ignore();
+}
+
 fn local_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -106,7 +120,7 @@ impl Worker {
                         .arg("-inf")
                         .arg(expired)
                         .ignore();
-                    pipe.zadd(&key, self.member(*at), expiry).ignore();
+                    zadd_later(&mut pipe, &key, &self.member(*at), expiry);
                     pipe.pexpire(&key, ttl).ignore();
                 }
                 Req::Unregister { user, at } => self.release(&mut pipe, user, *at),
@@ -221,7 +235,7 @@ impl Worker {
             let mut pipe = redis::pipe();
             for (user, at) in chunk {
                 let key = self.key(user);
-                pipe.zadd(&key, self.member(*at), expiry).ignore();
+                zadd_later(&mut pipe, &key, &self.member(*at), expiry);
                 pipe.pexpire(&key, ttl).ignore();
             }
             if let Err(e) = self.query(&pipe) {

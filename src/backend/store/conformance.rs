@@ -80,9 +80,10 @@ pub(crate) fn statuses_only_move_forward_and_acks_check_the_recipient(s: &mut im
     assert!(s.pending("bob", 0, 10).unwrap().is_empty());
 }
 
-/// The redrive's claims: stuck NONE and SENT messages once per window, never DELIVERED or
-/// parked ones, oldest first, up to the limit of each status.
-pub(crate) fn claims_take_stuck_messages_once_and_parked_never(s: &mut impl MessageStore) {
+/// The redrive's claims: stuck NONE and SENT messages once per window, never DELIVERED
+/// ones, parked ones only once their age has doubled, oldest first, up to the limit of
+/// each status.
+pub(crate) fn claims_take_stuck_messages_once_and_parked_later(s: &mut impl MessageStore) {
     let mut young = msg("young", "bob", None);
     young.created_at = 100;
     let batch = [
@@ -98,7 +99,8 @@ pub(crate) fn claims_take_stuck_messages_once_and_parked_never(s: &mut impl Mess
         update("done", Status::Delivered, None),
     ];
     s.commit(&[], &updates).unwrap();
-    s.park(&["parked".to_owned()]).unwrap();
+    // Parked at 150 (created at 1): out of the redrive until 299, so due after 299 + 50.
+    s.park(&["parked".to_owned()], 150).unwrap();
     let after = |none, sent| StuckAfter { none, sent };
     // created_at = 1 for msg(), SENT at 7: at 60, NONE for 50 means created before 10.
     assert_eq!(
@@ -116,9 +118,16 @@ pub(crate) fn claims_take_stuck_messages_once_and_parked_never(s: &mut impl Mess
         ids(s.claim_stuck(200, after(50, 50), 10).unwrap()),
         ["young"]
     );
+    let at_340 = ids(s.claim_stuck(340, after(50, 50), 10).unwrap());
+    assert_eq!(at_340.len(), 3, "{at_340:?}");
+    assert!(!at_340.contains(&"parked".to_owned()), "still parked");
+    assert_eq!(
+        ids(s.claim_stuck(360, after(50, 50), 10).unwrap()),
+        ["parked"]
+    );
     let far = 4_000_000_000_000_000;
     let all = ids(s.claim_stuck(far, after(50, 50), 10).unwrap());
-    assert_eq!(all, ["old-none", "old-sent", "young"]);
+    assert_eq!(all, ["old-none", "old-sent", "young", "parked"]);
 }
 
 /// `open` opens the same database each time.
@@ -511,7 +520,7 @@ mod on_sqlite {
     fn scenarios() {
         run(super::inserts_dedupe_and_replay_in_order);
         run(super::statuses_only_move_forward_and_acks_check_the_recipient);
-        run(super::claims_take_stuck_messages_once_and_parked_never);
+        run(super::claims_take_stuck_messages_once_and_parked_later);
         run(super::timestamps_round_trip_to_the_microsecond);
         run(super::large_batches_commit_in_one_call);
         run(super::one_batch_mixes_inserts_and_updates_in_order);

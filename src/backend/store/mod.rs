@@ -362,9 +362,15 @@ pub trait MessageStore: Send + 'static {
         limit: usize,
     ) -> Result<Vec<PendingMessage>, StoreError>;
 
-    /// Takes messages out of the redrive for good: their recipient has no live connection,
-    /// and the recipient's next connect replays them (they stay at NONE).
-    fn park(&mut self, ids: &[String]) -> Result<(), StoreError>;
+    /// Takes messages out of the redrive until their age (from `created_at`) has doubled:
+    /// their recipient had no live route at `now`, and the recipient's next connect replays
+    /// them (they keep their status). Not for good: a route table can answer "no route" for
+    /// a connected recipient for a moment (Redis emptied before the heartbeat wrote the
+    /// routes again, a removal that arrived late over an abandoned connection, a lease gap),
+    /// and such a recipient never reconnects to trigger the replay (perf/RESULTS.md §23b).
+    /// Doubling keeps the look-ups for a recipient that is really away to O(log age) per
+    /// message, while a young message is looked at again within seconds.
+    fn park(&mut self, ids: &[String], now: i64) -> Result<(), StoreError>;
 
     /// The current status of those of `ids` that `sender` sent (a group message's aggregate,
     /// up to DELIVERED), in the order asked; other and unknown ids are left out.

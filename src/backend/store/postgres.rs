@@ -129,7 +129,9 @@ const CLAIM_SQL: &str = "WITH none_due AS (
                    m.payload, m.created_at, m.status)
      SELECT rpos, cseq, id, sender_id, reciever_id, payload, created_at, status
      FROM claimed ORDER BY since, seq";
-const PARK_SQL: &str = "UPDATE messages SET stuck_since = 'infinity' WHERE id = ANY($1)";
+const PARK_SQL: &str = "UPDATE messages
+     SET stuck_since = $2::timestamptz + greatest($2::timestamptz - created_at, interval '0')
+     WHERE id = ANY($1)";
 const STATUS_SQL: &str = "SELECT status FROM messages WHERE id = $1
      UNION ALL SELECT status FROM group_messages WHERE id = $1";
 
@@ -442,9 +444,9 @@ impl MessageStore for PostgresStore {
         rows.iter().map(pending_row).collect()
     }
 
-    fn park(&mut self, ids: &[String]) -> Result<(), StoreError> {
+    fn park(&mut self, ids: &[String], now: i64) -> Result<(), StoreError> {
         if !ids.is_empty() {
-            self.query(|st| &st.park, &[&ids])?;
+            self.query(|st| &st.park, &[&ids, &to_time(now)])?;
         }
         Ok(())
     }

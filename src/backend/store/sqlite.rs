@@ -420,9 +420,16 @@ impl MessageStore for SqliteStore {
         Ok(claimed)
     }
 
-    fn park(&mut self, ids: &[String]) -> Result<(), StoreError> {
+    fn park(&mut self, ids: &[String], now: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        set_stuck_since(&tx, ids.iter().map(String::as_str), i64::MAX)?;
+        {
+            let mut q = tx.prepare_cached(
+                "UPDATE messages SET stuck_since = ?2 + max(?2 - created_at, 0) WHERE id = ?1",
+            )?;
+            for id in ids {
+                q.execute(params![StoredId::of(id), now])?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }

@@ -88,9 +88,9 @@ pub enum StoreCmd {
         limit: usize,
         reply: oneshot::Sender<Result<Vec<PendingMessage>, String>>,
     },
-    /// Takes messages out of the redrive (see [`MessageStore::park`]); a failure only means
-    /// they are claimed again later.
-    Park { ids: Vec<String> },
+    /// Takes messages out of the redrive for a while (see [`MessageStore::park`]); a failure
+    /// only means they are claimed again sooner.
+    Park { ids: Vec<String>, now: i64 },
     /// A user was seen now (a connection opened or closed): recorded once per batch for every
     /// user seen in it (see [`MessageStore::record_seen`]).
     Seen { user: String, at: i64 },
@@ -561,8 +561,8 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
                 let r = self.store.claim_stuck(now, after, limit);
                 let _ = reply.send(r.map_err(|e| e.to_string())); // The sweeper may be gone.
             }
-            StoreCmd::Park { ids } => {
-                if let Err(e) = self.store.park(&ids) {
+            StoreCmd::Park { ids, now } => {
+                if let Err(e) = self.store.park(&ids, now) {
                     tracing::warn!(error = %e, n = ids.len(), "park failed; claimed again later");
                 }
             }

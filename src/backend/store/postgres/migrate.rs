@@ -43,6 +43,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         9,
         include_str!("../../../../migrations/postgres/0009_conversation_order.sql"),
     ),
+    (
+        10,
+        include_str!("../../../../migrations/postgres/0010_parked_rechecked.sql"),
+    ),
 ];
 
 /// Advisory lock class (first key) serializing migrations; the second key is the schema's.

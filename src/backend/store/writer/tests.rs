@@ -74,7 +74,7 @@ impl MessageStore for BrokenStore {
     ) -> Result<Vec<PendingMessage>, StoreError> {
         Ok(Vec::new())
     }
-    fn park(&mut self, _: &[String]) -> Result<(), StoreError> {
+    fn park(&mut self, _: &[String], _: i64) -> Result<(), StoreError> {
         Ok(())
     }
     fn status_of(&mut self, _: &str) -> Result<Option<Status>, StoreError> {
@@ -370,8 +370,8 @@ impl MessageStore for FailingFrom {
     ) -> Result<Vec<PendingMessage>, StoreError> {
         self.inner.claim_stuck(now, after, n)
     }
-    fn park(&mut self, ids: &[String]) -> Result<(), StoreError> {
-        self.inner.park(ids)
+    fn park(&mut self, ids: &[String], now: i64) -> Result<(), StoreError> {
+        self.inner.park(ids, now)
     }
     fn status_of(&mut self, id: &str) -> Result<Option<Status>, StoreError> {
         self.inner.status_of(id)
