@@ -15,6 +15,7 @@ use crate::protocol::Status;
 use counters::{Counters, Keys};
 use row::{IdText, StoredId, StoredStatus};
 
+mod checkpoint;
 mod conversations;
 mod counters;
 mod group;
@@ -62,6 +63,9 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// SQLite-backed [`MessageStore`].
 pub struct SqliteStore {
     conn: Connection,
+    /// Background WAL checkpoints (`with_background_checkpoints`); declared after `conn`,
+    /// so it is stopped after the store thread's connection closed.
+    checkpointer: Option<checkpoint::Checkpointer>,
     /// Counter values of recent keys, as committed (see `counters`).
     committed: counters::Committed,
 }
@@ -89,10 +93,23 @@ impl SqliteStore {
         .map_err(open_err)?;
         let mut store = SqliteStore {
             conn,
+            checkpointer: None,
             committed: Default::default(),
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Checkpoints the WAL on a thread of its own instead of inside the store thread's
+    /// commits (see [`checkpoint`]). The pod's store does; tests that read the files may not.
+    pub fn with_background_checkpoints(mut self, dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("distrisocks.db");
+        let open_err = |reason: String| StoreError::Open {
+            location: path.display().to_string(),
+            reason,
+        };
+        self.checkpointer = Some(checkpoint::Checkpointer::start(path.clone()).map_err(open_err)?);
+        Ok(self)
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {

@@ -198,3 +198,36 @@ fn an_undecodable_status_is_reported_as_corruption() {
     let err = s.status_of("x").unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
 }
+
+/// Committed pages reach the database file without the store's own connection checkpointing
+/// (its auto-checkpoint waits for 16k WAL pages): the background checkpointer copied them.
+/// The reader opens the file `immutable`, which ignores the WAL.
+#[test]
+fn background_checkpoints_copy_commits_into_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path(), true)
+        .unwrap()
+        .with_background_checkpoints(dir.path())
+        .unwrap();
+    let batch: Vec<_> = (0..10)
+        .map(|i| crate::backend::store::conformance::msg(&format!("m{i}"), "bob", None))
+        .collect();
+    s.commit(&batch, &[]).unwrap();
+    let file = format!(
+        "file:{}?immutable=1",
+        dir.path().join("distrisocks.db").display()
+    );
+    let in_file = || {
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let db = Connection::open_with_flags(&file, flags).unwrap();
+        db.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))
+            .unwrap_or(0) // No table yet: the migrations are still only in the WAL.
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while in_file() != 10 {
+        assert!(std::time::Instant::now() < deadline, "not checkpointed");
+        std::thread::sleep(checkpoint::PERIOD);
+    }
+    drop(s); // Stops and joins the checkpoint thread.
+}
