@@ -101,14 +101,22 @@ impl SqliteStore {
     }
 
     /// Checkpoints the WAL on a thread of its own instead of inside the store thread's
-    /// commits (see [`checkpoint`]). The pod's store does; tests that read the files may not.
-    pub fn with_background_checkpoints(mut self, dir: &Path) -> Result<Self, StoreError> {
-        let path = dir.join("distrisocks.db");
+    /// commits (see [`checkpoint`]), on the database this store opened. The pod's store does;
+    /// tests that read the files may not.
+    pub fn with_background_checkpoints(mut self) -> Result<Self, StoreError> {
+        let path = self.conn.path().unwrap_or_default().to_owned();
         let open_err = |reason: String| StoreError::Open {
-            location: path.display().to_string(),
+            location: path.clone(),
             reason,
         };
-        self.checkpointer = Some(checkpoint::Checkpointer::start(path.clone()).map_err(open_err)?);
+        if path.is_empty() {
+            return Err(open_err(
+                "an in-memory database has no WAL to checkpoint".into(),
+            ));
+        }
+        let checkpointer =
+            checkpoint::Checkpointer::start(path.as_str().into()).map_err(open_err)?;
+        self.checkpointer = Some(checkpointer);
         Ok(self)
     }
 

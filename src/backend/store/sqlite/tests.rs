@@ -207,7 +207,7 @@ fn background_checkpoints_copy_commits_into_the_database_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = SqliteStore::open(dir.path(), true)
         .unwrap()
-        .with_background_checkpoints(dir.path())
+        .with_background_checkpoints()
         .unwrap();
     let batch: Vec<_> = (0..10)
         .map(|i| crate::backend::store::conformance::msg(&format!("m{i}"), "bob", None))
@@ -230,4 +230,17 @@ fn background_checkpoints_copy_commits_into_the_database_file() {
         std::thread::sleep(checkpoint::PERIOD);
     }
     drop(s); // Stops and joins the checkpoint thread.
+}
+
+/// A store without a database file (never the pod's) refuses background checkpoints instead
+/// of checkpointing some other database.
+#[test]
+fn background_checkpoints_need_a_database_file() {
+    let s = SqliteStore {
+        conn: Connection::open_in_memory().unwrap(),
+        checkpointer: None,
+        committed: Default::default(),
+    };
+    let e = s.with_background_checkpoints().err().expect("refused");
+    assert!(e.to_string().contains("in-memory"), "{e}");
 }
