@@ -74,6 +74,11 @@ impl RedisRouter {
         let client =
             redis::Client::open(cfg.url.as_str()).map_err(|e| format!("redis url: {e}"))?;
         let mut conn = connect(&client).map_err(|e| format!("redis at {}: {e}", cfg.url))?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut conn)
+            .map_err(|e| format!("redis at {}: {e}", cfg.url))?;
+        supported(&info).map_err(|e| format!("redis at {}: {e}", cfg.url))?;
         let fence = fence::Fence::new(&cfg.prefix, &cfg.pod, cfg.lease);
         fence.acquire(&mut conn)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
@@ -117,6 +122,23 @@ impl RedisRouter {
             let _ = t.join(); // A panic was already reported by the thread itself.
         }
     }
+}
+
+/// Leases are written with `ZADD GT` (see `worker::zadd_later`), which Redis has since 6.2;
+/// an older server would refuse every route write, so the pod refuses to start instead.
+fn supported(info: &str) -> Result<(), String> {
+    let version = (info.lines())
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(str::trim)
+        .ok_or("INFO server names no redis_version")?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (6, 2) {
+        return Err(format!(
+            "version {version}; distriSocks needs Redis 6.2 or newer (ZADD GT)"
+        ));
+    }
+    Ok(())
 }
 
 fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
@@ -230,3 +252,21 @@ struct Worker {
 
 mod fence;
 mod worker;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redis_before_6_2_is_refused_with_its_version() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        assert!(super::supported(&info("7.0.15")).is_ok());
+        assert!(super::supported(&info("6.2.0")).is_ok());
+        assert!(super::supported(&info("10.0.1")).is_ok());
+        let old = super::supported(&info("6.0.16")).unwrap_err();
+        assert!(
+            old.contains("version 6.0.16") && old.contains("6.2"),
+            "{old}"
+        );
+        assert!(super::supported(&info("5.0.7")).is_err());
+        assert!(super::supported("# Server\r\n").is_err(), "no version line");
+    }
+}
