@@ -277,6 +277,14 @@ pub struct Cluster {
     #[arg(long, env = "DISTRISOCKS_KAFKA_IDEMPOTENCE", default_value_t = true, action = clap::ArgAction::Set)]
     pub kafka_idempotence: bool,
 
+    /// Produce requests the producer keeps in flight per broker (librdkafka
+    /// `max.in.flight.requests.per.connection`, 1–5; forced to 1 without idempotence). With
+    /// more, librdkafka's broker thread polls between acknowledgements and costs more CPU
+    /// than the pod's shards together; with 1, batches grow while the request is out.
+    #[arg(long, env = "DISTRISOCKS_KAFKA_MAX_IN_FLIGHT", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub kafka_max_in_flight: u8,
+
     /// Replication factor of the topics this pod creates. 3 for production: with 1,
     /// `acks=all` waits for one broker and a lost disk loses records.
     #[arg(

@@ -88,6 +88,7 @@ pub fn start(
         timeout: Duration::from_millis(c.kafka_produce_timeout_ms),
         linger: Duration::from_millis(c.kafka_linger_ms),
         idempotence: c.kafka_idempotence,
+        max_in_flight: c.kafka_max_in_flight,
     };
     let failing = metrics.reach.bus_failing.clone();
     let producer = KafkaProducer::start(brokers, settings, failing).map_err(err("kafka"))?;

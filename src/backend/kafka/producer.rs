@@ -64,6 +64,17 @@ pub struct ProducerSettings {
     pub linger: Duration,
     /// See `--kafka-idempotence`.
     pub idempotence: bool,
+    /// See `--kafka-max-in-flight`; 1 whatever it says without idempotence.
+    pub max_in_flight: u8,
+}
+
+/// Requests in flight per broker: without sequence numbers a retried request behind a later
+/// one would reorder them, so non-idempotent producers keep one.
+fn in_flight(s: &ProducerSettings) -> u8 {
+    match s.idempotence {
+        true => s.max_in_flight.clamp(1, 5),
+        false => 1,
+    }
 }
 
 /// The producer and its poll thread.
@@ -89,11 +100,11 @@ impl KafkaProducer {
             .set("linger.ms", s.linger.as_millis().to_string())
             // Small produce requests must not wait for Nagle + delayed ACK (~40 ms on Linux).
             .set("socket.nagle.disable", "true")
-            .set("message.timeout.ms", s.timeout.as_millis().to_string());
-        if !s.idempotence {
-            // Without sequence numbers, a retried request behind a later one reorders them.
-            config.set("max.in.flight.requests.per.connection", "1");
-        }
+            .set("message.timeout.ms", s.timeout.as_millis().to_string())
+            .set(
+                "max.in.flight.requests.per.connection",
+                in_flight(&s).to_string(),
+            );
         let inner: BaseProducer<Reports> = config
             .create_with_context(Reports {
                 failures: Default::default(),
@@ -261,4 +272,26 @@ fn record<'a>(
         .key(env.user.as_str())
         .payload(env.frame.as_str())
         .headers(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(idempotence: bool, max_in_flight: u8) -> ProducerSettings {
+        ProducerSettings {
+            timeout: Duration::from_secs(5),
+            linger: Duration::from_millis(1),
+            idempotence,
+            max_in_flight,
+        }
+    }
+
+    #[test]
+    fn only_an_idempotent_producer_pipelines_requests() {
+        assert_eq!(in_flight(&settings(true, 5)), 5);
+        assert_eq!(in_flight(&settings(true, 1)), 1);
+        assert_eq!(in_flight(&settings(false, 5)), 1);
+        assert_eq!(in_flight(&settings(true, 9)), 5);
+    }
 }
