@@ -47,8 +47,9 @@ pub(super) async fn history(
 }
 
 /// Per peer: the counter, the reader's receipt, the unread count (one index range) and when
-/// the last row was created; peers come from the user's two stream indexes.
-const DIRECT_OF_SQL: &str = "SELECT p.peer, COALESCE(c.last, 0), COALESCE(r.seq, 0),
+/// the last row was created; peers come from the user's two stream indexes. Each row names
+/// its conversation: without an ORDER BY the rows come in whatever order the plan makes.
+const DIRECT_OF_SQL: &str = "SELECT p.conv, COALESCE(c.last, 0), COALESCE(r.seq, 0),
         (SELECT count(*) FROM messages m WHERE m.sender_id = p.peer AND m.reciever_id = $1
              AND p.peer <> $1 AND m.cseq > COALESCE(r.seq, 0)),
         (SELECT max(m.created_at) FROM messages m WHERE m.cseq = c.last
@@ -84,8 +85,9 @@ pub(super) async fn of_user(
         .collect();
     let direct = c.query(DIRECT_OF_SQL, &[&user, &peers, &convs]).await?;
     let mut out = Vec::with_capacity(direct.len());
-    for (row, conv) in direct.iter().zip(convs) {
-        out.push(summary(row, conv)?);
+    for row in direct {
+        let conv: String = row.try_get(0)?;
+        out.push(summary(&row, conv)?);
     }
     for row in c.query(GROUPS_OF_SQL, &[&user]).await? {
         let group: String = row.try_get(0)?;
