@@ -55,15 +55,17 @@ const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
 /// writer retries its batch) instead of holding the store thread, and so every sender,
 /// forever.
 ///
-/// Plans made for each run: a prepared statement may otherwise settle on a generic plan
-/// after five runs and keep it until the table is next analyzed. Made while `messages` was
-/// young (a new deployment or schema), or where autovacuum is off, that plan scans the whole
-/// table for every batch (three scans per insert batch), so Postgres' cost per message grows
-/// with the table. Every statement of the message path reads by index; a custom plan sees
-/// the table's real size and the batch's real length, and planning these short statements
-/// costs less than the scans it avoids (perf/RESULTS.md §17).
+/// Plans: one generic plan per prepared statement and connection, made with sequential
+/// scans priced out. Every statement of these sessions reads by index. Left to itself,
+/// Postgres makes a generic plan after five runs and keeps it until the table is next
+/// analyzed; made while `messages` was young (a new deployment or schema) or where autovacuum
+/// is off, that plan scans the whole table for every batch, so the cost per message grows
+/// with the table (perf/RESULTS.md §17b). Custom plans for every run avoided that but spent a
+/// fifth of Postgres' CPU planning (§24b). A table with no index for a query is still
+/// scanned: `enable_seqscan = off` only prices the scan, it does not forbid it.
 const SESSION_SETTINGS: &str = "SET statement_timeout = '10s'; SET lock_timeout = '5s';
-     SET idle_in_transaction_session_timeout = '30s'; SET plan_cache_mode = force_custom_plan";
+     SET idle_in_transaction_session_timeout = '30s'; SET plan_cache_mode = force_generic_plan;
+     SET enable_seqscan = off";
 
 /// Advances (creating if needed) the counters a batch takes positions from, each by the
 /// number of new rows that need it, in (kind, id) order, and returns their new values. Every
