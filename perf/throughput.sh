@@ -9,7 +9,9 @@
 #   nosync    pod, embedded store, --store-full-sync false
 #   socketio  Socket.IO peer: two node processes behind Redis, users spread over both ports
 #   dist      distributed mode: 2 pods on Kafka (tansu at 127.0.0.1:9092), Redis, Postgres
-#             (scripts/services.sh services_up), users spread over both pods, own schema/prefix
+#             (scripts/services.sh services_up), users spread over both pods, own schema/prefix;
+#             --kafka-fetch-wait-ms FETCH_WAIT (10, as perf/cost.sh): tansu holds every fetch for
+#             the full wait, so the pods' default of 100 ms would fail every step on latency alone
 #   broker    the broker alone (kcat): BROKER_MSGS (200000) 100-byte records produced with
 #             acks=all, linger.ms=1 to a fresh topic, then consumed; msg/s of each (no gateway)
 # A step passes when offered >= 97 % of the target rate, delivered >= 97 % of offered, missing = 0,
@@ -121,7 +123,8 @@ for target in "${TARGETS[@]}"; do
             tagd="$(date +%s)"
             dflags=(--kafka-brokers 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/
                 --postgres-url postgres://postgres@127.0.0.1:5432/test
-                --postgres-schema "perf_$tagd" --prefix "perf$tagd." --kafka-replication-factor 1)
+                --postgres-schema "perf_$tagd" --prefix "perf$tagd." --kafka-replication-factor 1
+                --kafka-fetch-wait-ms "${FETCH_WAIT:-10}")
             pa="$(free_port 18700)"; pod_start "$pa" --pod-id "perfa$tagd" "${dflags[@]}"; pida="$POD_PID"
             pb="$(free_port 18710)"; pod_start "$pb" --pod-id "perfb$tagd" "${dflags[@]}"; pidb="$POD_PID"
             sweep dist "$pida $pidb" "$pa $pb" --url "ws://127.0.0.1:$pa/ws" --url "ws://127.0.0.1:$pb/ws"
