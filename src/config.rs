@@ -751,6 +751,21 @@ mod tests {
         assert!(cluster(&["--postgres-commit-window-us", "100000"]).is_ok());
     }
 
+    /// librdkafka accepts 1–5 requests in flight for an idempotent producer; anything else is
+    /// refused when the flags are parsed, with the range in the message.
+    #[test]
+    fn requests_in_flight_outside_one_to_five_are_refused() {
+        let parse = |n: &str| Config::try_parse_from(["distrisocks", "--kafka-max-in-flight", n]);
+        assert_eq!(parse("1").unwrap().cluster.kafka_max_in_flight, 1);
+        assert_eq!(parse("5").unwrap().cluster.kafka_max_in_flight, 5);
+        for n in ["0", "6", "many"] {
+            let e = parse(n).expect_err("refused").to_string();
+            assert!(e.contains("--kafka-max-in-flight"), "{n}: {e}");
+        }
+        let d = Config::parse_from(["distrisocks"]);
+        assert_eq!(d.cluster.kafka_max_in_flight, 1, "one in flight by default");
+    }
+
     #[test]
     fn a_config_file_is_read_as_dotenv_and_unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
