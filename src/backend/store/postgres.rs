@@ -61,7 +61,7 @@ const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
 /// analyzed; made while `messages` was young (a new deployment or schema) or where autovacuum
 /// is off, that plan scans the whole table for every batch, so the cost per message grows
 /// with the table (perf/RESULTS.md §17b). Custom plans for every run avoided that but spent a
-/// fifth of Postgres' CPU planning (§24b). A table with no index for a query is still
+/// fifth of Postgres' CPU planning (§24). A table with no index for a query is still
 /// scanned: `enable_seqscan = off` only prices the scan, it does not forbid it.
 const SESSION_SETTINGS: &str = "SET statement_timeout = '10s'; SET lock_timeout = '5s';
      SET idle_in_transaction_session_timeout = '30s'; SET plan_cache_mode = force_generic_plan;
