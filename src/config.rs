@@ -416,6 +416,14 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_SPIN_BEFORE_PARK_US", default_value_t = 0)]
     pub spin_before_park_us: u64,
 
+    /// Serve every WebSocket connection on its user's home shard (default true): a shard
+    /// that accepted a socket for another shard's user hands it over after the upgrade. A
+    /// user's routes, devices and status frames then live on one core, so a message crosses
+    /// at most one core boundary on its way to the recipient and none on the way back to the
+    /// sender (perf/RESULTS.md §25). false keeps each connection where the kernel put it.
+    #[arg(long, env = "DISTRISOCKS_STEER_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub steer_connections: bool,
+
     /// Most bytes of frames a connection's writer puts into one socket write; a batch that
     /// reaches it is written and the next batch starts (one frame may exceed it).
     #[arg(long, env = "DISTRISOCKS_WRITE_BUFFER_BYTES", default_value_t = 16 * 1024)]

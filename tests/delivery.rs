@@ -6,13 +6,26 @@ use common::*;
 use serde_json::json;
 use std::time::Duration;
 
-fn exchange(a_shard: usize, b_shard: usize) {
+/// alice on `a_shard` and bob on `b_shard` exchange a message each way. Steered, each is
+/// placed by choosing a user whose home shard it is; unsteered, by reconnecting until the
+/// kernel's SO_REUSEPORT spread puts the socket there.
+fn exchange(steer: bool, a_shard: usize, b_shard: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let pod = start_pod(dir.path(), |_| {});
+    let pod = start_pod(dir.path(), |c| c.tuning.steer_connections = steer);
     let addr = pod.local_addr();
-    let (a, b) = (user("alice"), user("bob"));
-    let mut alice = Client::connect_on(addr, &a, a_shard);
-    let mut bob = Client::connect_on(addr, &b, b_shard);
+    let (mut alice, mut bob, a, b);
+    if steer {
+        (a, b) = (
+            user_homed("alice", a_shard, 2),
+            user_homed("bob", b_shard, 2),
+        );
+        (alice, bob) = (Client::connect(addr, &a), Client::connect(addr, &b));
+        assert_eq!((alice.shard, bob.shard), (a_shard, b_shard));
+    } else {
+        (a, b) = (user("alice"), user("bob"));
+        alice = Client::connect_on(addr, &a, a_shard);
+        bob = Client::connect_on(addr, &b, b_shard);
+    }
     let acc = alice.send_msg(&b, "hi", Some("c-1"));
     assert_eq!(acc["status"], "NONE");
     let id = acc["id"].as_str().unwrap().to_owned();
@@ -46,25 +59,40 @@ fn exchange(a_shard: usize, b_shard: usize) {
 
 #[test]
 fn delivery_on_the_same_shard() {
-    exchange(0, 0);
+    exchange(true, 0, 0);
+    exchange(false, 0, 0);
 }
 
 #[test]
 fn delivery_across_shards() {
-    exchange(0, 1);
-    exchange(1, 0);
+    exchange(true, 0, 1);
+    exchange(true, 1, 0);
+    exchange(false, 0, 1);
+    exchange(false, 1, 0);
 }
 
 #[test]
 fn every_device_of_the_recipient_and_the_sender_hears() {
+    every_device_hears(true);
+    every_device_hears(false);
+}
+
+/// Steered, a user's devices all live on the user's home shard; unsteered, each user has a
+/// device on each shard.
+fn every_device_hears(steer: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let pod = start_pod(dir.path(), |_| {});
+    let pod = start_pod(dir.path(), |c| c.tuning.steer_connections = steer);
     let addr = pod.local_addr();
     let (a, b) = (user("alice"), user("bob"));
-    let mut alice1 = Client::connect_on(addr, &a, 0);
-    let mut alice2 = Client::connect_on(addr, &a, 1);
-    let mut phone = Client::connect_on(addr, &b, 0);
-    let mut laptop = Client::connect_on(addr, &b, 1);
+    let [mut alice1, mut alice2, mut phone, mut laptop] = match steer {
+        true => [&a, &a, &b, &b].map(|u| Client::connect(addr, u)),
+        false => [(&a, 0), (&a, 1), (&b, 0), (&b, 1)].map(|(u, s)| Client::connect_on(addr, u, s)),
+    };
+    if steer {
+        let home = |u: &str| distrisocks::backend::routes::home_shard(u, 2);
+        assert_eq!([alice1.shard, alice2.shard], [home(&a); 2]);
+        assert_eq!([phone.shard, laptop.shard], [home(&b); 2]);
+    }
     let id = alice1.send_msg(&b, "to both", None)["id"]
         .as_str()
         .unwrap()
@@ -105,5 +133,67 @@ fn write_mode_marks_delivered_on_flush() {
     bob.recv_type("message");
     // SENT and DELIVERED come within microseconds of each other here: often one batch.
     alice.recv_status_reaching(&id, "DELIVERED");
+    pod.shutdown();
+}
+
+/// `--steer-connections` (the default): whichever shard the kernel gives a socket, the
+/// connection is served on its user's home shard (the socket really moves: each shard's
+/// connection gauge counts its users), and messages between users of both shards arrive
+/// once each, with their statuses.
+#[test]
+fn connections_are_served_on_their_users_home_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(dir.path(), |_| {});
+    let addr = pod.local_addr();
+    let users: Vec<String> = (0..8).map(|i| user_homed("u", i % 2, 2)).collect();
+    let mut clients: Vec<Client> = users.iter().map(|u| Client::connect(addr, u)).collect();
+    for (i, c) in clients.iter().enumerate() {
+        assert_eq!(c.shard, i % 2, "{} served on the wrong shard", users[i]);
+    }
+    let gauge = |shard: usize| {
+        let text = raw(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let line = format!("distrisocks_connections{{shard=\"{shard}\"}} ");
+        let value = text.lines().find_map(|l| l.strip_prefix(line.as_str()));
+        value.and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    assert!(eventually(|| gauge(0) == Some(4) && gauge(1) == Some(4)));
+    // Each user sends to the next one (shard 0 to 1 and 1 to 0); frames are counted per id.
+    for i in 0..users.len() {
+        let to = &users[(i + 1) % users.len()];
+        clients[i].send(json!({"payload": format!("m{i}"), "reciever_id": to}));
+    }
+    let mut copies = std::collections::HashMap::<String, usize>::new();
+    let mut own = Vec::new();
+    for c in clients.iter_mut() {
+        let (mut accepted, mut got) = (None, None);
+        while accepted.is_none() || got.is_none() {
+            let v = c.next_of_any(&["accepted", "message", "status"]);
+            match v["type"].as_str() {
+                Some("accepted") => accepted = v["id"].as_str().map(str::to_owned),
+                Some("message") => got = v["id"].as_str().map(str::to_owned),
+                _ => {}
+            }
+        }
+        let got = got.unwrap();
+        *copies.entry(got.clone()).or_default() += 1;
+        c.ack(&got);
+        own.push(accepted.unwrap());
+    }
+    for (c, id) in clients.iter_mut().zip(&own) {
+        // Any SENT not read above comes first; DELIVERED ends it.
+        loop {
+            let v = c.next_of_any(&["status"]);
+            assert_eq!(v["id"].as_str(), Some(id.as_str()), "{v}");
+            if v["status"] == "DELIVERED" {
+                break;
+            }
+        }
+    }
+    assert_eq!(copies.len(), users.len());
+    assert!(copies.values().all(|n| *n == 1), "{copies:?}");
+    // Nothing arrives twice.
+    for c in clients.iter_mut() {
+        c.expect_silence(Duration::from_millis(200));
+    }
     pod.shutdown();
 }

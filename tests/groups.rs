@@ -47,7 +47,7 @@ fn error_code(c: &mut Client, frame: Value) -> String {
 #[test]
 fn a_group_message_reaches_every_member_device_once_and_the_sender_sees_the_aggregate() {
     let dir = tempfile::tempdir().unwrap();
-    let pod = start_pod(dir.path(), |_| {});
+    let pod = start_unsteered_pod(dir.path()); // bob's devices on both shards.
     let addr = pod.local_addr();
     let (a, b, c, e) = (user("alice"), user("bob"), user("carol"), user("erin"));
     let mut alice = Client::connect_since(addr, &a, 0);

@@ -64,6 +64,7 @@ pub async fn run_inbox(
                 // A dropped receiver means the asking task ended; nothing to answer.
                 let _ = reply.send(shard.directory.borrow().shards_of(&user));
             }
+            ShardMsg::Run(work) => work(&shard),
             ShardMsg::Shutdown => {
                 if let Some(tx) = shutdown.take() {
                     let _ = tx.send(()); // The shard's main task is the only listener.

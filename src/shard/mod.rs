@@ -66,9 +66,16 @@ pub enum ShardMsg {
         user: String,
         done: oneshot::Sender<usize>,
     },
+    /// Work to run on this shard's executor: a connection upgraded on another shard for a
+    /// user whose home shard this is (`socket::listener`, `--steer-connections`) starts here.
+    /// Dropped unrun only when the shard stopped (the socket it holds then closes).
+    Run(ShardWork),
     /// Begin the graceful shutdown of this shard.
     Shutdown,
 }
+
+/// Work another thread hands to a shard, run on the shard's executor ([`ShardMsg::Run`]).
+pub type ShardWork = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 
 /// Sender side of every shard's inbox, indexed by shard.
 pub type Mesh = Arc<Vec<async_channel::Sender<ShardMsg>>>;

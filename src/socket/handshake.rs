@@ -101,7 +101,11 @@ async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
             return None;
         }
     };
-    let accept = switching_protocols(head.ws_key.as_deref().unwrap_or_default(), shard.id);
+    let serving = match &decision {
+        Decision::Ws { user, .. } => serving_shard(shard, user),
+        _ => shard.id,
+    };
+    let accept = switching_protocols(head.ws_key.as_deref().unwrap_or_default(), serving);
     if stream.write_all(accept.as_bytes()).await.is_err() {
         release_slots(shard, ip, user_slot);
         return None;
@@ -119,6 +123,15 @@ async fn negotiate(shard: &Shard, stream: &mut TcpStream) -> Option<Upgraded> {
             expires_at,
         }),
         _ => Some(Upgraded::Echo { rest, ip }),
+    }
+}
+
+/// The shard that serves `user`'s connection: their home shard with `--steer-connections`
+/// (the accepting shard hands the socket over, `listener`), else the accepting one.
+pub(super) fn serving_shard(shard: &Shard, user: &str) -> usize {
+    match shard.settings().tuning.steer_connections {
+        true => crate::backend::routes::home_shard(user, shard.shard_count()),
+        false => shard.id,
     }
 }
 
@@ -194,7 +207,7 @@ fn take_user_slot<'u>(shard: &Shard, user: &'u str) -> Result<Option<&'u str>, S
 }
 
 /// Gives back the slots of an upgrade that did not happen.
-fn release_slots(shard: &Shard, ip: Option<IpAddr>, user: Option<&str>) {
+pub(super) fn release_slots(shard: &Shard, ip: Option<IpAddr>, user: Option<&str>) {
     if let Some(ip) = ip {
         shard.pod.sockets.release_ip(ip);
     }

@@ -1,13 +1,18 @@
 //! The accept loop of one shard. Every shard binds the same address with SO_REUSEPORT, so
-//! the kernel spreads new connections over the cores.
+//! the kernel spreads new connections over the cores; an upgraded messaging connection then
+//! moves to its user's home shard (`--steer-connections`), where the user's routes are, so
+//! that a message and its statuses cross fewer cores.
 
 use std::rc::Rc;
 use std::time::Duration;
 
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
+
 use glommio::net::{TcpListener, TcpStream};
 
 use super::handshake::{handshake, Upgraded};
-use crate::shard::Shard;
+use super::session::Setup;
+use crate::shard::{Shard, ShardMsg};
 
 /// Accepts until the task is dropped (shutdown drops it, closing the listener).
 ///
@@ -80,12 +85,18 @@ pub(super) async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             since,
             expires_at,
         }) => {
-            let session = super::session::Setup {
+            let setup = super::session::Setup {
                 ip,
                 since,
                 expires_at,
             };
-            glommio::spawn_local(super::session::run(shard, stream, user, rest, session)).detach();
+            let home = super::handshake::serving_shard(&shard, &user);
+            if home != shard.id {
+                hand_over(&shard, home, stream, user, rest, setup).await;
+            } else {
+                glommio::spawn_local(super::session::run(shard, stream, user, rest, setup))
+                    .detach();
+            }
         }
         Some(Upgraded::Api { head, rest }) => {
             glommio::spawn_local(super::api::serve(shard, stream, head, rest)).detach();
@@ -94,5 +105,43 @@ pub(super) async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             glommio::spawn_local(super::echo::run(shard, stream, rest, ip)).detach();
         }
         None => shard.pod.sockets.closed(),
+    }
+}
+
+/// Moves an upgraded connection to `home`, its user's home shard (`--steer-connections`),
+/// where its session runs: the socket travels as a duplicate of its descriptor (the stream
+/// this executor polled is closed here; none of its operations is pending after the
+/// upgrade), with the bytes read past the upgrade. Out of descriptors, the session runs
+/// here instead (its `X-Distrisocks-Shard` header named `home` all the same): steering
+/// saves cross-core hops, nothing depends on it. When `home` has
+/// stopped (the pod is shutting down) the connection is closed, as shutdown closes every
+/// other one.
+async fn hand_over(
+    shard: &Rc<Shard>,
+    home: usize,
+    stream: TcpStream,
+    user: String,
+    rest: Vec<u8>,
+    setup: Setup,
+) {
+    // SAFETY: the descriptor is the stream's own and stays open for this call.
+    let dup = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned();
+    let Ok(fd) = dup else {
+        let session = super::session::run(shard.clone(), stream, user, rest, setup);
+        glommio::spawn_local(session).detach();
+        return;
+    };
+    let (ip, held) = (setup.ip, user.clone());
+    let start = move |home: &Rc<Shard>| {
+        // SAFETY: `fd` is an open socket descriptor that nothing else owns.
+        let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+        glommio::spawn_local(super::session::run(home.clone(), stream, user, rest, setup)).detach();
+    };
+    drop(stream);
+    let work = ShardMsg::Run(Box::new(start));
+    if shard.pod.mesh[home].send(work).await.is_err() {
+        // Dropped unrun with its descriptor: the socket closes; give back what it held.
+        super::handshake::release_slots(shard, ip, Some(&held));
+        shard.pod.sockets.closed();
     }
 }

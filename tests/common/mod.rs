@@ -39,6 +39,23 @@ pub fn user(name: &str) -> String {
     )
 }
 
+/// A unique user whose home shard among `shards` is `home`: a pod with
+/// `--steer-connections` (the default) serves every connection of theirs there.
+pub fn user_homed(name: &str, home: usize, shards: usize) -> String {
+    loop {
+        let u = user(name);
+        if distrisocks::backend::routes::home_shard(&u, shards) == home {
+            return u;
+        }
+    }
+}
+
+/// A pod with 2 shards that leaves each connection on the shard the kernel gave it
+/// (`--steer-connections false`), so a test can place a user's devices on several shards.
+pub fn start_unsteered_pod(dir: &Path) -> Pod {
+    start_pod(dir, |c| c.tuning.steer_connections = false)
+}
+
 pub struct Client {
     pub ws: WebSocket<TcpStream>,
     pub shard: usize,
@@ -244,6 +261,14 @@ impl Client {
                 self.user
             );
         }
+    }
+
+    /// The next frame, which must be of one of the types in `types`.
+    pub fn next_of_any(&mut self, types: &[&str]) -> Value {
+        let v = self.recv();
+        let t = v["type"].as_str().unwrap_or("");
+        assert!(types.contains(&t), "{} got {v}", self.user);
+        v
     }
 
     /// The next frame of type `t`, failing on any other type in between.
