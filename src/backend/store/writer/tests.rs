@@ -595,7 +595,7 @@ fn a_paced_writer_waits_for_a_fuller_batch_within_the_window() {
         let mut batch = Batch::default();
         batch.take(first);
         let started = std::time::Instant::now();
-        writer.gather(&mut batch);
+        writer.gather(&mut batch, started + pace);
         (batch.len(), started.elapsed())
     };
     // Alone: waits the whole window, then goes with what it has.
@@ -610,6 +610,56 @@ fn a_paced_writer_waits_for_a_fuller_batch_within_the_window() {
     let (sync, _) = crossbeam_channel::bounded(1);
     let (n, waited) = gathered(StoreCmd::Sync(sync));
     assert!(n == 1 && waited < pace, "{n} after {waited:?}");
+}
+
+/// While commands keep coming, a window opens at each commit: the store thread sleeps out
+/// what is left of it and then takes what came meanwhile without blocking on the queue (so
+/// a command waits at most the rest of the window, and its sender wakes nobody); a full
+/// batch already waiting is taken at once.
+#[test]
+fn an_open_window_is_slept_out_then_what_came_is_taken_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let pace = Duration::from_secs(2);
+    let writer = Writer {
+        store,
+        sink: Collect::default(),
+        rx,
+        tuning: StoreTuning {
+            pace,
+            pace_below: 2,
+            ..StoreTuning::default()
+        },
+        metrics: Arc::new(Metrics::new(1)),
+        deferred: Deferred::default(),
+    };
+    let reply = ReplyTo { shard: 0, conn: 7 };
+    let insert = |id: &str| StoreCmd::Insert {
+        msg: message(id),
+        reply,
+    };
+    let is_insert = |c: Option<Option<StoreCmd>>| matches!(c, Some(Some(StoreCmd::Insert { .. })));
+    // A window opened 1.5 s ago: the command sent now waits the ~0.5 s left, not a window.
+    let opened = std::time::Instant::now() - Duration::from_millis(1500);
+    tx.send(insert("m1")).unwrap();
+    let started = std::time::Instant::now();
+    assert!(is_insert(writer.next_command(Some(opened))));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_millis(1500),
+        "waited {waited:?}"
+    );
+    // A full batch (pace_below = 2) waiting: taken at once, though the window just opened.
+    tx.send(insert("m2")).unwrap();
+    tx.send(insert("m3")).unwrap();
+    let started = std::time::Instant::now();
+    assert!(is_insert(writer.next_command(Some(started))));
+    assert!(started.elapsed() < pace, "waited {:?}", started.elapsed());
+    // Without a window (idle), the next command is taken as it comes.
+    let started = std::time::Instant::now();
+    assert!(is_insert(writer.next_command(None)));
+    assert!(started.elapsed() < pace);
 }
 
 /// Group operations the store cannot run are each answered with the error (the connection
