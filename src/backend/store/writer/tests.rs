@@ -566,31 +566,48 @@ fn an_ack_folded_over_the_sent_commits_once_as_delivered() {
     assert_eq!(status_changes(&sink), [Status::Delivered]);
 }
 
-/// Pacing: a small batch waits out the window for more commands instead of committing alone;
-/// one that reaches `pace_below` commands goes at once; a batch of reads only never waits.
-#[test]
-fn a_paced_writer_waits_for_a_fuller_batch_within_the_window() {
+/// A writer on a fresh SQLite store that paces by `pace` below `pace_below` commands, and
+/// the sender of its queue.
+fn paced_writer(
+    pace: Duration,
+    pace_below: usize,
+) -> (
+    tempfile::TempDir,
+    Writer<crate::backend::store::sqlite::SqliteStore, Collect>,
+    crossbeam_channel::Sender<StoreCmd>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
     let (tx, rx) = crossbeam_channel::unbounded();
-    let pace = Duration::from_secs(2);
     let writer = Writer {
         store,
         sink: Collect::default(),
         rx,
         tuning: StoreTuning {
             pace,
-            pace_below: 2,
+            pace_below,
             ..StoreTuning::default()
         },
         metrics: Arc::new(Metrics::new(1)),
         deferred: Deferred::default(),
     };
-    let reply = ReplyTo { shard: 0, conn: 7 };
-    let insert = |id: &str| StoreCmd::Insert {
+    (dir, writer, tx)
+}
+
+/// An insert of message `id` answered to connection 7 of shard 0.
+fn insert(id: &str) -> StoreCmd {
+    StoreCmd::Insert {
         msg: message(id),
-        reply,
-    };
+        reply: ReplyTo { shard: 0, conn: 7 },
+    }
+}
+
+/// Pacing: a small batch waits out the window for more commands instead of committing alone;
+/// one that reaches `pace_below` commands goes at once; a batch of reads only never waits.
+#[test]
+fn a_paced_writer_waits_for_a_fuller_batch_within_the_window() {
+    let pace = Duration::from_secs(2);
+    let (_dir, writer, tx) = paced_writer(pace, 2);
     let gathered = |first: StoreCmd| {
         let mut batch = Batch::default();
         batch.take(first);
@@ -618,27 +635,8 @@ fn a_paced_writer_waits_for_a_fuller_batch_within_the_window() {
 /// batch already waiting is taken at once.
 #[test]
 fn an_open_window_is_slept_out_then_what_came_is_taken_without_blocking() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
     let pace = Duration::from_secs(2);
-    let writer = Writer {
-        store,
-        sink: Collect::default(),
-        rx,
-        tuning: StoreTuning {
-            pace,
-            pace_below: 2,
-            ..StoreTuning::default()
-        },
-        metrics: Arc::new(Metrics::new(1)),
-        deferred: Deferred::default(),
-    };
-    let reply = ReplyTo { shard: 0, conn: 7 };
-    let insert = |id: &str| StoreCmd::Insert {
-        msg: message(id),
-        reply,
-    };
+    let (_dir, writer, tx) = paced_writer(pace, 2);
     let is_insert = |c: Option<Option<StoreCmd>>| matches!(c, Some(Some(StoreCmd::Insert { .. })));
     // A window opened 1.5 s ago: the command sent now waits the ~0.5 s left, not a window.
     let opened = std::time::Instant::now() - Duration::from_millis(1500);
