@@ -131,10 +131,10 @@ impl Ledger {
         r.unwrap_or(Receipt::Unknown)
     }
 
-    /// True when nothing more is awaited: every send answered, every expected message seen.
-    /// The drain phase ends early on this.
-    pub fn settled(&self) -> bool {
-        self.open == 0
+    /// Entries still awaited (a send unanswered, or an expected message not seen). Only falls
+    /// once traffic ends; the drain ends when it reaches zero or stops falling.
+    pub fn open(&self) -> usize {
+        self.open
     }
 
     /// Sums up the run.
@@ -246,7 +246,7 @@ mod tests {
                 assert_eq!(l.received(seq), Receipt::First(1000 + i));
             }
         }
-        assert!(!l.settled());
+        assert_eq!(l.open(), 1, "message 3 never came");
         let t = l.tally();
         assert_eq!((t.sent, t.accepted, t.expected, t.missing), (10, 10, 10, 1));
         assert_eq!(t.missing_sample, vec![3]);
@@ -269,10 +269,10 @@ mod tests {
         assert_eq!(l.received(a), Receipt::Duplicate);
         l.errored(b);
         assert_eq!(l.received(99), Receipt::Unknown);
-        assert!(!l.settled(), "c is unanswered");
+        assert_eq!(l.open(), 1, "c is unanswered");
         l.accepted(c);
         l.received(c);
-        assert!(l.settled());
+        assert_eq!(l.open(), 0);
         let t = l.tally();
         assert_eq!((t.accepted, t.errored, t.missing), (2, 1, 0));
         assert_eq!((t.duplicates, t.duplicate_copies, t.unanswered), (1, 1, 0));

@@ -67,9 +67,15 @@ pub struct Options {
     /// Do not ack received messages (for pods run with `--delivery-confirm write`).
     #[arg(long)]
     pub no_ack: bool,
-    /// After traffic, wait at most this long for outstanding deliveries before counting loss.
+    /// After traffic, the drain ends once this long passes with no outstanding answer or
+    /// delivery arriving (or when nothing is outstanding); what is still missing then is loss.
+    /// A backlog that keeps arriving is waited for, up to `--drain-max-secs`, so "missing"
+    /// means "stopped arriving", never merely "late".
     #[arg(long, default_value_t = 5.0)]
     pub drain_secs: f64,
+    /// The longest a drain may last in all, however steadily a backlog arrives.
+    #[arg(long, default_value_t = 120.0)]
+    pub drain_max_secs: f64,
     /// Wire protocol of the peers.
     #[arg(long, value_enum, default_value_t = Protocol::Distrisocks)]
     pub protocol: Protocol,
@@ -139,6 +145,7 @@ impl Options {
             ("--duration-secs", self.duration_secs),
             ("--idle-secs", self.idle_secs),
             ("--drain-secs", self.drain_secs),
+            ("--drain-max-secs", self.drain_max_secs),
         ];
         for (name, v) in non_negative {
             if !(v.is_finite() && v >= 0.0) {

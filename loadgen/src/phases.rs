@@ -127,12 +127,26 @@ async fn traffic(st: &St, go_us: u64) {
     }
 }
 
-/// Waits for outstanding answers and deliveries, at most `--drain-secs`.
+/// Waits for outstanding answers and deliveries while they keep arriving: ends when nothing is
+/// outstanding, after `--drain-secs` in which nothing settled, or after `--drain-max-secs`.
 async fn drain(st: &St) {
-    let limit = Duration::from_secs_f64(st.borrow().ctx.opts.drain_secs);
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline && !st.borrow().ledger.settled() {
+    let (quiet, most) = {
+        let o = &st.borrow().ctx.opts;
+        let quiet = Duration::from_secs_f64(o.drain_secs);
+        (quiet, quiet.max(Duration::from_secs_f64(o.drain_max_secs)))
+    };
+    let start = Instant::now();
+    let (mut open, mut moved) = (st.borrow().ledger.open(), start);
+    while open > 0 {
+        let now = Instant::now();
+        if now - moved >= quiet || now - start >= most {
+            break;
+        }
         glommio::timer::sleep(TICK).await;
+        let left = st.borrow().ledger.open();
+        if left < open {
+            (open, moved) = (left, Instant::now());
+        }
     }
 }
 

@@ -45,7 +45,7 @@ pub(crate) fn run_parent(opts: &Options, on_connected: &mut dyn FnMut()) -> Resu
         let stdin: Option<&mut ChildStdin> = child.stdin.as_mut();
         let _ = stdin.map(|s| writeln!(s, "GO {go}").and_then(|_| s.flush()));
     }
-    let limit = secs(opts.duration_secs + opts.drain_secs + 0.1);
+    let limit = secs(opts.duration_secs + opts.drain_secs.max(opts.drain_max_secs) + 0.1);
     collect(&rx, ready.len(), limit, false, &mut reports, &mut problems);
     finish_children(&mut children, &mut problems);
     Ok(merge(opts, reports, connect_secs, problems))

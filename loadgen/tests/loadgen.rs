@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use distrisocks::{Config, Pod};
@@ -109,6 +109,21 @@ fn dropped_messages_are_reported_missing() {
     assert_latency_present(&r);
 }
 
+/// A server 2 s behind when traffic ends, with a copy arriving every 10 ms: a drain that
+/// waits for quiet (1 s) rather than for a fixed time counts every message delivered.
+#[test]
+fn a_backlog_that_keeps_arriving_is_waited_for() {
+    let fake = FakeServer::lagging(Protocol::Distrisocks, 0, Duration::from_millis(5));
+    let mut opts = small(&format!("ws://{}/ws", fake.addr), Protocol::Distrisocks);
+    opts.drain_secs = 1.0;
+    let r = loadgen::run(&opts).unwrap();
+    let c = &r.counts;
+    assert!(c.sent >= 350, "about 400 scheduled: {r:?}");
+    assert_eq!((c.accepted, c.delivered), (c.sent, c.sent), "{r:?}");
+    assert_eq!((c.missing, c.duplicates), (0, 0), "{r:?}");
+    assert!(r.latency_us.max >= 1_500_000, "the last came late: {r:?}");
+}
+
 #[test]
 fn socketio_peers_are_measured_and_pinged() {
     let fake = FakeServer::start(Protocol::Socketio, 0);
@@ -153,6 +168,9 @@ struct FakeServer {
 struct Shared {
     protocol: Protocol,
     drop_every: u64,
+    /// Message n is delivered n × `lag` after it arrives (zero: at once), through `late`.
+    lag: Duration,
+    late: Sender<(Instant, Sender<String>, String)>,
     seen: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     pongs: Arc<AtomicU64>,
@@ -161,11 +179,25 @@ struct Shared {
 
 impl FakeServer {
     fn start(protocol: Protocol, drop_every: u64) -> FakeServer {
+        FakeServer::lagging(protocol, drop_every, Duration::ZERO)
+    }
+
+    /// A server that falls behind more with every message, as a pod working off a backlog.
+    fn lagging(protocol: Protocol, drop_every: u64, lag: Duration) -> FakeServer {
+        let (late, due) = unbounded::<(Instant, Sender<String>, String)>();
+        std::thread::spawn(move || {
+            for (at, tx, frame) in due {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                let _ = tx.send(frame);
+            }
+        });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Shared {
             protocol,
             drop_every,
+            lag,
+            late,
             seen: Arc::default(),
             dropped: Arc::default(),
             pongs: Arc::default(),
@@ -270,7 +302,9 @@ fn handle(text: &str, user: &str, s: &Shared) -> Vec<String> {
     if s.drop_every > 0 && n % s.drop_every == 0 {
         s.dropped.fetch_add(1, SeqCst);
     } else if let Some(tx) = s.users.lock().unwrap().get(to.as_str().unwrap()) {
-        let _ = tx.send(message_frame(s.protocol, n, user, &to, &payload));
+        let frame = message_frame(s.protocol, n, user, &to, &payload);
+        let due = Instant::now() + s.lag * n as u32;
+        let _ = s.late.send((due, tx.clone(), frame));
     }
     match s.protocol {
         Protocol::Distrisocks => vec![json!({"type": "accepted", "id": format!("m{n}"),
