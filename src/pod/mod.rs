@@ -135,7 +135,7 @@ impl Pod {
             cluster,
             metrics,
             lease_epoch,
-            sockets: socket_caps(&config.tuning),
+            sockets: Arc::new(socket_caps(&config.tuning)),
             syncing: Default::default(),
             users: users.clone(),
             webhooks,

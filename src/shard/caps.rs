@@ -160,6 +160,49 @@ impl SocketCaps {
     }
 }
 
+/// What an upgraded socket holds in [`SocketCaps`] (its place in the open count, its address's
+/// and its user's slots) while it travels between shards. Dropped untaken (the shard it was
+/// sent to stopped with it still queued), it gives them all back; [`keep`](Self::keep) hands
+/// them to the connection, which gives them back when it closes.
+pub struct HeldSlots {
+    caps: Arc<SocketCaps>,
+    ip: Option<IpAddr>,
+    user: Option<String>,
+    armed: bool,
+}
+
+impl HeldSlots {
+    pub fn new(caps: Arc<SocketCaps>, ip: Option<IpAddr>, user: Option<String>) -> HeldSlots {
+        let armed = true;
+        HeldSlots {
+            caps,
+            ip,
+            user,
+            armed,
+        }
+    }
+
+    /// The connection took the socket: it owns the slots from now on.
+    pub fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for HeldSlots {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(ip) = self.ip {
+            self.caps.release_ip(ip);
+        }
+        if let Some(user) = &self.user {
+            self.caps.release_user(user);
+        }
+        self.caps.closed();
+    }
+}
+
 fn take<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, u32>>, key: K, cap: u32) -> bool {
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
     let n = map.entry(key).or_insert(0);
@@ -223,6 +266,24 @@ mod tests {
             caps.by_ip.lock().unwrap().get(&a).is_none(),
             "no entry left"
         );
+    }
+
+    #[test]
+    fn slots_dropped_in_transit_are_given_back_and_kept_ones_are_not() {
+        let caps = Arc::new(SocketCaps::new(1, 1).per_user(1));
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        let take = |caps: &SocketCaps| {
+            caps.opened();
+            assert!(caps.take_ip(ip) && caps.take_user("alice"));
+        };
+        take(&caps);
+        drop(HeldSlots::new(caps.clone(), Some(ip), Some("alice".into())));
+        assert!(!caps.full(), "the socket left the open count");
+        take(&caps); // Both slots were free again.
+        HeldSlots::new(caps.clone(), Some(ip), Some("alice".into())).keep();
+        assert!(!caps.take_ip(ip) && !caps.take_user("alice"), "still held");
+        caps.opened();
+        assert!(caps.full(), "the kept socket still counts");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod limit;
 mod local;
 pub mod outbox;
 
-pub use caps::{default_max_connections, open_file_limit, SocketCaps};
+pub use caps::{default_max_connections, open_file_limit, HeldSlots, SocketCaps};
 pub use cluster::{ClusterShared, RedriveSettings};
 pub use conns::{ConnEntry, Conns};
 pub use local::{BroadcastRoutes, LocalBus, LocalRoutes};
@@ -116,7 +116,7 @@ pub struct PodShared {
     /// message, a counter cannot be dropped by a full inbox.
     pub lease_epoch: Arc<std::sync::atomic::AtomicU64>,
     /// Open sockets and per-address slots, for the connection caps.
-    pub sockets: SocketCaps,
+    pub sockets: Arc<SocketCaps>,
     /// v2 (syncing) connections open on this pod. The embedded pod sends no carbons while it
     /// is 0: nobody could take one, and a carbon costs a route lookup and a frame encoding
     /// per message (perf/RESULTS.md §12). Written at connect and close only.

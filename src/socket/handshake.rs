@@ -207,7 +207,7 @@ fn take_user_slot<'u>(shard: &Shard, user: &'u str) -> Result<Option<&'u str>, S
 }
 
 /// Gives back the slots of an upgrade that did not happen.
-pub(super) fn release_slots(shard: &Shard, ip: Option<IpAddr>, user: Option<&str>) {
+fn release_slots(shard: &Shard, ip: Option<IpAddr>, user: Option<&str>) {
     if let Some(ip) = ip {
         shard.pod.sockets.release_ip(ip);
     }

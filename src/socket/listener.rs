@@ -12,7 +12,7 @@ use glommio::net::{TcpListener, TcpStream};
 
 use super::handshake::{handshake, Upgraded};
 use super::session::Setup;
-use crate::shard::{Shard, ShardMsg};
+use crate::shard::{HeldSlots, Shard, ShardMsg};
 
 /// Accepts until the task is dropped (shutdown drops it, closing the listener).
 ///
@@ -131,17 +131,18 @@ async fn hand_over(
         glommio::spawn_local(session).detach();
         return;
     };
-    let (ip, held) = (setup.ip, user.clone());
+    let caps = shard.pod.sockets.clone();
+    let held = HeldSlots::new(caps, setup.ip, Some(user.clone()));
     let start = move |home: &Rc<Shard>| {
+        held.keep();
         // SAFETY: `fd` is an open socket descriptor that nothing else owns.
         let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
         glommio::spawn_local(super::session::run(home.clone(), stream, user, rest, setup)).detach();
     };
     drop(stream);
-    let work = ShardMsg::Run(Box::new(start));
-    if shard.pod.mesh[home].send(work).await.is_err() {
-        // Dropped unrun with its descriptor: the socket closes; give back what it held.
-        super::handshake::release_slots(shard, ip, Some(&held));
-        shard.pod.sockets.closed();
-    }
+    // Refused or dropped unrun (`home` stopped), the closure closes the descriptor and its
+    // `HeldSlots` gives back the socket's count and slots.
+    let _ = shard.pod.mesh[home]
+        .send(ShardMsg::Run(Box::new(start)))
+        .await;
 }
