@@ -3,6 +3,12 @@
 //! relay works at a time (an advisory lock per round), so events leave in commit order;
 //! events are deleted only after the broker acknowledged every one of a round, so a crash
 //! or a broker outage repeats a round (at least once), it never skips one.
+//!
+//! Rounds are paced: after a round that was not full the relay pauses `idle` (50 ms by
+//! default) before the next, so under a steady trickle each round carries what gathered
+//! meanwhile. A round costs five Postgres round trips and a produce whatever it carries, and
+//! back-to-back rounds of a few events each spent more CPU than the messages they announced
+//! (perf/RESULTS.md §26). An event waits in the outbox at most about `idle` plus a round.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -49,7 +55,13 @@ impl Relay {
         let mut backoff = Backoff::new(self.idle);
         while !stop.load(Ordering::Relaxed) {
             let round = match outbox.begin(ROUND) {
-                Ok(Some(events)) if !events.is_empty() => self.relay(&mut outbox, events),
+                Ok(Some(events)) if !events.is_empty() => {
+                    let full = events.len() as i64 >= ROUND;
+                    match self.relay(&mut outbox, events) {
+                        Round::Done if !full => Round::Idle,
+                        other => other,
+                    }
+                }
                 Ok(_) => {
                     outbox.abort();
                     Round::Idle
@@ -110,9 +122,9 @@ impl Relay {
 
 /// How a relay round ended.
 enum Round {
-    /// Relayed and deleted: more may be due at once.
+    /// A full round relayed and deleted: more may be due at once.
     Done,
-    /// Nothing was due.
+    /// Nothing was due, or what was due fitted in one round: the next waits `idle`.
     Idle,
     /// Repeated later. A broker that fails every produce at once (a dead storage engine, a
     /// fatal producer error) must not turn the relay into a busy loop.

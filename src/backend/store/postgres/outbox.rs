@@ -21,6 +21,27 @@ const RELAY_LOCK: i32 = 0x6453_5203;
 
 const TAKE_SQL: &str = "SELECT seq, message_id, status, sender_id, reciever_id, at
      FROM status_events ORDER BY seq LIMIT $1";
+const LOCK_SQL: &str = "SELECT pg_try_advisory_xact_lock($1, $2)";
+const DELETE_SQL: &str = "DELETE FROM status_events WHERE seq <= $1";
+
+/// The relay's statements, prepared once per connection: a round then costs one round trip
+/// per statement instead of two (an unnamed statement is parsed again at every call).
+struct Prepared {
+    lock: Statement,
+    take: Statement,
+    delete: Statement,
+}
+
+impl Prepared {
+    async fn on(c: &Client) -> Result<Prepared, tokio_postgres::Error> {
+        let (lock, take, delete) = futures::try_join!(
+            c.prepare(LOCK_SQL),
+            c.prepare(TAKE_SQL),
+            c.prepare(DELETE_SQL)
+        )?;
+        Ok(Prepared { lock, take, delete })
+    }
+}
 
 /// Appends the committed changes of a batch to the outbox, inside its transaction.
 pub(super) async fn record(
@@ -53,7 +74,7 @@ pub struct StatusEvent {
 pub struct StatusOutbox {
     rt: Runtime,
     /// `None` after the connection was lost or gave no reply in time.
-    client: Option<Client>,
+    client: Option<(Client, Prepared)>,
     config: Config,
     schema: String,
     key: i32,
@@ -81,14 +102,18 @@ impl StatusOutbox {
 
     /// Opens a connection when there is none (or it was lost).
     fn ensure_open(&mut self) -> Result<(), StoreError> {
-        if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+        if self.client.as_ref().is_some_and(|(c, _)| !c.is_closed()) {
             return Ok(());
         }
         let start = timeout(start(&self.config, &self.schema));
         let (client, _conn) = (self.rt.block_on(start))
             .unwrap_or_else(|_| Err(super::no_reply(super::REPLY_TIMEOUT)))
             .map_err(StoreError::Query)?;
-        self.client = Some(client);
+        let prepared = match self.rt.block_on(timeout(Prepared::on(&client))) {
+            Ok(p) => p.map_err(|e| StoreError::Query(describe(&e)))?,
+            Err(_) => return Err(StoreError::Query(super::no_reply(super::REPLY_TIMEOUT))),
+        };
+        self.client = Some((client, prepared));
         Ok(())
     }
 
@@ -96,16 +121,16 @@ impl StatusOutbox {
     /// so the next round starts on a fresh one (a failed round's transaction is gone with it).
     fn within<T>(
         &mut self,
-        call: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
+        call: impl AsyncFnOnce(&Client, &Prepared) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
         if let Err(e) = self.ensure_open() {
             self.open = false;
             return Err(e);
         }
-        let Some(client) = &self.client else {
+        let Some((client, prepared)) = &self.client else {
             return Err(StoreError::Query("no connection".into()));
         };
-        let result = match self.rt.block_on(timeout(call(client))) {
+        let result = match self.rt.block_on(timeout(call(client, prepared))) {
             Ok(r) => r.map_err(|e| StoreError::Query(describe(&e))),
             Err(_) => Err(StoreError::Query(super::no_reply(super::REPLY_TIMEOUT))),
         };
@@ -122,14 +147,17 @@ impl StatusOutbox {
     pub fn begin(&mut self, limit: i64) -> Result<Option<Vec<StatusEvent>>, StoreError> {
         let key = self.key;
         self.open = true;
-        let round = self.within(async |client| {
-            client.batch_execute("BEGIN").await?;
-            let lock = "SELECT pg_try_advisory_xact_lock($1, $2)";
-            let held: bool = client.query_one(lock, &[&RELAY_LOCK, &key]).await?.get(0);
-            if !held {
+        let round = self.within(async |client, st| {
+            // BEGIN and the lock in one round trip (tokio-postgres pipelines the two).
+            let params: [&(dyn ToSql + Sync); 2] = [&RELAY_LOCK, &key];
+            let ((), lock) = futures::try_join!(
+                client.batch_execute("BEGIN"),
+                client.query_one(&st.lock, &params)
+            )?;
+            if !lock.get::<_, bool>(0) {
                 return Ok(None);
             }
-            Ok(Some(client.query(TAKE_SQL, &[&limit]).await?))
+            Ok(Some(client.query(&st.take, &[&limit]).await?))
         });
         let Some(rows) = round? else {
             self.abort();
@@ -143,10 +171,13 @@ impl StatusOutbox {
 
     /// Deletes the events up to `through` (all acknowledged) and ends the round.
     pub fn finish(&mut self, through: i64) -> Result<(), StoreError> {
-        self.within(async |client| {
-            let del = "DELETE FROM status_events WHERE seq <= $1";
-            client.execute(del, &[&through]).await?;
-            client.batch_execute("COMMIT").await
+        self.within(async |client, st| {
+            let params: [&(dyn ToSql + Sync); 1] = [&through];
+            let (_, ()) = futures::try_join!(
+                client.execute(&st.delete, &params),
+                client.batch_execute("COMMIT")
+            )?;
+            Ok(())
         })?;
         self.open = false;
         Ok(())
@@ -155,7 +186,7 @@ impl StatusOutbox {
     /// Ends the round without deleting anything: the events go out again next round.
     pub fn abort(&mut self) {
         if std::mem::take(&mut self.open) {
-            let _ = self.within(async |client| client.batch_execute("ROLLBACK").await);
+            let _ = self.within(async |client, _| client.batch_execute("ROLLBACK").await);
         }
     }
 }

@@ -693,3 +693,39 @@ fn group_operations_the_store_cannot_run_are_each_answered_with_the_error() {
     thread.join().unwrap();
     assert!(sink.0.lock().unwrap().is_empty(), "nothing announced");
 }
+
+/// After an idle spell the first command commits at once (a lone message at low load waits
+/// for no window); the commit opens a window, and a command that comes within it waits the
+/// window out, so that under load commits stay at most one per window.
+#[test]
+fn the_first_command_after_idle_commits_at_once_and_opens_a_window() {
+    let pace = Duration::from_secs(2);
+    let (_dir, writer, tx) = paced_writer(pace, 64);
+    let sink = writer.sink.clone();
+    let thread = std::thread::spawn(move || writer.run());
+    let answered = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sink.0.lock().unwrap().len() < n {
+            assert!(std::time::Instant::now() < deadline, "{n} answers in 10 s");
+            std::thread::yield_now();
+        }
+        std::time::Instant::now()
+    };
+    let sent = std::time::Instant::now();
+    tx.send(insert("m1")).unwrap();
+    let first = answered(1);
+    assert!(
+        first - sent < pace / 2,
+        "idle: committed after {:?}",
+        first - sent
+    );
+    tx.send(insert("m2")).unwrap();
+    let second = answered(2);
+    assert!(
+        second - first >= pace * 3 / 4,
+        "within the window: committed after {:?}",
+        second - first
+    );
+    tx.send(StoreCmd::Stop).unwrap();
+    thread.join().unwrap();
+}
