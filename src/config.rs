@@ -329,8 +329,11 @@ pub struct Cluster {
 
     /// Postgres connections committing in parallel, each on its own store thread. Commands
     /// are spread by recipient (inserts) and message id (statuses), so order per recipient
-    /// holds.
-    #[arg(long, env = "DISTRISOCKS_POSTGRES_FLUSHERS", default_value_t = 2)]
+    /// holds. One by default: with the commit window, one connection's fuller batches cost
+    /// Postgres, the pods and the latency less than two half-full ones (perf/RESULTS.md §26);
+    /// raise it when one pod's commits, not Postgres' CPU, are the limit (thousands of
+    /// messages per second per pod on a Postgres host of its own).
+    #[arg(long, env = "DISTRISOCKS_POSTGRES_FLUSHERS", default_value_t = 1)]
     pub postgres_flushers: usize,
 
     /// Longest time the broker may hold a consumer fetch open, ms (librdkafka `fetch.wait.max.ms`).
