@@ -513,9 +513,9 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_STORE_BATCH_MAX", default_value_t = 2048)]
     pub store_batch_max: usize,
 
-    /// Group-commit pacing of the embedded store, µs: a batch of fewer than 64 commands waits
-    /// up to this long for more before it commits (the window opens at the first command
-    /// after an idle spell, or at the end of the last commit while commands keep coming).
+    /// Group-commit pacing of the embedded store, µs: while commands keep coming, a batch of
+    /// fewer than 64 commands is taken no sooner than this long after the last commit ended;
+    /// the first command after an idle spell commits at once.
     /// Without it every message at low load gets its own commits (and fsyncs) and wake-ups;
     /// with it a message waits up to this long more for `accepted` and each status. 0
     /// commits at once. perf/RESULTS.md §10 and §25 have the measured trade-offs (3000: about

@@ -153,11 +153,12 @@ pub struct StoreTuning {
     pub queue: usize,
     /// Most commands in one transaction (default 2048): bounds commit latency under load.
     pub batch_max: usize,
-    /// Group-commit pacing: a batch smaller than `pace_below` commands waits up to this long
-    /// for more before it commits (default zero: commit what is there). Where a transaction
-    /// costs much more than a command (Postgres: several round trips and a WAL flush each),
-    /// this trades a bounded latency for fewer, fuller transactions at low and medium load;
-    /// under high load batches fill by themselves and never wait.
+    /// Group-commit pacing (default zero: commit what is there): while commands keep coming,
+    /// the next batch is taken no sooner than this long after the previous commit ended,
+    /// unless `pace_below` commands are already queued; the first command after an idle
+    /// spell commits at once (see `Writer::run`). Where a transaction costs much more than a
+    /// command (Postgres: several round trips and a WAL flush each), this trades a bounded
+    /// latency for fewer, fuller transactions; under high load batches fill by themselves.
     pub pace: Duration,
     /// See `pace`.
     pub pace_below: usize,
@@ -291,15 +292,13 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
         while let Some(first) = self.next_command(window) {
             let mut batch = Batch::default();
             self.deferred.move_into(&mut batch);
-            let opened = std::time::Instant::now();
             if let Some(cmd) = first {
                 batch.take(cmd);
             }
-            // After an idle spell the first command commits at once: waiting would only add
-            // latency when nothing else is coming. Under load windows chain from commit to
-            // commit, so commits per second stay bounded by the window.
-            let deadline = window.map_or(opened, |w| w + self.tuning.pace);
-            self.gather(&mut batch, deadline);
+            // No wait here: after an idle spell the first command commits at once (waiting
+            // would only add latency when nothing else is coming); under load windows chain
+            // from commit to commit, so commits per second stay bounded by the window.
+            self.gather(&mut batch);
             let (stop, busy) = (batch.stop, batch.len() > 0);
             self.process(batch);
             if stop {
@@ -337,30 +336,14 @@ impl<S: MessageStore, E: EventSink> Writer<S, E> {
         }
     }
 
-    /// Takes what is queued, then (when pacing) waits a bounded time for a fuller batch.
-    ///
-    /// The wait is one sleep for what is left of the window, not a receive that wakes for
-    /// every command: at low load a wake-up per command is what pacing saves (perf/RESULTS.md
-    /// §10). A batch that fills up meanwhile therefore still waits out the window; under load
-    /// the queue is never empty, so a batch is full enough before any wait.
-    fn gather(&self, batch: &mut Batch, deadline: std::time::Instant) {
-        loop {
-            while !batch.stop && batch.len() < self.tuning.batch_max {
-                match self.rx.try_recv() {
-                    Ok(cmd) => batch.take(cmd),
-                    Err(_) => break,
-                }
+    /// Takes what is queued, up to a full batch, without waiting: the only wait is the one
+    /// [`next_command`](Self::next_command) sleeps out of an open window.
+    fn gather(&self, batch: &mut Batch) {
+        while !batch.stop && batch.len() < self.tuning.batch_max {
+            match self.rx.try_recv() {
+                Ok(cmd) => batch.take(cmd),
+                Err(_) => break,
             }
-            let full =
-                batch.len() >= self.tuning.pace_below || batch.len() >= self.tuning.batch_max;
-            if batch.stop || full || !batch.writes() {
-                return;
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            std::thread::sleep(left);
         }
     }
 

@@ -110,11 +110,6 @@ impl Batch {
         self.updates.push(queued);
     }
 
-    /// Whether the batch writes anything (reads and syncs alone are never held back).
-    pub fn writes(&self) -> bool {
-        !self.inserts.is_empty() || !self.updates.is_empty()
-    }
-
     pub fn len(&self) -> usize {
         self.inserts.len() + self.updates.len() + self.after.len() + self.seen.len()
     }

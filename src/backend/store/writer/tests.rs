@@ -602,31 +602,27 @@ fn insert(id: &str) -> StoreCmd {
     }
 }
 
-/// Pacing: a small batch waits out the window for more commands instead of committing alone;
-/// one that reaches `pace_below` commands goes at once; a batch of reads only never waits.
+/// Taking a batch never waits, however small it is: the pacing is the open window that
+/// `next_command` sleeps out (tested below), and a command after an idle spell commits at once.
 #[test]
-fn a_paced_writer_waits_for_a_fuller_batch_within_the_window() {
+fn a_batch_takes_what_is_queued_without_waiting() {
     let pace = Duration::from_secs(2);
     let (_dir, writer, tx) = paced_writer(pace, 2);
     let gathered = |first: StoreCmd| {
         let mut batch = Batch::default();
         batch.take(first);
         let started = std::time::Instant::now();
-        writer.gather(&mut batch, started + pace);
+        writer.gather(&mut batch);
         (batch.len(), started.elapsed())
     };
-    // Alone: waits the whole window, then goes with what it has.
     let (n, waited) = gathered(insert("m1"));
-    assert_eq!(n, 1);
-    assert!(waited >= pace, "committed after {waited:?}");
-    // Two queued: the batch is full enough; a third queued one comes along, nothing waits.
+    assert!(n == 1 && waited < pace / 2, "{n} after {waited:?}");
     tx.send(insert("m3")).unwrap();
     tx.send(insert("m4")).unwrap();
-    assert_eq!(gathered(insert("m2")).0, 3);
-    // Reads alone are answered at once.
+    assert_eq!(gathered(insert("m2")).0, 3, "everything queued comes along");
     let (sync, _) = crossbeam_channel::bounded(1);
     let (n, waited) = gathered(StoreCmd::Sync(sync));
-    assert!(n == 1 && waited < pace, "{n} after {waited:?}");
+    assert!(n == 1 && waited < pace / 2, "{n} after {waited:?}");
 }
 
 /// While commands keep coming, a window opens at each commit: the store thread sleeps out
