@@ -54,8 +54,8 @@ step "demo chat page (clients/demo): end to end in headless Chromium, screenshot
 services_chromium
 (cd clients/demo && npm ci --no-audit --no-fund && npm test)
 
-step "crash windows (failpoints build)"
-cargo test --features failpoints --test crash_windows
+step "crash windows and fault points (failpoints build)"
+cargo test --features failpoints --test crash_windows --test fault_points
 
 step "chaos suite: the checker's own tests, then a short seeded run per mode"
 python3 perf/chaos/test_check.py

@@ -3,19 +3,11 @@
 
 mod common;
 
-use common::process::ProcPod;
+use common::process::{upgrade_or_closed, upgrade_request, ProcPod};
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Instant;
-
-fn upgrade_request(user: &str) -> String {
-    format!(
-        "GET /ws?user_id={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
-}
 
 #[test]
 fn a_full_pod_answers_503_with_retry_after_and_still_serves_healthz() {
@@ -76,28 +68,6 @@ fn one_address_gets_429_beyond_its_cap_and_its_slots_come_back() {
         "the closed connection gave its slot back"
     );
     pod.shutdown();
-}
-
-/// Connects and upgrades; `None` when the pod closed the socket without upgrading it.
-fn upgrade_or_closed(addr: SocketAddr, n: usize) -> Option<TcpStream> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(upgrade_request(&format!("fd-{n}")).as_bytes())
-        .ok()?;
-    let mut head = [0u8; 12];
-    match s.read_exact(&mut head) {
-        Ok(()) if &head == b"HTTP/1.1 101" => Some(s),
-        Ok(()) => panic!("unexpected answer {:?}", String::from_utf8_lossy(&head)),
-        Err(e) => {
-            // Closed or reset by the pod: what it does when it has no descriptor left.
-            assert_ne!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock,
-                "the pod left a client hanging"
-            );
-            None
-        }
-    }
 }
 
 /// The cap set above the open-file limit: accepts fail with EMFILE. The pod closes the

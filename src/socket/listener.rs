@@ -18,15 +18,22 @@ use crate::shard::{HeldSlots, Shard, ShardMsg};
 ///
 /// Out of descriptors (EMFILE/ENFILE: the connection cap is set above the open-file limit, or
 /// the pod's other files grew into its reserve), the kernel keeps the pending connection in
-/// the backlog and every accept fails again. The loop then frees a descriptor it holds in
-/// reserve, accepts that connection and closes it at once (the client sees the connection
-/// end, instead of hanging until its timeout), and takes the reserve back.
+/// the backlog and every accept fails again. The loop then sheds it with the descriptor it
+/// holds in [`Reserve`], so the client sees the connection end instead of hanging until its
+/// timeout.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    let mut reserve = spare_descriptor();
+    let mut reserve = Reserve::new();
     let failures = crate::metrics::LogEvery::default();
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                if !reserve.refill() {
+                    // This connection took the reserve's slot: without the reserve the next
+                    // one would hang, so this one is shed and the slot goes back to it.
+                    drop(stream);
+                    reserve.refill();
+                    continue;
+                }
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "set_nodelay failed");
                 }
@@ -38,17 +45,8 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     let id = shard.id;
                     tracing::warn!(shard = id, error = %e, failed = n, "accepts failed (latest error shown)");
                 }
-                if out_of_descriptors(&e) {
-                    if let Some(spare) = reserve.take() {
-                        drop(spare);
-                        drop(listener.accept().await); // Closed at once: see above.
-                    }
-                    // Another shard's accept may have taken the freed descriptor (it then
-                    // serves that connection): the reserve is retaken when one is free.
-                    reserve = spare_descriptor();
-                    if reserve.is_some() {
-                        continue;
-                    }
+                if out_of_descriptors(&e) && reserve.shed(&listener).await {
+                    continue;
                 }
                 // Back off instead of spinning; existing sockets go on.
                 glommio::timer::sleep(Duration::from_millis(50)).await;
@@ -57,7 +55,43 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-/// A descriptor held in reserve for [`accept_loop`]; `None` if none could be opened.
+/// A descriptor held in reserve for [`accept_loop`], so that a pod out of descriptors can
+/// still accept a pending connection in order to close it.
+///
+/// Freed and retaken, the slot can be lost for a moment to any thread of the process that
+/// opens a file in between (SQLite, another shard's accept, which then serves its
+/// connection). The loop must not serve a connection in the slot the reserve lacks:
+/// the table would then be full with no reserve and every later client would hang until a
+/// socket closed. So every accept checks the reserve first ([`Reserve::refill`]).
+struct Reserve(Option<std::fs::File>);
+
+impl Reserve {
+    fn new() -> Reserve {
+        Reserve(spare_descriptor())
+    }
+
+    /// Holds the spare descriptor again if it is not held; false when none could be opened.
+    fn refill(&mut self) -> bool {
+        if self.0.is_none() {
+            self.0 = spare_descriptor();
+        }
+        self.0.is_some()
+    }
+
+    /// Frees the spare, accepts the pending connection in its slot and closes it at once,
+    /// then retakes the spare; true when it is held again.
+    async fn shed(&mut self, listener: &TcpListener) -> bool {
+        if let Some(spare) = self.0.take() {
+            drop(spare);
+            drop(listener.accept().await);
+        }
+        if crate::failpoints::fault_point("accept_reserve_lost") {
+            return false; // As if another thread had opened a file in this instant.
+        }
+        self.refill()
+    }
+}
+
 fn spare_descriptor() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
 }
@@ -126,7 +160,10 @@ async fn hand_over(
 ) {
     // SAFETY: the descriptor is the stream's own and stays open for this call.
     let dup = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned();
-    let Ok(fd) = dup else {
+    let dup = dup
+        .ok()
+        .filter(|_| !crate::failpoints::fault_point("steer_dup_fails"));
+    let Some(fd) = dup else {
         let session = super::session::run(shard.clone(), stream, user, rest, setup);
         glommio::spawn_local(session).detach();
         return;

@@ -1,11 +1,13 @@
 //! A pod as its own process (the real binary), for what an in-process pod cannot show: its
 //! log output, and behaviour under a lowered open-file limit.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+
+use super::WAIT;
 
 /// An embedded-mode pod process with its stderr collected line by line.
 pub struct ProcPod {
@@ -80,5 +82,36 @@ impl Drop for ProcPod {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The raw upgrade request of a WebSocket connection for `user`.
+pub fn upgrade_request(user: &str) -> String {
+    format!(
+        "GET /ws?user_id={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
+/// Connects and upgrades; `None` when the pod closed the socket without upgrading it.
+pub fn upgrade_or_closed(addr: SocketAddr, n: usize) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(upgrade_request(&format!("fd-{n}")).as_bytes())
+        .ok()?;
+    let mut head = [0u8; 12];
+    match s.read_exact(&mut head) {
+        Ok(()) if &head == b"HTTP/1.1 101" => Some(s),
+        Ok(()) => panic!("unexpected answer {:?}", String::from_utf8_lossy(&head)),
+        Err(e) => {
+            // Closed or reset by the pod: what it does when it has no descriptor left.
+            assert_ne!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock,
+                "the pod left a client hanging"
+            );
+            None
+        }
     }
 }
