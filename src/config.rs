@@ -234,6 +234,13 @@ pub struct Cluster {
     #[arg(long, env = "DISTRISOCKS_ROUTE_LEASE_MS", default_value_t = 15_000)]
     pub route_lease_ms: u64,
 
+    /// How old the route thread's last completed Redis round trip may be for a shard to
+    /// answer a status frame's or a carbon's route lookup from its cache, ms (0: no cache).
+    /// Redis invalidates the cache on every route write (RESP3 client tracking); this bounds
+    /// how long an invalidation can sit unread. Message lookups always go to Redis.
+    #[arg(long, env = "DISTRISOCKS_ROUTE_CACHE_MAX_AGE_MS", default_value_t = 20)]
+    pub route_cache_max_age_ms: u64,
+
     /// Redrive messages still NONE this long after creation (or after another pod claimed
     /// them), ms. Must exceed --kafka-produce-timeout-ms, so that a produce still in flight
     /// is never redriven beside itself.

@@ -305,6 +305,57 @@ fn devices_sync_across_pods_and_carbons_cross_the_broker() {
     drop((pa, pb));
 }
 
+/// Status frames and carbons find their routes in each shard's cache, which Redis
+/// invalidates whenever a route is written (RESP3 client tracking). A device that connects
+/// after both pods cached its user's one place still gets the carbon and the statuses of what
+/// the user's other device sends next, however fresh the pods' caches are.
+#[test]
+fn a_device_that_connects_after_its_routes_were_cached_gets_carbons_and_statuses() {
+    let space = Space::new();
+    // Long enough that a lookup within the test is always vouched for by the last round trip
+    // (each connection's replay waits it, too).
+    let cache = ["--route-cache-max-age-ms", "1000"];
+    let start = |n| PodProc::start_with(&space, n, &kafka(), &cache);
+    let (pa, pb) = (start("a"), start("b"));
+    let a = user("alice");
+    let mut desk = Client::connect_since(pa.addr, &a, 0);
+    let mut bob = Client::connect(pb.addr, &user("bob"));
+    let mut carol = Client::connect(pa.addr, &user("carol"));
+    // Pod a looks alice up for m1's carbon and SENT, pod b for its DELIVERED: both cache
+    // her one place.
+    send_and_confirm(&mut desk, &mut bob, "m1");
+    let mut phone = Client::connect_since(pb.addr, &a, 1);
+    phone.settled(); // Her new place is in Redis, and her replay is done.
+                     // Pod a makes a round trip (carol's DELIVERED looks bob up): its cache would now answer
+                     // for alice at once, had the invalidation of her key not reached it.
+    send_and_confirm(&mut bob, &mut carol, "to carol");
+    let hits =
+        || metric(pa.addr, "route_cache_hits_total") + metric(pb.addr, "route_cache_hits_total");
+    let before = hits();
+    // The carbon (from pod a) and the statuses (SENT from a, DELIVERED from b) come by
+    // different paths, in any order.
+    let mut carbon_and_delivered = |id: &str| {
+        let (mut carbon, mut delivered) = (false, false);
+        let frames = phone.recv_until(|v| {
+            carbon |= v["type"] == "message";
+            delivered |= v["status"] == "DELIVERED";
+            carbon && delivered
+        });
+        assert!(frames.iter().all(|v| v["id"] == id), "{frames:?}");
+    };
+    let id = send_and_confirm(&mut desk, &mut bob, "m2");
+    carbon_and_delivered(&id);
+    let id = send_and_confirm(&mut desk, &mut bob, "m3");
+    carbon_and_delivered(&id);
+    phone.settled(); // Nothing else came: one carbon each.
+    assert!(
+        hits() > before,
+        "the caches answered: {before} -> {}",
+        hits()
+    );
+    drop((pa, pb));
+}
+
 /// Produces user-directory records (`None`: a tombstone) to `topic`, key = user id, and waits
 /// for the broker's acknowledgement.
 fn produce_users(topic: &str, records: &[(&str, Option<String>)]) {

@@ -10,6 +10,9 @@
 //! routes expire and the users reconnect elsewhere; rather than resurrect them, it calls
 //! `on_lease_lost`, which closes the pod's connections with 4009 so the clients reconnect and
 //! register afresh.
+//!
+//! Lookups for frames a device may miss (status frames, carbons) are answered from each
+//! shard's cache while Redis vouches for it ([`cache`]); message lookups always ask Redis.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,11 +21,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use futures::channel::oneshot;
-use futures::future::LocalBoxFuture;
-use futures::FutureExt;
 
-use super::routes::{RouteError, RouteTable};
-use super::Location;
+use super::routes::RouteError;
+use cache::{CacheShared, Fetched, Invalidation};
 
 /// Requests queued at most before the shards wait.
 const QUEUE: usize = 65_536;
@@ -41,7 +42,7 @@ enum Req {
     },
     Lookup {
         user: String,
-        reply: oneshot::Sender<Result<Vec<Location>, RouteError>>,
+        reply: oneshot::Sender<Result<Fetched, RouteError>>,
     },
     /// Serve what is queued before, then end the thread (shard handles may outlive the pod's
     /// shutdown in leaked tasks, so the channel closing is not relied upon).
@@ -56,12 +57,21 @@ pub struct RedisRouteConfig {
     pub lease: Duration,
     /// Set while lease renewals fail (`/readyz`).
     pub failing: Arc<std::sync::atomic::AtomicBool>,
+    /// `--route-cache-max-age-ms`; zero turns the shards' caches (and tracking) off.
+    pub cache_max_age: Duration,
+    /// Shards of the pod: one cache, and one invalidation channel, each.
+    pub shards: usize,
 }
+
+/// Invalidations queued per shard at most; beyond, the caches start over instead.
+const INVALIDATIONS: usize = 16_384;
 
 /// The pod-wide Redis thread. Cloning [`RedisRouter::handle`] gives each shard its table.
 pub struct RedisRouter {
     tx: Option<Sender<Req>>,
     pod: Arc<str>,
+    cache: Arc<CacheShared>,
+    invalidations: Vec<Receiver<Invalidation>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -71,9 +81,12 @@ impl RedisRouter {
         cfg: RedisRouteConfig,
         on_lease_lost: Box<dyn Fn() + Send>,
     ) -> Result<RedisRouter, String> {
-        let client =
-            redis::Client::open(cfg.url.as_str()).map_err(|e| format!("redis url: {e}"))?;
-        let mut conn = connect(&client).map_err(|e| format!("redis at {}: {e}", cfg.url))?;
+        let cache = Arc::new(CacheShared::new(cfg.cache_max_age));
+        let client = open_client(&cfg.url, cache.enabled())?;
+        let (push_tx, pushes) = std::sync::mpsc::channel();
+        let tracking = cache.enabled().then_some(&push_tx);
+        let mut conn =
+            connect(&client, tracking).map_err(|e| format!("redis at {}: {e}", cfg.url))?;
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query(&mut conn)
@@ -83,16 +96,24 @@ impl RedisRouter {
         fence.acquire(&mut conn)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let pod = cfg.pod.clone();
+        let (senders, invalidations) = (0..cfg.shards)
+            .map(|_| crossbeam_channel::bounded(INVALIDATIONS))
+            .unzip();
         let worker = Worker {
             client,
             conn: Some(conn),
+            route_prefix: format!("{}route:", cfg.prefix),
             cfg,
             rx,
             held: HashMap::new(),
             last_renewed: Instant::now(),
-            clock_offset_ms: 0,
             fence,
             on_lease_lost,
+            cache: cache.clone(),
+            invalidations: senders,
+            pushes,
+            push_tx,
+            round: 0,
         };
         let thread = std::thread::Builder::new()
             .name("redis-routes".into())
@@ -101,16 +122,20 @@ impl RedisRouter {
         Ok(RedisRouter {
             tx: Some(tx),
             pod,
+            cache,
+            invalidations,
             thread: Some(thread),
         })
     }
 
-    /// A route table handle for one shard.
-    pub fn handle(&self) -> RedisRoutes {
-        RedisRoutes {
-            tx: self.tx.clone().expect("router running"),
-            pod: self.pod.clone(),
-        }
+    /// What the shards build their route table handles from.
+    pub fn handles(&self) -> RouteHandles {
+        RouteHandles::new(
+            self.tx.clone().expect("router running"),
+            self.pod.clone(),
+            self.cache.clone(),
+            self.invalidations.clone(),
+        )
     }
 
     /// Stops the thread after it served everything queued.
@@ -141,97 +166,35 @@ fn supported(info: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
-    let conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+/// The client for `url`; RESP3 when the caches need tracking's invalidation pushes.
+fn open_client(url: &str, resp3: bool) -> Result<redis::Client, String> {
+    use redis::IntoConnectionInfo;
+    let mut info = url
+        .into_connection_info()
+        .map_err(|e| format!("redis url: {e}"))?;
+    if resp3 {
+        info.redis.protocol = redis::ProtocolVersion::RESP3;
+    }
+    redis::Client::open(info).map_err(|e| format!("redis url: {e}"))
+}
+
+/// A connection with timeouts; with `tracking`, it sends invalidations of every key it reads
+/// there (`CLIENT TRACKING ON`, on this same connection: see [`cache`]).
+fn connect(
+    client: &redis::Client,
+    tracking: Option<&std::sync::mpsc::Sender<redis::PushInfo>>,
+) -> redis::RedisResult<redis::Connection> {
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     conn.set_write_timeout(Some(Duration::from_secs(2)))?;
+    if let Some(pushes) = tracking {
+        conn.set_push_sender(pushes.clone());
+        redis::cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .exec(&mut conn)?;
+    }
     Ok(conn)
-}
-
-/// One shard's handle to the Redis route table.
-#[derive(Clone)]
-pub struct RedisRoutes {
-    tx: Sender<Req>,
-    pod: Arc<str>,
-}
-
-impl RedisRoutes {
-    async fn submit(&self, mut req: Req) -> Result<(), RouteError> {
-        loop {
-            match self.tx.try_send(req) {
-                Ok(()) => return Ok(()),
-                Err(crossbeam_channel::TrySendError::Full(r)) => {
-                    req = r;
-                    glommio::timer::sleep(Duration::from_micros(250)).await;
-                }
-                Err(_) => return Err(RouteError::Unavailable("route thread stopped".into())),
-            }
-        }
-    }
-
-    fn own(&self, at: &Location) -> Result<u16, RouteError> {
-        if at.pod != self.pod {
-            return Err(RouteError::Unavailable(format!("not this pod: {}", at.pod)));
-        }
-        Ok(at.shard)
-    }
-}
-
-fn gone<T>(_: oneshot::Canceled) -> Result<T, RouteError> {
-    Err(RouteError::Unavailable("route thread stopped".into()))
-}
-
-impl RouteTable for RedisRoutes {
-    fn register<'a>(
-        &'a self,
-        user: &'a str,
-        at: Location,
-    ) -> LocalBoxFuture<'a, Result<(), RouteError>> {
-        async move {
-            let (reply, wait) = oneshot::channel();
-            let at = self.own(&at)?;
-            self.submit(Req::Register {
-                user: user.into(),
-                at,
-                reply,
-            })
-            .await?;
-            wait.await.or_else(gone)?
-        }
-        .boxed_local()
-    }
-
-    fn unregister<'a>(
-        &'a self,
-        user: &'a str,
-        at: Location,
-    ) -> LocalBoxFuture<'a, Result<(), RouteError>> {
-        async move {
-            let at = self.own(&at)?;
-            self.submit(Req::Unregister {
-                user: user.into(),
-                at,
-            })
-            .await
-        }
-        .boxed_local()
-    }
-
-    fn lookup<'a>(
-        &'a self,
-        user: &'a str,
-    ) -> LocalBoxFuture<'a, Result<Vec<Location>, RouteError>> {
-        async move {
-            let (reply, wait) = oneshot::channel();
-            self.submit(Req::Lookup {
-                user: user.into(),
-                reply,
-            })
-            .await?;
-            wait.await.or_else(gone)?
-        }
-        .boxed_local()
-    }
 }
 
 struct Worker {
@@ -242,16 +205,26 @@ struct Worker {
     /// Live connections per (user, shard) on this pod: what the heartbeat renews.
     held: HashMap<(String, u16), u32>,
     last_renewed: Instant,
-    /// Redis server time minus this host's clock, ms, read at every heartbeat: lease expiries
-    /// are written and compared in the server's time, so pods whose clocks disagree still
-    /// agree on when a lease ran out.
-    clock_offset_ms: i64,
     fence: fence::Fence,
     on_lease_lost: Box<dyn Fn() + Send>,
+    /// `<prefix>route:`, stripped from invalidated keys to name their users.
+    route_prefix: String,
+    /// The shards' caches: freshness, epoch, and the Redis server's clock (see [`cache`]).
+    cache: Arc<CacheShared>,
+    invalidations: Vec<Sender<Invalidation>>,
+    /// Tracking's invalidation pushes, read by the connection during each round trip.
+    pushes: std::sync::mpsc::Receiver<redis::PushInfo>,
+    push_tx: std::sync::mpsc::Sender<redis::PushInfo>,
+    /// Round trips so far; tags invalidations and lookups ([`cache`]).
+    round: u64,
 }
 
+mod cache;
 mod fence;
+mod handle;
 mod worker;
+
+pub use handle::{RedisRoutes, RouteHandles};
 
 #[cfg(test)]
 mod tests {

@@ -37,6 +37,22 @@ pub trait RouteTable {
     /// Every place holding a live connection of `user`.
     fn lookup<'a>(&'a self, user: &'a str)
         -> LocalBoxFuture<'a, Result<Vec<Location>, RouteError>>;
+    /// [`lookup`](Self::lookup) for a frame a device may miss (a status frame, a carbon, a
+    /// receipt, typing: best effort in docs/PROTOCOL.md): the answer may come from a cache
+    /// that Redis keeps current (`redis_routes::cache`). Never for a message.
+    fn lookup_recent<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<Location>, RouteError>> {
+        self.lookup(user)
+    }
+    /// How long after a register other pods may still answer
+    /// [`lookup_recent`](Self::lookup_recent) without the new place. A connection's replay
+    /// starts only after it: a carbon or status frame routed by such an answer concerns a
+    /// change committed before the replay reads the store, which the replay then covers.
+    fn settle_after_register(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// The shard of this pod whose lookups for `user` need no round trip, when the table is
     /// split over the shards (the embedded one). Routing a message there and delivering from
     /// there costs one hand-off instead of a lookup request, its reply and the delivery.

@@ -23,7 +23,7 @@ use crate::protocol::{
 use crate::shard::outbox::Out;
 use crate::shard::Shard;
 
-use super::produce::{produce, Produced};
+use super::produce::{produce, produce_best_effort, Produced};
 use super::submit::{submit, INSERT_PATIENCE};
 
 /// Members a fan-out produces to at once: bounds the tasks one group message starts.
@@ -313,7 +313,7 @@ pub fn on_read(shard: &Rc<Shard>, from: From, group: &str, seq: i64) {
                 born: 0,
                 except: None,
             });
-            produce(&s, &sender, env).await;
+            produce_best_effort(&s, &sender, env).await;
         }
     });
 }
@@ -349,7 +349,7 @@ async fn to_members(
         .for_each_concurrent(FAN_OUT_CONCURRENCY, |member| {
             let env = super::route::v2_envelope(shard, member, frame.clone(), from.conn);
             async move {
-                produce(shard, member, env).await;
+                produce_best_effort(shard, member, env).await;
             }
         })
         .await;

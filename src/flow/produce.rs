@@ -20,7 +20,25 @@ pub enum Produced {
 
 /// Produces `env` to every location of `user`.
 pub async fn produce(shard: &Shard, user: &str, env: Arc<Envelope>) -> Produced {
-    let locations = match shard.routes.lookup(user).await {
+    let lookup = shard.routes.lookup(user).await;
+    produce_to(shard, lookup, env).await
+}
+
+/// [`produce`] for a frame a device may miss (status, carbon, receipt, typing): the places
+/// may come from the route cache ([`RouteTable::lookup_recent`]).
+///
+/// [`RouteTable::lookup_recent`]: crate::backend::routes::RouteTable::lookup_recent
+pub async fn produce_best_effort(shard: &Shard, user: &str, env: Arc<Envelope>) -> Produced {
+    let lookup = shard.routes.lookup_recent(user).await;
+    produce_to(shard, lookup, env).await
+}
+
+async fn produce_to(
+    shard: &Shard,
+    lookup: Result<Vec<crate::backend::Location>, crate::backend::routes::RouteError>,
+    env: Arc<Envelope>,
+) -> Produced {
+    let locations = match lookup {
         Ok(l) if l.is_empty() => return Produced::Offline,
         Ok(l) => l,
         Err(e) => {

@@ -56,7 +56,7 @@ async fn announce(shard: &Shard, conn: u64, reader: &str, conversation: &str, se
     let members = if lo == hi { vec![lo] } else { vec![lo, hi] };
     for member in members {
         let env = super::route::v2_envelope(shard, member, frame.clone(), conn);
-        super::produce::produce(shard, member, env).await;
+        super::produce::produce_best_effort(shard, member, env).await;
     }
 }
 

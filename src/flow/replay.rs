@@ -51,6 +51,10 @@ pub async fn register_and_replay(
 ) -> Result<(), ReplayError> {
     outbox.borrow_mut().start_replay();
     shard.routes.register(user, shard.location()).await?;
+    let settle = shard.routes.settle_after_register();
+    if !settle.is_zero() {
+        glommio::timer::sleep(settle).await;
+    }
     let mut after = since.unwrap_or(0);
     let (mut announced, mut announced_reads) = (false, false);
     loop {

@@ -92,7 +92,7 @@ fn send_carbon(shard: &Rc<Shard>, view: MessageView<'_>, spos: i64, conn: u64) {
     let shard = shard.clone();
     glommio::spawn_local(async move {
         let user = carbon.user.clone();
-        produce(&shard, &user, carbon).await;
+        super::produce::produce_best_effort(&shard, &user, carbon).await;
     })
     .detach();
 }

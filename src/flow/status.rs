@@ -63,7 +63,7 @@ pub fn on_status_changed(shard: &Rc<Shard>, change: StatusChange) {
     let shard = shard.clone();
     glommio::spawn_local(async move {
         let user = env.user.clone();
-        super::produce::produce(&shard, &user, env).await;
+        super::produce::produce_best_effort(&shard, &user, env).await;
     })
     .detach();
 }

@@ -22,7 +22,7 @@ pub async fn on_typing(shard: &Shard, conn: u64, user: &str, conversation: &str,
     let peer = if lo == user { hi } else { lo };
     let frame = encode_typing(conversation, user, active).into();
     let env = super::route::v2_envelope(shard, peer, frame, conn);
-    super::produce::produce(shard, peer, env).await;
+    super::produce::produce_best_effort(shard, peer, env).await;
 }
 
 /// Whether this typing frame goes out, recording it if so. Entries leave the map when the

@@ -56,6 +56,7 @@ pub struct ShardMetrics {
     pub ping_timeout_closes: AtomicU64,
     pub route_lost_closes: AtomicU64,
     pub stuck_write_drops: AtomicU64,
+    pub route_cache_hits: AtomicU64,
     pub errors: [AtomicU64; ERROR_CODES.len()],
 }
 

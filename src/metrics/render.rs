@@ -42,7 +42,7 @@ impl std::fmt::Debug for Snapshot {
 type Read = fn(&ShardMetrics) -> u64;
 
 /// Counters per shard: name (without `_total`, which the encoder adds), help, slot.
-const SHARD_COUNTERS: [(&str, &str, Read); 9] = [
+const SHARD_COUNTERS: [(&str, &str, Read); 10] = [
     ("messages_accepted", "Messages stored and accepted.", |s| u(&s.accepted)),
     ("messages_duplicate", "Idempotent resends answered with the first id.", |s| u(&s.duplicates)),
     ("messages_sent", "Committed NONE to SENT changes (counted on the sender's home shard).", |s| u(&s.status_sent)),
@@ -51,6 +51,7 @@ const SHARD_COUNTERS: [(&str, &str, Read); 9] = [
     ("slow_consumer_closes", "Connections closed with 4008.", |s| u(&s.slow_consumer_closes)),
     ("ping_timeout_closes", "Connections closed with 4001 (no frame within the pong timeout after a ping).", |s| u(&s.ping_timeout_closes)),
     ("route_lost_closes", "Connections closed with 4009 (the pod's route leases lapsed; it is fenced).", |s| u(&s.route_lost_closes)),
+    ("route_cache_hits", "Route lookups of status frames and carbons answered from the shard's cache (distributed mode, --route-cache-max-age-ms).", |s| u(&s.route_cache_hits)),
     ("stuck_write_drops", "Connections dropped without a close frame: aborted while their socket took no bytes for the close grace (a peer that stopped reading).", |s| u(&s.stuck_write_drops)),
 ];
 

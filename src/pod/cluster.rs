@@ -70,6 +70,8 @@ pub fn start(
         pod: pod.clone(),
         lease: Duration::from_millis(c.route_lease_ms),
         failing: metrics.reach.routes_failing.clone(),
+        cache_max_age: Duration::from_millis(c.route_cache_max_age_ms),
+        shards,
     };
     let router = RedisRouter::start(route_cfg, on_lost).map_err(err("redis"))?;
     let broadcast = c.routing == Routing::Broadcast;
@@ -124,7 +126,7 @@ pub fn start(
         .map_err(err("kafka"))?;
     tracing::info!(%topic, partitions = shards, "distributed mode: kafka, redis, postgres connected");
     let shared = ClusterShared {
-        routes: router.handle(),
+        routes: router.handles(),
         bus,
         redrive: RedriveSettings {
             interval: Duration::from_millis(c.redrive_interval_ms),

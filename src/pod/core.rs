@@ -87,7 +87,7 @@ fn new_shard(id: usize, pod: Arc<PodShared>) -> Shard {
             remote: Box::new(c.bus.clone().timed(pod.metrics.latency.produce_of(id))),
         };
         let routes: Box<dyn RouteTable> = match c.routing {
-            Routing::PodTopic => Box::new(c.routes.clone()),
+            Routing::PodTopic => Box::new(c.routes.for_shard(id, pod.metrics.clone())),
             Routing::Broadcast => Box::new(BroadcastRoutes { local: routes }),
         };
         return Shard::new(id, pod.clone(), directory, routes, Box::new(bus));

@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use crate::backend::kafka::KafkaBus;
-use crate::backend::redis_routes::RedisRoutes;
+use crate::backend::redis_routes::RouteHandles;
 use crate::config::Routing;
 
 /// Handles cloned per shard, set only in the distributed mode.
 pub struct ClusterShared {
-    pub routes: RedisRoutes,
+    pub routes: RouteHandles,
     pub bus: KafkaBus,
     pub redrive: RedriveSettings,
     pub routing: Routing,

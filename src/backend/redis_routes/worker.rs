@@ -1,10 +1,11 @@
 //! The Redis thread: pipelined batches and the lease heartbeat.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{RecvTimeoutError, Sender};
 
+use super::cache::{local_ms, CacheShared, Fetched, Invalidation};
 use super::{connect, Req, Worker, PIPELINE};
 use crate::backend::routes::RouteError;
 use crate::backend::Location;
@@ -23,16 +24,10 @@ fn zadd_later(pipe: &mut redis::Pipeline, key: &str, member: &str, expiry: i64) 
         .ignore();
 }
 
-fn local_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Worker {
     /// Now on the Redis server's clock (as of the last heartbeat's reading).
     fn now_ms(&self) -> i64 {
-        local_ms() + self.clock_offset_ms
+        self.cache.server_now_ms()
     }
 
     /// Reads the server's `TIME` and updates the offset to this host's clock.
@@ -47,7 +42,7 @@ impl Worker {
             .and_then(|v| redis::from_redis_value(v).ok())
             .ok_or_else(|| RouteError::Unavailable("bad TIME reply".into()))?;
         let server = secs * 1000 + micros / 1000;
-        self.clock_offset_ms = server - (before + after) / 2;
+        self.cache.set_clock_offset(server - (before + after) / 2);
         Ok(())
     }
 
@@ -90,18 +85,52 @@ impl Worker {
         format!("{}/{shard}", self.cfg.pod)
     }
 
-    /// Runs `pipe` on the connection, reconnecting once if there is none.
+    /// Runs `pipe` on the connection, reconnecting once if there is none. The invalidations
+    /// read meanwhile reach the shards before the caller answers anyone ([`super::cache`]).
     fn query(&mut self, pipe: &redis::Pipeline) -> Result<Vec<redis::Value>, RouteError> {
         if self.conn.is_none() {
-            self.conn = connect(&self.client).ok();
+            let tracking = self.cache.enabled().then_some(&self.push_tx);
+            self.conn = connect(&self.client, tracking).ok();
+            // Nothing read on the old connection is tracked on this one.
+            self.cache.flush();
         }
         let Some(conn) = self.conn.as_mut() else {
             return Err(RouteError::Unavailable("redis unreachable".into()));
         };
-        pipe.query(conn).map_err(|e| {
+        let began = Instant::now();
+        self.round += 1;
+        let result = pipe.query(conn).map_err(|e| {
             self.conn = None; // Reconnect on the next batch.
+            self.cache.flush();
             RouteError::Unavailable(e.to_string())
-        })
+        });
+        self.dispatch_invalidations();
+        if result.is_ok() {
+            self.cache.completed(began);
+        }
+        result
+    }
+
+    /// Hands the invalidation pushes read so far to every shard's cache.
+    fn dispatch_invalidations(&mut self) {
+        for push in self.pushes.try_iter() {
+            match (push.kind, push.data.first()) {
+                (redis::PushKind::Invalidate, Some(redis::Value::Array(keys))) => {
+                    for key in keys {
+                        let key: String = redis::from_redis_value(key).unwrap_or_default();
+                        if let Some(user) = key.strip_prefix(&self.route_prefix) {
+                            tell(&self.invalidations, &self.cache, user, self.round);
+                        }
+                    }
+                }
+                // No keys: Redis flushed its tracking table (FLUSHALL, eviction); or the
+                // connection closed.
+                (redis::PushKind::Invalidate | redis::PushKind::Disconnection, _) => {
+                    self.cache.flush()
+                }
+                _ => {}
+            }
+        }
     }
 
     fn serve(&mut self, batch: Vec<Req>) {
@@ -129,7 +158,8 @@ impl Worker {
                     pipe.cmd("ZRANGEBYSCORE")
                         .arg(self.key(user))
                         .arg(self.now_ms())
-                        .arg("+inf");
+                        .arg("+inf")
+                        .arg("WITHSCORES");
                 }
             }
         }
@@ -166,28 +196,18 @@ impl Worker {
                 }
                 Req::Unregister { .. } | Req::Stop => {}
                 Req::Lookup { reply, .. } => {
-                    let locs = values
+                    let fetched = values
                         .next()
-                        .map(|v| self.parse_members(v))
+                        .map(|v| Fetched {
+                            places: parse_members(v),
+                            round: self.round,
+                            epoch: self.cache.epoch(),
+                        })
                         .ok_or_else(|| err(&result));
-                    let _ = reply.send(locs);
+                    let _ = reply.send(fetched);
                 }
             }
         }
-    }
-
-    fn parse_members(&self, v: redis::Value) -> Vec<Location> {
-        let members: Vec<String> = redis::from_redis_value(&v).unwrap_or_default();
-        members
-            .iter()
-            .filter_map(|m| {
-                let (pod, shard) = m.rsplit_once('/')?;
-                Some(Location {
-                    pod: pod.into(),
-                    shard: shard.parse().ok()?,
-                })
-            })
-            .collect()
     }
 
     /// Renews the pod id's key; exits the process if another process took it meanwhile.
@@ -247,4 +267,44 @@ impl Worker {
         self.last_renewed = started;
         self.cfg.failing.store(false, Relaxed);
     }
+}
+
+/// Tells every shard's cache that `user`'s key was written; a shard whose queue is full
+/// loses its whole cache instead.
+fn tell(shards: &[Sender<Invalidation>], cache: &CacheShared, user: &str, round: u64) {
+    for tx in shards {
+        let inv = Invalidation {
+            user: user.into(),
+            round,
+        };
+        if tx.try_send(inv).is_err() {
+            cache.flush();
+        }
+    }
+}
+
+/// The places of a `ZRANGEBYSCORE … WITHSCORES` reply with their lease expiries: pairs under
+/// RESP3, a flat member, score, member, score list under RESP2.
+fn parse_members(v: redis::Value) -> Vec<(Location, i64)> {
+    let pairs: Vec<(String, f64)> = match &v {
+        redis::Value::Array(items) if items.iter().all(|i| matches!(i, redis::Value::Array(_))) => {
+            redis::from_redis_value(&v).unwrap_or_default()
+        }
+        _ => {
+            let flat: Vec<String> = redis::from_redis_value(&v).unwrap_or_default();
+            (flat.chunks_exact(2))
+                .filter_map(|c| Some((c[0].clone(), c[1].parse().ok()?)))
+                .collect()
+        }
+    };
+    (pairs.into_iter())
+        .filter_map(|(m, expiry)| {
+            let (pod, shard) = m.rsplit_once('/')?;
+            let at = Location {
+                pod: pod.into(),
+                shard: shard.parse().ok()?,
+            };
+            Some((at, expiry as i64))
+        })
+        .collect()
 }
