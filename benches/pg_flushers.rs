@@ -11,7 +11,10 @@
 //! groups: `pg_flushers` (every flusher's batch has the *same* 64 senders in each round: the
 //! worst case, as if each sender wrote through every pod at once) and
 //! `pg_flushers_own_senders` (each flusher has its own senders, as a user's connection lives
-//! on one pod; recipients are still shared).
+//! on one pod; recipients are still shared). `pg_flushers_many_users` keeps each flusher's
+//! senders and spreads the recipients over a million users, as in a large deployment where two
+//! pods rarely write one user's stream at the same moment: what is left of the contention on
+//! per-user positions (each counter row stays locked until COMMIT) shows against the other two.
 
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -27,18 +30,34 @@ fn url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-fn batch(flusher: usize, round: u64, own_senders: bool) -> Vec<NewMessage> {
+/// Who writes to whom (see the module doc).
+#[derive(Clone, Copy)]
+enum Traffic {
+    Shared,
+    OwnSenders,
+    ManyUsers,
+}
+
+fn batch(flusher: usize, round: u64, traffic: Traffic) -> Vec<NewMessage> {
     (0..BATCH as u64)
         .map(|i| {
             let n = round * BATCH as u64 + i;
-            let sender = match own_senders {
-                true => (n % 250) * 4 + flusher as u64,
-                false => n % 1000,
+            let sender = match traffic {
+                Traffic::Shared => n % 1000,
+                _ => (n % 250) * 4 + flusher as u64,
+            };
+            let recipient = match traffic {
+                // Above the senders' ids, scattered (a multiplicative hash of n and flusher).
+                Traffic::ManyUsers => {
+                    let h = (n ^ (flusher as u64) << 56).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    1000 + (h >> 20) % 1_000_000
+                }
+                _ => (n * 7 + flusher as u64) % 1000,
             };
             NewMessage {
                 id: format!("f{flusher}-{n}-{}", std::process::id()),
                 sender_id: format!("user-{sender}"),
-                reciever_id: format!("user-{}", (n * 7 + flusher as u64) % 1000),
+                reciever_id: format!("user-{recipient}"),
                 client_msg_id: None,
                 payload: "x".repeat(100),
                 created_at: 1_795_846_207_000_000 + n as i64,
@@ -59,7 +78,7 @@ fn acks(ms: &[NewMessage]) -> Vec<StatusUpdate> {
 }
 
 /// `iters` rounds on each of `stores` at once; the wall time of the slowest.
-fn run(stores: &mut [PostgresStore], iters: u64, round0: u64, own: bool) -> Duration {
+fn run(stores: &mut [PostgresStore], iters: u64, round0: u64, traffic: Traffic) -> Duration {
     let start = Barrier::new(stores.len());
     let start = &start;
     let times: Vec<Duration> = std::thread::scope(|s| {
@@ -69,7 +88,7 @@ fn run(stores: &mut [PostgresStore], iters: u64, round0: u64, own: bool) -> Dura
                     start.wait();
                     let t = Instant::now();
                     for r in 0..iters {
-                        let ms = batch(f, round0 + r, own);
+                        let ms = batch(f, round0 + r, traffic);
                         store.commit(&ms, &[]).expect("insert batch");
                         store.commit(&[], &acks(&ms)).expect("ack batch");
                     }
@@ -83,18 +102,18 @@ fn run(stores: &mut [PostgresStore], iters: u64, round0: u64, own: bool) -> Dura
 }
 
 fn flushers(c: &mut Criterion) {
-    for own in [false, true] {
-        group(c, own);
+    for traffic in [Traffic::Shared, Traffic::OwnSenders, Traffic::ManyUsers] {
+        group(c, traffic);
     }
 }
 
-fn group(c: &mut Criterion, own: bool) {
-    let schema = format!("bench_flushers_{}_{own}", std::process::id());
-    let name = if own {
-        "pg_flushers_own_senders"
-    } else {
-        "pg_flushers"
+fn group(c: &mut Criterion, traffic: Traffic) {
+    let name = match traffic {
+        Traffic::Shared => "pg_flushers",
+        Traffic::OwnSenders => "pg_flushers_own_senders",
+        Traffic::ManyUsers => "pg_flushers_many_users",
     };
+    let schema = format!("bench_{name}_{}", std::process::id());
     let mut g = c.benchmark_group(name);
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     for n in [1usize, 2, 4] {
@@ -107,7 +126,7 @@ fn group(c: &mut Criterion, own: bool) {
             b.iter_custom(|iters| {
                 let base = next;
                 next += iters;
-                run(&mut stores, iters, (n as u64) << 40 | base, own)
+                run(&mut stores, iters, (n as u64) << 40 | base, traffic)
             })
         });
     }
