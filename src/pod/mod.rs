@@ -136,6 +136,7 @@ impl Pod {
             metrics,
             lease_epoch,
             sockets: Arc::new(socket_caps(&config.tuning)),
+            spares: Default::default(),
             syncing: Default::default(),
             users: users.clone(),
             webhooks,

@@ -12,11 +12,13 @@ pub mod keepalive;
 pub mod limit;
 mod local;
 pub mod outbox;
+mod spares;
 
 pub use caps::{default_max_connections, open_file_limit, HeldSlots, SocketCaps};
 pub use cluster::{ClusterShared, RedriveSettings};
 pub use conns::{ConnEntry, Conns};
 pub use local::{BroadcastRoutes, LocalBus, LocalRoutes};
+pub use spares::Spares;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -117,6 +119,8 @@ pub struct PodShared {
     pub lease_epoch: Arc<std::sync::atomic::AtomicU64>,
     /// Open sockets and per-address slots, for the connection caps.
     pub sockets: Arc<SocketCaps>,
+    /// Descriptors in reserve for shedding connections when none is left (`spares`).
+    pub spares: Spares,
     /// v2 (syncing) connections open on this pod. The embedded pod sends no carbons while it
     /// is 0: nobody could take one, and a carbon costs a route lookup and a frame encoding
     /// per message (perf/RESULTS.md §12). Written at connect and close only.

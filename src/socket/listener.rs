@@ -17,21 +17,21 @@ use crate::shard::{HeldSlots, Shard, ShardMsg};
 /// Accepts until the task is dropped (shutdown drops it, closing the listener).
 ///
 /// Out of descriptors (EMFILE/ENFILE: the connection cap is set above the open-file limit, or
-/// the pod's other files grew into its reserve), the kernel keeps the pending connection in
-/// the backlog and every accept fails again. The loop then sheds it with the descriptor it
-/// holds in [`Reserve`], so the client sees the connection end instead of hanging until its
-/// timeout.
+/// the pod's other files grew into its reserve), the loop sheds the pending connection with a
+/// spare from the pod's pool ([`Spares`](crate::shard::Spares)). A slot freed that way may be
+/// taken by any thread of the process in between, so no connection is served while the pool
+/// is short and cannot be topped up: with the table full and no spare, every later client
+/// would hang until a socket closed.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    let mut reserve = Reserve::new();
+    let spares = &shard.pod.spares;
     let failures = crate::metrics::LogEvery::default();
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                if !reserve.refill() {
-                    // This connection took the reserve's slot: without the reserve the next
-                    // one would hang, so this one is shed and the slot goes back to it.
+                if !spares.refill() {
+                    // This connection took a spare's slot: it is shed and the slot goes back.
                     drop(stream);
-                    reserve.refill();
+                    spares.refill();
                     continue;
                 }
                 if let Err(e) = stream.set_nodelay(true) {
@@ -45,7 +45,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     let id = shard.id;
                     tracing::warn!(shard = id, error = %e, failed = n, "accepts failed (latest error shown)");
                 }
-                if out_of_descriptors(&e) && reserve.shed(&listener).await {
+                if out_of_descriptors(&e) && shed(spares, &listener).await {
                     continue;
                 }
                 // Back off instead of spinning; existing sockets go on.
@@ -55,45 +55,17 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-/// A descriptor held in reserve for [`accept_loop`], so that a pod out of descriptors can
-/// still accept a pending connection in order to close it.
-///
-/// Freed and retaken, the slot can be lost for a moment to any thread of the process that
-/// opens a file in between (SQLite, another shard's accept, which then serves its
-/// connection). The loop must not serve a connection in the slot the reserve lacks:
-/// the table would then be full with no reserve and every later client would hang until a
-/// socket closed. So every accept checks the reserve first ([`Reserve::refill`]).
-struct Reserve(Option<std::fs::File>);
-
-impl Reserve {
-    fn new() -> Reserve {
-        Reserve(spare_descriptor())
+/// Frees a spare, accepts the pending connection in its slot and closes it at once, then tops
+/// the pool up; true when it is full again.
+async fn shed(spares: &crate::shard::Spares, listener: &TcpListener) -> bool {
+    if let Some(spare) = spares.take() {
+        drop(spare);
+        drop(listener.accept().await);
     }
-
-    /// Holds the spare descriptor again if it is not held; false when none could be opened.
-    fn refill(&mut self) -> bool {
-        if self.0.is_none() {
-            self.0 = spare_descriptor();
-        }
-        self.0.is_some()
+    if crate::failpoints::fault_point("accept_reserve_lost") {
+        return false; // As if another thread had opened a file in this instant.
     }
-
-    /// Frees the spare, accepts the pending connection in its slot and closes it at once,
-    /// then retakes the spare; true when it is held again.
-    async fn shed(&mut self, listener: &TcpListener) -> bool {
-        if let Some(spare) = self.0.take() {
-            drop(spare);
-            drop(listener.accept().await);
-        }
-        if crate::failpoints::fault_point("accept_reserve_lost") {
-            return false; // As if another thread had opened a file in this instant.
-        }
-        self.refill()
-    }
-}
-
-fn spare_descriptor() -> Option<std::fs::File> {
-    std::fs::File::open("/dev/null").ok()
+    spares.refill()
 }
 
 fn out_of_descriptors(e: &glommio::GlommioError<()>) -> bool {
