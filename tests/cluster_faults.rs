@@ -277,6 +277,40 @@ fn a_pod_woken_after_a_successor_took_its_id_closes_and_exits_3() {
     send_and_confirm(&mut alice, &mut bob, "after the takeover");
 }
 
+/// The pod's Redis connection closed while it was idle (Redis restarted, or a proxy or load
+/// balancer dropped it): the next batch of route lookups fails on it and is sent again on a
+/// new connection, so the message goes out at once. The redrive is pushed out of reach: a
+/// message whose lookup failed would only arrive through it.
+#[test]
+fn a_redis_connection_dropped_while_idle_costs_no_message_a_redrive() {
+    let space = Space::new();
+    let far = [
+        "--redrive-none-after-ms",
+        "600000",
+        "--redrive-sent-after-ms",
+        "600000",
+    ];
+    let pa = PodProc::start_with(&space, "a", &kafka(), &far);
+    let (mut alice, mut bob) = pair(pa.addr, pa.addr);
+    send_and_confirm(&mut alice, &mut bob, "before");
+    let name = distrisocks::backend::redis_routes::connection_name(&pa.id);
+    let mut r = space.redis();
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut r).unwrap();
+    let id = (list.lines())
+        .find(|l| l.split(' ').any(|f| f == format!("name={name}")))
+        .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .unwrap_or_else(|| panic!("no connection named {name} in {list}"))
+        .to_owned();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&id)
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(killed, 1);
+    send_and_confirm(&mut alice, &mut bob, "after");
+}
+
 /// Redis made unreachable mid-run (a proxy the test cuts): the pod cannot renew its route
 /// leases, so after a lease it closes every connection with 4009; messages sent meanwhile are
 /// stored all the same (the store does not need Redis). Once Redis is back, the reconnecting

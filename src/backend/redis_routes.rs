@@ -85,8 +85,8 @@ impl RedisRouter {
         let client = open_client(&cfg.url, cache.enabled())?;
         let (push_tx, pushes) = std::sync::mpsc::channel();
         let tracking = cache.enabled().then_some(&push_tx);
-        let mut conn =
-            connect(&client, tracking).map_err(|e| format!("redis at {}: {e}", cfg.url))?;
+        let mut conn = connect(&client, &cfg.pod, tracking)
+            .map_err(|e| format!("redis at {}: {e}", cfg.url))?;
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query(&mut conn)
@@ -178,15 +178,29 @@ fn open_client(url: &str, resp3: bool) -> Result<redis::Client, String> {
     redis::Client::open(info).map_err(|e| format!("redis url: {e}"))
 }
 
-/// A connection with timeouts; with `tracking`, it sends invalidations of every key it reads
-/// there (`CLIENT TRACKING ON`, on this same connection: see [`cache`]).
+/// The Redis client name of a pod's route connection: `distrisocks-routes-` and the pod id,
+/// with anything but letters, digits, `-`, `_` and `.` as `_` (a name has no spaces).
+pub fn connection_name(pod: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    let id: String = pod.chars().map(|c| if safe(c) { c } else { '_' }).collect();
+    format!("distrisocks-routes-{id}")
+}
+
+/// A connection with timeouts, named `distrisocks-routes-<pod>` in `CLIENT LIST`; with
+/// `tracking`, it sends invalidations of every key it reads there (`CLIENT TRACKING ON`, on
+/// this same connection: see [`cache`]).
 fn connect(
     client: &redis::Client,
+    pod: &str,
     tracking: Option<&std::sync::mpsc::Sender<redis::PushInfo>>,
 ) -> redis::RedisResult<redis::Connection> {
     let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     conn.set_write_timeout(Some(Duration::from_secs(2)))?;
+    redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(connection_name(pod))
+        .exec(&mut conn)?;
     if let Some(pushes) = tracking {
         conn.set_push_sender(pushes.clone());
         redis::cmd("CLIENT")

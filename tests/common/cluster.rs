@@ -131,7 +131,7 @@ impl PodProc {
         PodProc::command_on(space, name, brokers, &redis_url(), &[])
     }
 
-    /// The harness' flags, then `extra`. Producers are not idempotent unless `extra` says so:
+    /// The harness' flags, then `extra` (which may replace the harness' timings). Producers are not idempotent unless `extra` says so:
     /// tansu 0.6 panics on the first produce after the epoch bump that librdkafka performs
     /// after any delivery timeout, and its storage stays dead for every later test (see
     /// `--kafka-idempotence`). `cross_pod_delivery_statuses_and_timestamps` runs idempotent.
@@ -152,15 +152,23 @@ impl PodProc {
                 "--postgres-schema",
                 &space.schema,
             ])
-            .args(["--prefix", &space.prefix, "--route-lease-ms", "3000"])
-            .args(["--redrive-interval-ms", "300"])
-            // A produce may take seconds on a loaded test machine; the redrive waits longer.
-            .args(["--redrive-none-after-ms", "3000"])
-            .args(["--redrive-sent-after-ms", "5000"])
-            .args(["--kafka-produce-timeout-ms", "2500"])
-            .args(["--kafka-replication-factor", "1"])
-            .args(["--shutdown-patience-ms", "1000"])
+            .args(["--prefix", &space.prefix])
             .env("DISTRISOCKS_LOG", "info");
+        // A produce may take seconds on a loaded test machine; the redrive waits longer.
+        let tunable = [
+            ("--route-lease-ms", "3000"),
+            ("--redrive-interval-ms", "300"),
+            ("--redrive-none-after-ms", "3000"),
+            ("--redrive-sent-after-ms", "5000"),
+            ("--kafka-produce-timeout-ms", "2500"),
+            ("--kafka-replication-factor", "1"),
+            ("--shutdown-patience-ms", "1000"),
+        ];
+        for (flag, value) in tunable {
+            if !extra.contains(&flag) {
+                cmd.args([flag, value]);
+            }
+        }
         if !extra.contains(&"--kafka-idempotence") {
             cmd.args(["--kafka-idempotence", "false"]);
         }

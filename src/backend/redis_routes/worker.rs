@@ -85,12 +85,27 @@ impl Worker {
         format!("{}/{shard}", self.cfg.pod)
     }
 
-    /// Runs `pipe` on the connection, reconnecting once if there is none. The invalidations
-    /// read meanwhile reach the shards before the caller answers anyone ([`super::cache`]).
+    /// Runs `pipe`, on a new connection if there is none. When the connection it had failed
+    /// (Redis restarted, or something between closed it while the thread was idle), the batch
+    /// is sent once more on a new one: every command this thread sends is idempotent (reads,
+    /// `ZADD GT`, `ZREM`, `PEXPIRE`, `TIME`), and otherwise the batch's messages would wait for
+    /// the redrive. The invalidations read meanwhile reach the shards before the caller
+    /// answers anyone ([`super::cache`]).
     fn query(&mut self, pipe: &redis::Pipeline) -> Result<Vec<redis::Value>, RouteError> {
+        let had = self.conn.is_some();
+        match self.query_once(pipe) {
+            Err(e) if had => {
+                tracing::debug!(error = %e, "redis connection lost; batch sent again");
+                self.query_once(pipe)
+            }
+            result => result,
+        }
+    }
+
+    fn query_once(&mut self, pipe: &redis::Pipeline) -> Result<Vec<redis::Value>, RouteError> {
         if self.conn.is_none() {
             let tracking = self.cache.enabled().then_some(&self.push_tx);
-            self.conn = connect(&self.client, tracking).ok();
+            self.conn = connect(&self.client, &self.cfg.pod, tracking).ok();
             // Nothing read on the old connection is tracked on this one.
             self.cache.flush();
         }
