@@ -236,6 +236,7 @@ struct Worker {
 mod cache;
 mod fence;
 mod handle;
+mod reply;
 mod worker;
 
 pub use handle::{RedisRoutes, RouteHandles};

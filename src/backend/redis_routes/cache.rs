@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::backend::Location;
 
@@ -157,17 +157,23 @@ impl ShardCache {
         }
     }
 
-    /// The cached places of `user` whose lease runs past `now_ms` (Redis server time);
-    /// `None` when not cached or when the route thread has not completed a round trip
-    /// recently enough to vouch for the cache.
-    pub fn get(&mut self, user: &str, now_ms: i64) -> Option<Vec<Location>> {
+    /// The cached places of `user` whose lease runs past now (Redis server time); `None`
+    /// when not cached or when the route thread has not completed a round trip recently
+    /// enough to vouch for the cache.
+    pub fn get(&mut self, user: &str) -> Option<Vec<Location>> {
         if !self.shared.enabled() || !self.shared.fresh() {
             return None;
         }
         self.sync();
         let entry = self.entries.get(user)?;
+        let now_ms = self.shared.server_now_ms();
         let live = entry.places.iter().filter(|(_, expiry)| *expiry > now_ms);
         Some(live.map(|(at, _)| at.clone()).collect())
+    }
+
+    /// How long a stale answer can outlive a route write (see the module doc).
+    pub fn max_age(&self) -> Duration {
+        self.shared.max_age()
     }
 
     /// Keeps `fetched` for `user` unless a write may have followed its read.
@@ -214,6 +220,20 @@ impl ShardCache {
         if self.invalidated.len() > MAX_REMEMBERED {
             let newest = self.newest_round;
             self.invalidated.retain(|_, r| *r + KEEP_ROUNDS > newest);
+        }
+    }
+}
+
+/// Tells every shard's cache that `user`'s key was written; a shard whose queue is full
+/// loses its whole cache instead.
+pub fn tell(shards: &[Sender<Invalidation>], cache: &CacheShared, user: &str, round: u64) {
+    for tx in shards {
+        let inv = Invalidation {
+            user: user.into(),
+            round,
+        };
+        if tx.try_send(inv).is_err() {
+            cache.flush();
         }
     }
 }

@@ -50,7 +50,6 @@ impl RouteHandles {
                 self.cache.clone(),
                 self.invalidations[id].clone(),
             )),
-            clock: self.cache.clone(),
         }
     }
 }
@@ -60,7 +59,6 @@ pub struct RedisRoutes {
     tx: Sender<Req>,
     pod: Arc<str>,
     cache: RefCell<ShardCache>,
-    clock: Arc<CacheShared>,
     id: usize,
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -149,15 +147,15 @@ impl RouteTable for RedisRoutes {
     }
 
     fn settle_after_register(&self) -> Duration {
-        self.clock.max_age()
+        self.cache.borrow().max_age()
     }
 
     fn lookup_recent<'a>(
         &'a self,
         user: &'a str,
     ) -> LocalBoxFuture<'a, Result<Vec<Location>, RouteError>> {
-        let now = self.clock.server_now_ms();
-        match self.cache.borrow_mut().get(user, now) {
+        let cached = self.cache.borrow_mut().get(user);
+        match cached {
             Some(places) => {
                 let hits = &self.metrics.shards[self.id].route_cache_hits;
                 hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -3,12 +3,12 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use crossbeam_channel::{RecvTimeoutError, Sender};
+use crossbeam_channel::RecvTimeoutError;
 
-use super::cache::{local_ms, CacheShared, Fetched, Invalidation};
+use super::cache::{local_ms, tell, Fetched};
+use super::reply::parse_members;
 use super::{connect, Req, Worker, PIPELINE};
 use crate::backend::routes::RouteError;
-use crate::backend::Location;
 
 /// Adds `member` with lease expiry `expiry`, or moves its expiry later; never earlier
 /// (`ZADD GT`, Redis 6.2+). A connection this thread gave up on (a timeout) may still carry
@@ -282,44 +282,4 @@ impl Worker {
         self.last_renewed = started;
         self.cfg.failing.store(false, Relaxed);
     }
-}
-
-/// Tells every shard's cache that `user`'s key was written; a shard whose queue is full
-/// loses its whole cache instead.
-fn tell(shards: &[Sender<Invalidation>], cache: &CacheShared, user: &str, round: u64) {
-    for tx in shards {
-        let inv = Invalidation {
-            user: user.into(),
-            round,
-        };
-        if tx.try_send(inv).is_err() {
-            cache.flush();
-        }
-    }
-}
-
-/// The places of a `ZRANGEBYSCORE … WITHSCORES` reply with their lease expiries: pairs under
-/// RESP3, a flat member, score, member, score list under RESP2.
-fn parse_members(v: redis::Value) -> Vec<(Location, i64)> {
-    let pairs: Vec<(String, f64)> = match &v {
-        redis::Value::Array(items) if items.iter().all(|i| matches!(i, redis::Value::Array(_))) => {
-            redis::from_redis_value(&v).unwrap_or_default()
-        }
-        _ => {
-            let flat: Vec<String> = redis::from_redis_value(&v).unwrap_or_default();
-            (flat.chunks_exact(2))
-                .filter_map(|c| Some((c[0].clone(), c[1].parse().ok()?)))
-                .collect()
-        }
-    };
-    (pairs.into_iter())
-        .filter_map(|(m, expiry)| {
-            let (pod, shard) = m.rsplit_once('/')?;
-            let at = Location {
-                pod: pod.into(),
-                shard: shard.parse().ok()?,
-            };
-            Some((at, expiry as i64))
-        })
-        .collect()
 }
