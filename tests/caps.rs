@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::process::{upgrade_or_closed, upgrade_request, ProcPod};
+use common::process::{upgrade_each, upgrade_or_closed, upgrade_request, ProcPod};
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -83,14 +83,7 @@ fn out_of_descriptors_the_pod_sheds_connections_and_recovers() {
         &["--shards", "1", "--max-connections", "10000"],
     );
     let started = Instant::now();
-    let mut open = Vec::new();
-    let mut shed = 0;
-    for n in 0..150 {
-        match upgrade_or_closed(pod.addr, n) {
-            Some(s) => open.push(s),
-            None => shed += 1,
-        }
-    }
+    let (open, shed) = upgrade_each(pod.addr, 150);
     assert!(
         !open.is_empty() && shed > 0,
         "open {} shed {shed}",
@@ -186,22 +179,13 @@ fn one_address_gets_429_beyond_its_handshake_rate() {
 /// With two shards, a descriptor one shard frees to shed a connection may be taken by the
 /// other shard's accept. The spares are the pod's, not a shard's: whichever accept finds the
 /// pool short tops it up or sheds its own connection, so neither shard is left without a
-/// spare while its listener's backlog waits (12 of 150 clients hung in one of three runs when
-/// each shard kept its own).
+/// spare while its listener's backlog waits.
 #[test]
 fn out_of_descriptors_with_two_shards_no_client_is_left_hanging() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["--shards", "2", "--max-connections", "10000"];
     let pod = ProcPod::start(dir.path(), Some(96), &args);
-    let mut open = Vec::new();
-    let mut shed = 0;
-    for n in 0..300 {
-        // Panics on a client that got neither an answer nor a close within its timeout.
-        match upgrade_or_closed(pod.addr, n) {
-            Some(s) => open.push(s),
-            None => shed += 1,
-        }
-    }
+    let (open, shed) = upgrade_each(pod.addr, 300);
     assert!(
         !open.is_empty() && shed > 0,
         "open {} shed {shed}",

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::process::{upgrade_or_closed, ProcPod};
+use common::process::{upgrade_each, upgrade_or_closed, ProcPod};
 use common::*;
 
 fn fired(pod: &ProcPod, point: &str) -> bool {
@@ -29,14 +29,7 @@ fn a_spare_descriptor_lost_to_a_race_is_taken_back_before_serving_again() {
     let env = [("FAILPOINTS", "accept_reserve_lost=1*return")];
     let args = ["--shards", "1", "--max-connections", "10000"];
     let pod = ProcPod::start_env(dir.path(), Some(96), &env, &args);
-    let mut open = Vec::new();
-    let mut shed = 0;
-    for n in 0..150 {
-        match upgrade_or_closed(pod.addr, n) {
-            Some(s) => open.push(s),
-            None => shed += 1,
-        }
-    }
+    let (open, shed) = upgrade_each(pod.addr, 150);
     assert!(fired(&pod, "accept_reserve_lost"), "the fault was injected");
     assert!(shed > 1, "open {} shed {shed}", open.len());
     drop(open);

@@ -7,8 +7,8 @@
 //! One pool for the pod, because the descriptor table is the process's: a slot one shard
 //! frees may be taken by any thread's next open or accept, another shard's included. With a
 //! spare per shard, a shard whose slot was taken that way stayed without one until some socket
-//! closed, and every connection the kernel queued on its listener hung meanwhile (two shards
-//! at 96 descriptors: 12 of 150 clients in one run of three). With one pool, whichever accept
+//! closed, and every connection the kernel queued on its listener hung meanwhile
+//! (`tests/caps.rs`). With one pool, whichever accept
 //! next finds it short tops it up, and any shard sheds with any spare.
 
 use std::fs::File;

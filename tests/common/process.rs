@@ -115,3 +115,17 @@ pub fn upgrade_or_closed(addr: SocketAddr, n: usize) -> Option<TcpStream> {
         }
     }
 }
+
+/// `n` clients one after another through [`upgrade_or_closed`] (which fails the test on one
+/// left hanging): the upgraded sockets, held open, and how many the pod closed.
+pub fn upgrade_each(addr: SocketAddr, n: usize) -> (Vec<TcpStream>, usize) {
+    let mut open = Vec::new();
+    let mut shed = 0;
+    for i in 0..n {
+        match upgrade_or_closed(addr, i) {
+            Some(s) => open.push(s),
+            None => shed += 1,
+        }
+    }
+    (open, shed)
+}
