@@ -538,6 +538,13 @@ pub struct Tuning {
     #[arg(long, env = "DISTRISOCKS_STORE_FULL_SYNC", default_value_t = true, action = clap::ArgAction::Set)]
     pub store_full_sync: bool,
 
+    /// Page cache of the embedded store's connection, MiB (SQLite `cache_size`), filled only
+    /// as pages are used. SQLite's own 2 MiB default held less than a running pod's hot index
+    /// pages, so the store thread re-read pages from the kernel and spilled dirty ones to the
+    /// WAL mid-transaction; perf/RESULTS.md §28 measures the difference.
+    #[arg(long, env = "DISTRISOCKS_STORE_CACHE_MIB", default_value_t = crate::backend::store::SQLITE_DEFAULT_CACHE_MIB)]
+    pub store_cache_mib: u32,
+
     /// Messages queued per shard inbox (cross-shard hand-off).
     #[arg(long, env = "DISTRISOCKS_SHARD_INBOX", default_value_t = 16_384)]
     pub shard_inbox: usize,
@@ -580,6 +587,8 @@ pub enum ConfigError {
     UsersTopicWithoutKafka,
     #[error("--store-commit-window-us and --postgres-commit-window-us must be at most 100000 (100 ms): every send would wait that long")]
     CommitWindow,
+    #[error("--store-cache-mib must be between 1 and 65536")]
+    StoreCache,
     #[error("--demo-dir: {0}")]
     Demo(String),
 }
@@ -689,6 +698,9 @@ impl Config {
         }
         if self.tuning.store_commit_window_us > MAX_COMMIT_WINDOW_US {
             return Err(ConfigError::CommitWindow);
+        }
+        if !(1..=65_536).contains(&self.tuning.store_cache_mib) {
+            return Err(ConfigError::StoreCache);
         }
         let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
         let pod = self.pod_id();
@@ -871,5 +883,16 @@ mod tests {
             |w: &str| Config::parse_from(["distrisocks", "--store-commit-window-us", w]).validate();
         assert!(matches!(parse("100001"), Err(ConfigError::CommitWindow)));
         assert!(parse("100000").is_ok() && parse("0").is_ok());
+    }
+
+    #[test]
+    fn a_store_cache_outside_1_mib_to_64_gib_is_refused() {
+        let parse =
+            |m: &str| Config::parse_from(["distrisocks", "--store-cache-mib", m]).validate();
+        assert!(matches!(parse("0"), Err(ConfigError::StoreCache)));
+        assert!(matches!(parse("65537"), Err(ConfigError::StoreCache)));
+        assert!(parse("1").is_ok() && parse("65536").is_ok());
+        let default = Config::parse_from(["distrisocks"]).tuning.store_cache_mib;
+        assert_eq!(default, crate::backend::store::SQLITE_DEFAULT_CACHE_MIB);
     }
 }

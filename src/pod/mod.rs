@@ -119,6 +119,7 @@ impl Pod {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
             let sqlite = SqliteStore::open(dir, config.tuning.store_full_sync)?
+                .with_cache_mib(config.tuning.store_cache_mib)?
                 .with_background_checkpoints()?;
             let sink = MeshSink { mesh: mesh.clone() };
             let (h, t) = spawn_writer(sqlite, sink, tuning, metrics.clone());

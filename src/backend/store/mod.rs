@@ -13,7 +13,7 @@ mod sqlite;
 mod writer;
 
 pub use postgres::{PostgresStore, StatusEvent, StatusOutbox};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, DEFAULT_CACHE_MIB as SQLITE_DEFAULT_CACHE_MIB};
 pub use writer::{
     spawn_writer, spawn_writers, EventSink, GroupAnswer, QueryFn, ReplyTo, StoreCmd, StoreEvent,
     StoreHandle, StoreTuning, SubmitError,

@@ -60,6 +60,11 @@ const MIGRATIONS: &[(u32, &str)] = &[
 /// WAL pages written before SQLite checkpoints them into the database file.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
+/// The store connection's page cache unless `--store-cache-mib` says otherwise: above what a
+/// fresh pod's hot pages needed under load (perf/RESULTS.md §28), with room for a pod whose
+/// recent rows span more pages than a fresh run's.
+pub const DEFAULT_CACHE_MIB: u32 = 32;
+
 /// SQLite-backed [`MessageStore`].
 pub struct SqliteStore {
     conn: Connection,
@@ -85,10 +90,14 @@ impl SqliteStore {
         // wal_autocheckpoint: at the default 1000 pages the WAL was folded into the database
         // every few batches, rewriting the same hot index pages each time; 16k pages (64 MiB of
         // WAL) took criterion `store/insert_batch_64` from 8.2k to 12.9-13.9k inserts/s (RESULTS §8b).
-        // A larger page cache or mmap showed no gain in the same bench.
+        // mmap showed no gain in that bench, nor in a running pod (RESULTS §28). The page
+        // cache did in a running pod, whose indexes outgrow SQLite's 2 MiB default within
+        // seconds: see `with_cache_mib`.
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;
-             PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES};"
+             PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES};
+             PRAGMA cache_size=-{kib};",
+            kib = DEFAULT_CACHE_MIB * 1024
         ))
         .map_err(open_err)?;
         let mut store = SqliteStore {
@@ -98,6 +107,16 @@ impl SqliteStore {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Caps this connection's page cache at `mib` MiB (it only grows as pages are used).
+    /// With too small a cache, commits re-read from the kernel the pages it evicted and spill
+    /// dirty pages to the WAL before the commit writes them again.
+    pub fn with_cache_mib(self, mib: u32) -> Result<Self, StoreError> {
+        let kib = i64::from(mib) * 1024;
+        self.conn
+            .execute_batch(&format!("PRAGMA cache_size=-{kib};"))?;
+        Ok(self)
     }
 
     /// Checkpoints the WAL on a thread of its own instead of inside the store thread's

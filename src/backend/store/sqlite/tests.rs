@@ -17,6 +17,24 @@ fn migrations_apply_once_across_reopens() {
     assert_eq!(n, MIGRATIONS.len() as i64);
 }
 
+/// The page cache in force, in KiB (SQLite reports a size in KiB as a negative number).
+fn cache_kib(s: &SqliteStore) -> i64 {
+    let n: i64 = s
+        .conn
+        .query_row("PRAGMA cache_size", [], |r| r.get(0))
+        .unwrap();
+    -n
+}
+
+#[test]
+fn the_page_cache_is_the_default_until_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path(), false).unwrap();
+    assert_eq!(cache_kib(&s), i64::from(DEFAULT_CACHE_MIB) * 1024);
+    let s = s.with_cache_mib(5).unwrap();
+    assert_eq!(cache_kib(&s), 5 * 1024);
+}
+
 /// A database as the pod left it before migration 0003 (text ids and statuses, AUTOINCREMENT).
 fn version_2_database(dir: &Path) {
     let db = Connection::open(dir.join("distrisocks.db")).unwrap();
