@@ -147,16 +147,11 @@ fn a_batch_that_cannot_commit_fails_every_insert_and_announces_nothing() {
         attempts: attempts.clone(),
     };
     let metrics = Arc::new(Metrics::new(1));
-    let (handle, thread) =
-        spawn_writer(store, sink.clone(), StoreTuning::default(), metrics.clone());
+    let (tx, rx) = crossbeam_channel::unbounded();
     let reply = ReplyTo { shard: 0, conn: 7 };
     for id in ["m1", "m2"] {
-        handle
-            .try_submit(StoreCmd::Insert {
-                msg: message(id),
-                reply,
-            })
-            .unwrap();
+        let msg = message(id);
+        tx.send(StoreCmd::Insert { msg, reply }).unwrap();
     }
     let update = StatusUpdate {
         id: "m0".into(),
@@ -164,15 +159,27 @@ fn a_batch_that_cannot_commit_fails_every_insert_and_announces_nothing() {
         recipient: None,
         at: 2,
     };
-    handle
-        .try_submit(StoreCmd::Status {
-            update,
-            reply: None,
-        })
-        .unwrap();
-    handle.sync();
+    tx.send(StoreCmd::Status {
+        update,
+        reply: None,
+    })
+    .unwrap();
+    let (synced, sync) = crossbeam_channel::bounded(1);
+    tx.send(StoreCmd::Sync(synced)).unwrap();
+    // Everything is queued before the thread starts, so it is one batch: a command taken
+    // alone after an idle spell would be a batch (and three attempts) of its own.
+    let writer = Writer {
+        store,
+        sink: sink.clone(),
+        rx,
+        tuning: StoreTuning::default(),
+        metrics: metrics.clone(),
+        deferred: Deferred::default(),
+    };
+    let thread = std::thread::spawn(move || writer.run());
+    sync.recv().unwrap();
     assert_eq!(*attempts.lock().unwrap(), 3, "two retries before giving up");
-    handle.stop();
+    tx.send(StoreCmd::Stop).unwrap();
     thread.join().unwrap();
     // The kept status update is tried again with the last batch, then given up.
     assert!(*attempts.lock().unwrap() >= 6);
