@@ -248,17 +248,7 @@ fn spawn_lane<S: MessageStore, E: EventSink>(
     };
     let handle = std::thread::Builder::new()
         .name(name)
-        .spawn(move || {
-            Writer {
-                store,
-                sink,
-                rx,
-                tuning,
-                metrics,
-                deferred: Deferred::default(),
-            }
-            .run()
-        })
+        .spawn(move || Writer::new(store, sink, rx, tuning, metrics).run())
         .expect("spawn store thread");
     (tx, handle)
 }
@@ -277,6 +267,25 @@ struct Writer<S, E> {
 const DEFERRED_RETRY: Duration = Duration::from_millis(500);
 
 impl<S: MessageStore, E: EventSink> Writer<S, E> {
+    /// A store thread's state before its first command: nothing kept from failed commits.
+    fn new(
+        store: S,
+        sink: E,
+        rx: Receiver<StoreCmd>,
+        tuning: StoreTuning,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let deferred = Deferred::default();
+        Writer {
+            store,
+            sink,
+            rx,
+            tuning,
+            metrics,
+            deferred,
+        }
+    }
+
     /// Commits batch after batch. While commands keep coming (the last batch had some), the
     /// next window starts right after the commit and is slept through before the queue is
     /// looked at, instead of blocking on the queue: commands that arrive meanwhile wait at

@@ -168,14 +168,13 @@ fn a_batch_that_cannot_commit_fails_every_insert_and_announces_nothing() {
     tx.send(StoreCmd::Sync(synced)).unwrap();
     // Everything is queued before the thread starts, so it is one batch: a command taken
     // alone after an idle spell would be a batch (and three attempts) of its own.
-    let writer = Writer {
+    let writer = Writer::new(
         store,
-        sink: sink.clone(),
+        sink.clone(),
         rx,
-        tuning: StoreTuning::default(),
-        metrics: metrics.clone(),
-        deferred: Deferred::default(),
-    };
+        StoreTuning::default(),
+        metrics.clone(),
+    );
     let thread = std::thread::spawn(move || writer.run());
     sync.recv().unwrap();
     assert_eq!(*attempts.lock().unwrap(), 3, "two retries before giving up");
@@ -433,14 +432,8 @@ fn writer_with_m1() -> (tempfile::TempDir, Writer<FailingFrom, Collect>, Collect
     };
     let sink = Collect::default();
     let (_tx, rx) = crossbeam_channel::bounded(1);
-    let mut writer = Writer {
-        store,
-        sink: sink.clone(),
-        rx,
-        tuning: StoreTuning::default(),
-        metrics: Arc::new(Metrics::new(1)),
-        deferred: Deferred::default(),
-    };
+    let metrics = Arc::new(Metrics::new(1));
+    let mut writer = Writer::new(store, sink.clone(), rx, StoreTuning::default(), metrics);
     let mut insert = Batch::default();
     let reply = ReplyTo { shard: 0, conn: 7 };
     insert.take(StoreCmd::Insert {
@@ -586,18 +579,13 @@ fn paced_writer(
     let dir = tempfile::tempdir().unwrap();
     let store = crate::backend::store::sqlite::SqliteStore::open(dir.path(), false).unwrap();
     let (tx, rx) = crossbeam_channel::unbounded();
-    let writer = Writer {
-        store,
-        sink: Collect::default(),
-        rx,
-        tuning: StoreTuning {
-            pace,
-            pace_below,
-            ..StoreTuning::default()
-        },
-        metrics: Arc::new(Metrics::new(1)),
-        deferred: Deferred::default(),
+    let tuning = StoreTuning {
+        pace,
+        pace_below,
+        ..StoreTuning::default()
     };
+    let metrics = Arc::new(Metrics::new(1));
+    let writer = Writer::new(store, Collect::default(), rx, tuning, metrics);
     (dir, writer, tx)
 }
 
