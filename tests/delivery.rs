@@ -164,14 +164,18 @@ fn connections_are_served_on_their_users_home_shard() {
     }
     let mut copies = std::collections::HashMap::<String, usize>::new();
     let mut own = Vec::new();
-    for c in clients.iter_mut() {
+    // Statuses read while waiting for the other frames are kept: the last user's message is
+    // acked by user 0 in the first round, so its DELIVERED can come before its own inbound.
+    let mut statuses: Vec<Vec<(String, String)>> = vec![Vec::new(); clients.len()];
+    for (c, seen) in clients.iter_mut().zip(statuses.iter_mut()) {
         let (mut accepted, mut got) = (None, None);
         while accepted.is_none() || got.is_none() {
             let v = c.next_of_any(&["accepted", "message", "status"]);
+            let id = v["id"].as_str().map(str::to_owned);
             match v["type"].as_str() {
-                Some("accepted") => accepted = v["id"].as_str().map(str::to_owned),
-                Some("message") => got = v["id"].as_str().map(str::to_owned),
-                _ => {}
+                Some("accepted") => accepted = id,
+                Some("message") => got = id,
+                _ => seen.push((id.unwrap(), v["status"].as_str().unwrap().to_owned())),
             }
         }
         let got = got.unwrap();
@@ -179,15 +183,21 @@ fn connections_are_served_on_their_users_home_shard() {
         c.ack(&got);
         own.push(accepted.unwrap());
     }
-    for (c, id) in clients.iter_mut().zip(&own) {
-        // Any SENT not read above comes first; DELIVERED ends it.
-        loop {
+    for ((c, id), seen) in clients.iter_mut().zip(&own).zip(statuses.iter_mut()) {
+        // Any SENT not read above comes next; DELIVERED ends it.
+        while !seen.iter().any(|(_, s)| s == "DELIVERED") {
             let v = c.next_of_any(&["status"]);
-            assert_eq!(v["id"].as_str(), Some(id.as_str()), "{v}");
-            if v["status"] == "DELIVERED" {
-                break;
-            }
+            seen.push((
+                v["id"].as_str().unwrap().to_owned(),
+                v["status"].as_str().unwrap().to_owned(),
+            ));
         }
+        assert!(
+            seen.iter().all(|(s_id, _)| s_id == id),
+            "{seen:?} not all for {id}"
+        );
+        let delivered = seen.iter().filter(|(_, s)| s == "DELIVERED").count();
+        assert_eq!(delivered, 1, "{seen:?}");
     }
     assert_eq!(copies.len(), users.len());
     assert!(copies.values().all(|n| *n == 1), "{copies:?}");
