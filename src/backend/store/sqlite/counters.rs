@@ -5,9 +5,12 @@
 //!
 //! Streams are not written here: a stream's last position is the highest of its three indexes
 //! (`messages_received`, `messages_sent`, and the group rows' `deliveries`) and what retention
-//! deleted (`pruned`), read once per key. That saves two random b-tree pages per message (perf/RESULTS.md §12); only the
-//! conversations' counters, which no index could give back, are rows that every insert
-//! updates. (Postgres keeps both kinds as rows: they are its locks.)
+//! deleted (`pruned`), read once per key. That saves two random b-tree pages per message
+//! (perf/RESULTS.md §12). A direct conversation's `cseq` is not written either: its last is the
+//! highest of `messages_conversation` in both directions, of what retention deleted, and of
+//! the `last` a database written before this rule holds ([`direct_last_sql`]), one random page
+//! fewer per message (§29). Only groups' counters, which no index of `messages` gives back, are
+//! rows that every group message updates. (Postgres keeps all kinds as rows: they are its locks.)
 //!
 //! The store is the database's only writer, so it also keeps the committed values of recent
 //! keys ([`Committed`]) and a key seen before costs no read: three point reads per message
@@ -29,6 +32,22 @@ pub(super) struct Committed {
 /// Keys remembered; beyond that the memory is dropped and refilled from the table.
 const COMMITTED_KEYS: usize = 100_000;
 
+/// The in-memory kind of a direct conversation's counter: never a row's kind (its rows, made
+/// by retention or by older databases, are `COUNTER_CONVERSATION`), so [`Counters::save`]
+/// skips it.
+const DIRECT: i16 = 100;
+
+/// SQL for the last `cseq` of direct conversation `conv` between users `a` and `b` (the three
+/// are SQL parameters such as `?3`): the newest message either way, or what retention deleted,
+/// or the row an older database kept per message; 0 for a conversation without messages.
+pub(super) fn direct_last_sql(conv: &str, a: &str, b: &str) -> String {
+    format!(
+        "max(coalesce((SELECT max(cseq) FROM messages WHERE sender_id = {a} AND reciever_id = {b}), 0),
+             coalesce((SELECT max(cseq) FROM messages WHERE sender_id = {b} AND reciever_id = {a}), 0),
+             coalesce((SELECT max(last, pruned) FROM counters WHERE kind = 2 AND id = {conv}), 0))"
+    )
+}
+
 impl Committed {
     /// Takes the values of a batch that committed ([`Counters::bumped`]).
     pub(super) fn absorb(&mut self, dirty: Vec<((i16, String), i64)>) {
@@ -47,6 +66,7 @@ pub(super) struct Counters<'c> {
 /// The keys one message's positions come from.
 pub(super) struct Keys {
     recipient: String,
+    /// `None` for a message to oneself: one stream, one position.
     sender: Option<String>,
     conversation: String,
 }
@@ -59,6 +79,10 @@ impl Keys {
             sender: (!to_self).then(|| m.sender_id.clone()),
             conversation: crate::protocol::direct_conversation_id(&m.sender_id, &m.reciever_id),
         }
+    }
+
+    fn sender(&self) -> &str {
+        self.sender.as_deref().unwrap_or(&self.recipient)
     }
 }
 
@@ -77,8 +101,26 @@ impl<'c> Counters<'c> {
             Some(s) => self.last(tx, COUNTER_STREAM, s)? + 1,
             None => rpos,
         };
-        let cseq = self.last(tx, COUNTER_CONVERSATION, &k.conversation)? + 1;
+        let cseq = self.last_direct(tx, k)? + 1;
         Ok(Positions { rpos, spos, cseq })
+    }
+
+    /// The last `cseq` of `k`'s conversation, from memory or [`direct_last_sql`].
+    fn last_direct(&mut self, tx: &Transaction<'_>, k: &Keys) -> Result<i64, StoreError> {
+        let key = (DIRECT, k.conversation.clone());
+        if let Some((last, _)) = self.last.get(&key) {
+            return Ok(*last);
+        }
+        if let Some(&last) = self.committed.last.get(&key) {
+            self.last.insert(key, (last, false));
+            return Ok(last);
+        }
+        let mut q = tx.prepare_cached(&format!("SELECT {}", direct_last_sql("?1", "?2", "?3")))?;
+        let last = q.query_row(params![k.conversation, k.sender(), k.recipient], |r| {
+            r.get(0)
+        })?;
+        self.last.insert(key, (last, false));
+        Ok(last)
     }
 
     /// Takes the positions [`next`](Self::next) offered: the row was inserted.
@@ -88,8 +130,7 @@ impl<'c> Counters<'c> {
         if let Some(s) = k.sender {
             self.last.insert((COUNTER_STREAM, s), (at.spos, true));
         }
-        self.last
-            .insert((COUNTER_CONVERSATION, k.conversation), (at.cseq, true));
+        self.last.insert((DIRECT, k.conversation), (at.cseq, true));
     }
 
     fn last(&mut self, tx: &Transaction<'_>, kind: i16, id: &str) -> Result<i64, StoreError> {
@@ -152,7 +193,7 @@ impl<'c> Counters<'c> {
              ON CONFLICT (kind, id) DO UPDATE SET last = excluded.last",
         )?;
         for ((kind, id), (last, dirty)) in &self.last {
-            if *dirty && *kind != COUNTER_STREAM {
+            if *dirty && *kind != COUNTER_STREAM && *kind != DIRECT {
                 up.execute(params![kind, id, last])?;
             }
         }
@@ -160,17 +201,38 @@ impl<'c> Counters<'c> {
     }
 }
 
-/// Records that retention deleted positions of these streams, up to the highest given.
-pub(super) fn mark_pruned(
-    tx: &Transaction<'_>,
-    deleted: &HashMap<String, i64>,
-) -> Result<(), StoreError> {
+/// What one retention round deleted: per stream (user) and per direct conversation, the
+/// highest position or `cseq` gone.
+#[derive(Default)]
+pub(super) struct Deleted {
+    pub(super) streams: HashMap<String, i64>,
+    pub(super) conversations: HashMap<String, i64>,
+}
+
+impl Deleted {
+    pub(super) fn stream(&mut self, user: String, pos: i64) {
+        let slot = self.streams.entry(user).or_insert(0);
+        *slot = (*slot).max(pos);
+    }
+
+    pub(super) fn conversation(&mut self, id: String, cseq: i64) {
+        let slot = self.conversations.entry(id).or_insert(0);
+        *slot = (*slot).max(cseq);
+    }
+}
+
+/// Records how far retention deleted these streams and direct conversations, so their next
+/// positions continue after what is gone.
+pub(super) fn mark_pruned(tx: &Transaction<'_>, deleted: &Deleted) -> Result<(), StoreError> {
     let mut up = tx.prepare_cached(
         "INSERT INTO counters (kind, id, last, pruned) VALUES (?1, ?2, 0, ?3)
          ON CONFLICT (kind, id) DO UPDATE SET pruned = max(pruned, excluded.pruned)",
     )?;
-    for (user, through) in deleted {
+    for (user, through) in &deleted.streams {
         up.execute(params![COUNTER_STREAM, user, through])?;
+    }
+    for (conversation, through) in &deleted.conversations {
+        up.execute(params![COUNTER_CONVERSATION, conversation, through])?;
     }
     Ok(())
 }

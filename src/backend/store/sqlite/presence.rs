@@ -22,8 +22,8 @@ pub(super) fn record(conn: &mut Connection, seen: &[(String, i64)]) -> Result<()
 }
 
 /// See [`MessageStore::peers_seen`](crate::backend::store::MessageStore::peers_seen): a
-/// direct conversation exists once it has a message (its counter row); a shared group is
-/// two member rows of one group.
+/// direct conversation exists once it has a message (a row either way, or the counter row
+/// retention or an older database left); a shared group is two member rows of one group.
 pub(super) fn peers(
     conn: &Connection,
     asker: &str,
@@ -31,6 +31,8 @@ pub(super) fn peers(
 ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
     let mut q = conn.prepare_cached(
         "SELECT ?2 = ?1
+             OR EXISTS (SELECT 1 FROM messages WHERE sender_id = ?1 AND reciever_id = ?2)
+             OR EXISTS (SELECT 1 FROM messages WHERE sender_id = ?2 AND reciever_id = ?1)
              OR EXISTS (SELECT 1 FROM counters WHERE kind = 2 AND id = ?3)
              OR EXISTS (SELECT 1 FROM members a JOIN members b
                         ON b.group_id = a.group_id AND b.user_id = ?2 WHERE a.user_id = ?1),

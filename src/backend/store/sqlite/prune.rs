@@ -3,11 +3,9 @@
 //! is never deleted, so the rowid (`seq`, without AUTOINCREMENT) is never handed out twice
 //! (migration 0003's condition).
 
-use std::collections::HashMap;
-
 use rusqlite::{params, Connection};
 
-use super::counters;
+use super::counters::{self, Deleted};
 use crate::backend::store::{PruneRound, StoreError};
 
 pub(super) fn prune(
@@ -17,7 +15,7 @@ pub(super) fn prune(
     window: usize,
 ) -> Result<PruneRound, StoreError> {
     let tx = conn.transaction()?;
-    let mut deleted: HashMap<String, i64> = HashMap::new();
+    let mut deleted = Deleted::default();
     let groups = prune_groups(&tx, before, window, &mut deleted)?;
     let (through, newest): (Option<i64>, Option<i64>) = tx.query_row(
         "SELECT max(seq), max(created_at) FROM
@@ -39,15 +37,16 @@ pub(super) fn prune(
             "DELETE FROM messages
              WHERE seq > ?1 AND seq <= ?2 AND status = 2 AND created_at < ?3
                AND seq < (SELECT max(seq) FROM messages)
-             RETURNING sender_id, reciever_id, spos, rpos",
+             RETURNING sender_id, reciever_id, spos, rpos, cseq",
         )?;
         let mut rows = del.query(params![after_seq, through, before])?;
         while let Some(r) = rows.next()? {
             n += 1;
-            for (user, pos) in [(r.get(0)?, r.get(2)?), (r.get(1)?, r.get(3)?)] {
-                let slot = deleted.entry(user).or_insert(0);
-                *slot = (*slot).max(pos);
-            }
+            let (sender, recipient): (String, String) = (r.get(0)?, r.get(1)?);
+            let conversation = crate::protocol::direct_conversation_id(&sender, &recipient);
+            deleted.conversation(conversation, r.get(4)?);
+            deleted.stream(sender, r.get(2)?);
+            deleted.stream(recipient, r.get(3)?);
         }
     }
     counters::mark_pruned(&tx, &deleted)?;
@@ -66,7 +65,7 @@ fn prune_groups(
     tx: &rusqlite::Transaction<'_>,
     before: i64,
     window: usize,
-    deleted: &mut HashMap<String, i64>,
+    deleted: &mut Deleted,
 ) -> Result<usize, StoreError> {
     let ids: Vec<String> = tx
         .prepare_cached(
@@ -81,9 +80,7 @@ fn prune_groups(
     for id in &ids {
         let mut rows = places.query([id])?;
         while let Some(r) = rows.next()? {
-            let (user, pos): (String, i64) = (r.get(0)?, r.get(1)?);
-            let slot = deleted.entry(user).or_insert(0);
-            *slot = (*slot).max(pos);
+            deleted.stream(r.get(0)?, r.get(1)?);
         }
         row.execute([id])?;
     }

@@ -262,3 +262,91 @@ fn background_checkpoints_need_a_database_file() {
     let e = s.with_background_checkpoints().err().expect("refused");
     assert!(e.to_string().contains("in-memory"), "{e}");
 }
+
+/// A direct message between `from` and `to`, created at `t`.
+fn dm(id: &str, from: &str, to: &str, t: i64) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        sender_id: from.into(),
+        reciever_id: to.into(),
+        client_msg_id: None,
+        payload: "p".into(),
+        created_at: t,
+    }
+}
+
+/// A direct conversation keeps no counter row per message (its last `cseq` comes from
+/// `messages_conversation`), yet its numbering, read receipts, summary and "shared" answer
+/// continue across retention deleting all of it and a reopen that forgets what was cached.
+#[test]
+fn a_direct_conversation_continues_after_retention_deleted_it_and_a_reopen() {
+    use crate::backend::store::conformance::update;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path(), false).unwrap();
+    let batch = [
+        dm("m1", "alice", "bob", 1),
+        dm("m2", "bob", "alice", 2),
+        // Retention never deletes the newest row.
+        dm("newest", "carol", "dave", 100),
+    ];
+    let acks = ["m1", "m2"].map(|id| update(id, Status::Delivered, None));
+    s.commit(&batch, &acks).unwrap();
+    let rows = |s: &SqliteStore| -> i64 {
+        let q = "SELECT count(*) FROM counters WHERE kind = 2";
+        s.conn.query_row(q, [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(rows(&s), 0, "no counter row is written per message");
+    assert_eq!(s.prune(50, 0, 10).unwrap().deleted, 2);
+    drop(s);
+
+    let mut s = SqliteStore::open(dir.path(), false).unwrap();
+    let conv = crate::protocol::direct_conversation_id("alice", "bob");
+    let read = |s: &mut SqliteStore, seq| {
+        let state = ReadState {
+            conversation_id: conv.clone(),
+            user_id: "bob".into(),
+            seq,
+        };
+        s.mark_read(&state, "alice").unwrap()
+    };
+    assert_eq!(
+        read(&mut s, 99),
+        Some(2),
+        "clamped to what retention deleted"
+    );
+    let shared = s.peers_seen("alice", &["bob".into()]).unwrap();
+    assert_eq!(shared.len(), 1, "a pruned conversation is still shared");
+
+    let (ins, _) = s.commit(&[dm("m3", "alice", "bob", 200)], &[]).unwrap();
+    let at = Positions {
+        rpos: 3,
+        spos: 3,
+        cseq: 3,
+    };
+    assert_eq!(ins, [InsertResult::Inserted { at }]);
+    assert_eq!(read(&mut s, 99), Some(3));
+    let summary = s.conversations_of("bob", 10).unwrap();
+    let last: Vec<_> = summary
+        .iter()
+        .map(|c| (c.conversation_id.as_str(), c.last_seq))
+        .collect();
+    assert_eq!(last, [(conv.as_str(), 3)]);
+    assert_eq!(rows(&s), 1, "only retention's mark");
+}
+
+/// A message to oneself is its own conversation, numbered from the same index.
+#[test]
+fn a_conversation_with_oneself_is_numbered_without_a_counter_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path(), false).unwrap();
+    s.commit(&[dm("n1", "alice", "alice", 1)], &[]).unwrap();
+    drop(s);
+    let mut s = SqliteStore::open(dir.path(), false).unwrap();
+    let (ins, _) = s.commit(&[dm("n2", "alice", "alice", 2)], &[]).unwrap();
+    let at = Positions {
+        rpos: 2,
+        spos: 2,
+        cseq: 2,
+    };
+    assert_eq!(ins, [InsertResult::Inserted { at }]);
+}
