@@ -275,6 +275,16 @@ fn dm(id: &str, from: &str, to: &str, t: i64) -> NewMessage {
     }
 }
 
+/// Inserted with the same number in both streams and the conversation.
+fn inserted_at(n: i64) -> InsertResult {
+    let at = Positions {
+        rpos: n,
+        spos: n,
+        cseq: n,
+    };
+    InsertResult::Inserted { at }
+}
+
 /// A direct conversation keeps no counter row per message (its last `cseq` comes from
 /// `messages_conversation`), yet its numbering, read receipts, summary and "shared" answer
 /// continue across retention deleting all of it and a reopen that forgets what was cached.
@@ -318,12 +328,7 @@ fn a_direct_conversation_continues_after_retention_deleted_it_and_a_reopen() {
     assert_eq!(shared.len(), 1, "a pruned conversation is still shared");
 
     let (ins, _) = s.commit(&[dm("m3", "alice", "bob", 200)], &[]).unwrap();
-    let at = Positions {
-        rpos: 3,
-        spos: 3,
-        cseq: 3,
-    };
-    assert_eq!(ins, [InsertResult::Inserted { at }]);
+    assert_eq!(ins, [inserted_at(3)]);
     assert_eq!(read(&mut s, 99), Some(3));
     let summary = s.conversations_of("bob", 10).unwrap();
     let last: Vec<_> = summary
@@ -343,10 +348,5 @@ fn a_conversation_with_oneself_is_numbered_without_a_counter_row() {
     drop(s);
     let mut s = SqliteStore::open(dir.path(), false).unwrap();
     let (ins, _) = s.commit(&[dm("n2", "alice", "alice", 2)], &[]).unwrap();
-    let at = Positions {
-        rpos: 2,
-        spos: 2,
-        cseq: 2,
-    };
-    assert_eq!(ins, [InsertResult::Inserted { at }]);
+    assert_eq!(ins, [inserted_at(2)]);
 }
