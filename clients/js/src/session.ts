@@ -42,7 +42,10 @@ export class Session {
     clearTimeout(this.refreshTimer);
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
-    // Unsent acks go with the connection: the replay brings those messages back, and they are acked then.
+    // Acks not yet written are kept for the next open, with those already sent: a v2 sync
+    // does not bring back a message at or below the cursor, and the cursor has moved past
+    // every message this device holds, so nothing else would ever ack it.
+    for (const id of this.acks) this.sentAcks.set(id, true);
     this.acks.clear();
   }
 

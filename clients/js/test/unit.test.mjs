@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Backoff, Cursor, reconnectFor, expiryOf, directConversationId, parseServerFrame, LocalCursorStorage } from "../dist/index.js";
 import { Outbox } from "../dist/outbox.js";
+import { Session } from "../dist/session.js";
 
 test("the cursor advances only over held positions, whatever their order", () => {
   const c = new Cursor(10);
@@ -103,4 +104,19 @@ test("localStorage cursors survive as numbers and ignore garbage", async () => {
   assert.equal(await s.load("bob"), 42);
   kv.set("distrisocks.cursor.bob", "-3");
   assert.equal(await s.load("bob"), null);
+});
+
+test("an ack still waiting for its timer when the connection ends is written after the next open", () => {
+  const frames = [];
+  const s = new Session(undefined, 0, (f) => {
+    frames.push(JSON.parse(f));
+    return true;
+  });
+  s.opened(null);
+  s.ack("m1", 60_000);
+  s.ended(); // the connection dies before the ack frame was due
+  assert.deepEqual(frames, [], "nothing was written before the end");
+  s.opened(null);
+  assert.deepEqual(frames, [{ type: "ack", ids: ["m1"] }], "a v2 sync would not bring m1 back to be acked");
+  s.stop();
 });
