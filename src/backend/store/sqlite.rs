@@ -368,14 +368,17 @@ impl MessageStore for SqliteStore {
     }
 
     fn mark_read(&mut self, read: &ReadState, peer: &str) -> Result<Option<i64>, StoreError> {
-        let mut q = self.conn.prepare_cached(&format!(
-            "INSERT INTO reads (user_id, conversation_id, peer, seq)
-             SELECT ?1, ?2, ?4, min(?3, last) FROM (SELECT {} AS last) WHERE last > 0
-             ON CONFLICT (user_id, conversation_id) DO UPDATE SET seq = excluded.seq
-                 WHERE excluded.seq > reads.seq
-             RETURNING seq",
-            counters::direct_last_sql("?2", "?1", "?4")
-        ))?;
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "INSERT INTO reads (user_id, conversation_id, peer, seq)
+                 SELECT ?1, ?2, ?4, min(?3, last) FROM (SELECT {} AS last) WHERE last > 0
+                 ON CONFLICT (user_id, conversation_id) DO UPDATE SET seq = excluded.seq
+                     WHERE excluded.seq > reads.seq
+                 RETURNING seq",
+                counters::direct_last_sql("?2", "?1", "?4")
+            )
+        });
+        let mut q = self.conn.prepare_cached(&SQL)?;
         let args = params![read.user_id, read.conversation_id, read.seq, peer];
         Ok(q.query_row(args, |r| r.get(0)).optional()?)
     }

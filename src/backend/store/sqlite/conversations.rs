@@ -67,11 +67,14 @@ fn direct_of(conn: &Connection, user: &str) -> Result<Vec<ConversationSummary>, 
          UNION SELECT reciever_id FROM messages WHERE sender_id = ?1",
     )?;
     let peers = peers.query_map([user], |r| r.get::<_, String>(0))?;
-    let mut one = conn.prepare_cached(&format!(
-        "SELECT {},
-                COALESCE((SELECT seq FROM reads WHERE user_id = ?1 AND conversation_id = ?3), 0)",
-        super::counters::direct_last_sql("?3", "?1", "?2")
-    ))?;
+    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {},
+                    COALESCE((SELECT seq FROM reads WHERE user_id = ?1 AND conversation_id = ?3), 0)",
+            super::counters::direct_last_sql("?3", "?1", "?2")
+        )
+    });
+    let mut one = conn.prepare_cached(&ONE)?;
     let mut unread = conn.prepare_cached(
         "SELECT count(*) FROM messages
          WHERE sender_id = ?2 AND reciever_id = ?1 AND ?1 <> ?2 AND cseq > ?3",

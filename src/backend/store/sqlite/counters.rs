@@ -17,6 +17,7 @@
 //! otherwise.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -107,18 +108,28 @@ impl<'c> Counters<'c> {
 
     /// The last `cseq` of `k`'s conversation, from memory or [`direct_last_sql`].
     fn last_direct(&mut self, tx: &Transaction<'_>, k: &Keys) -> Result<i64, StoreError> {
-        let key = (DIRECT, k.conversation.clone());
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT {}", direct_last_sql("?1", "?2", "?3")));
+        self.remembered((DIRECT, k.conversation.clone()), || {
+            let mut q = tx.prepare_cached(&SQL)?;
+            let args = params![k.conversation, k.sender(), k.recipient];
+            Ok(q.query_row(args, |r| r.get(0))?)
+        })
+    }
+
+    /// The value of `key` in this batch, else as last committed, else `load`ed (once).
+    fn remembered(
+        &mut self,
+        key: (i16, String),
+        load: impl FnOnce() -> Result<i64, StoreError>,
+    ) -> Result<i64, StoreError> {
         if let Some((last, _)) = self.last.get(&key) {
             return Ok(*last);
         }
-        if let Some(&last) = self.committed.last.get(&key) {
-            self.last.insert(key, (last, false));
-            return Ok(last);
-        }
-        let mut q = tx.prepare_cached(&format!("SELECT {}", direct_last_sql("?1", "?2", "?3")))?;
-        let last = q.query_row(params![k.conversation, k.sender(), k.recipient], |r| {
-            r.get(0)
-        })?;
+        let last = match self.committed.last.get(&key) {
+            Some(&last) => last,
+            None => load()?,
+        };
         self.last.insert(key, (last, false));
         Ok(last)
     }
@@ -134,27 +145,19 @@ impl<'c> Counters<'c> {
     }
 
     fn last(&mut self, tx: &Transaction<'_>, kind: i16, id: &str) -> Result<i64, StoreError> {
-        let key = (kind, id.to_owned());
-        if let Some((last, _)) = self.last.get(&key) {
-            return Ok(*last);
-        }
-        if let Some(&last) = self.committed.last.get(&key) {
-            self.last.insert(key, (last, false));
-            return Ok(last);
-        }
-        let sql = match kind {
-            COUNTER_STREAM => {
-                "SELECT max(coalesce((SELECT max(rpos) FROM messages WHERE reciever_id = ?2), 0),
+        self.remembered((kind, id.to_owned()), || {
+            let sql = match kind {
+                COUNTER_STREAM => {
+                    "SELECT max(coalesce((SELECT max(rpos) FROM messages WHERE reciever_id = ?2), 0),
                             coalesce((SELECT max(spos) FROM messages WHERE sender_id = ?2), 0),
                             coalesce((SELECT max(pos) FROM deliveries WHERE user_id = ?2), 0),
                             coalesce((SELECT pruned FROM counters WHERE kind = ?1 AND id = ?2), 0))"
-            }
-            _ => "SELECT coalesce((SELECT last FROM counters WHERE kind = ?1 AND id = ?2), 0)",
-        };
-        let mut q = tx.prepare_cached(sql)?;
-        let last = q.query_row(params![kind, id], |r| r.get(0))?;
-        self.last.insert(key, (last, false));
-        Ok(last)
+                }
+                _ => "SELECT coalesce((SELECT last FROM counters WHERE kind = ?1 AND id = ?2), 0)",
+            };
+            let mut q = tx.prepare_cached(sql)?;
+            Ok(q.query_row(params![kind, id], |r| r.get(0))?)
+        })
     }
 
     /// Takes the next value of one counter (a group's row takes one per member stream).
