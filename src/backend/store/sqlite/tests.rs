@@ -350,3 +350,31 @@ fn a_conversation_with_oneself_is_numbered_without_a_counter_row() {
     let (ins, _) = s.commit(&[dm("n2", "alice", "alice", 2)], &[]).unwrap();
     assert_eq!(ins, [inserted_at(2)]);
 }
+
+/// A database written before direct conversations lost their counter rows, whose retention
+/// then deleted the conversation's messages: only the row's `last` remembers the numbering,
+/// and the next message, the read clamp and the "shared" answer all follow it.
+#[test]
+fn an_older_databases_counter_row_still_numbers_its_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path(), false).unwrap();
+    let conv = crate::protocol::direct_conversation_id("alice", "bob");
+    s.conn
+        .execute(
+            "INSERT INTO counters (kind, id, last, pruned) VALUES (2, ?1, 5, 0)",
+            [&conv],
+        )
+        .unwrap();
+    let read = ReadState {
+        conversation_id: conv.clone(),
+        user_id: "bob".into(),
+        seq: 99,
+    };
+    assert_eq!(s.mark_read(&read, "alice").unwrap(), Some(5));
+    assert_eq!(s.peers_seen("alice", &["bob".into()]).unwrap().len(), 1);
+    let (ins, _) = s.commit(&[dm("m6", "alice", "bob", 1)], &[]).unwrap();
+    let InsertResult::Inserted { at } = &ins[0] else {
+        panic!("not inserted: {ins:?}");
+    };
+    assert_eq!(at.cseq, 6, "after the row's last");
+}
