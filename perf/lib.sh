@@ -83,7 +83,7 @@ freeze_binaries() {
     POD="$d/distrisocks"; BENCH="$d/distrisocks-bench"
 }
 
-load_now() { cut -d' ' -f1-3 /proc/loadavg; }
+load_now() { cut -d" " -f1 /proc/loadavg; } # the 1-minute average: one field, so summary.tsv columns stay put for awk
 
 # ---------------------------------------------------------------------------------------------
 # /proc readers
