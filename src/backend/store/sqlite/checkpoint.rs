@@ -4,8 +4,8 @@
 //! and fsyncs it. Run by SQLite's auto-checkpoint, it happens inside the commit that crossed
 //! the threshold, on the one store thread every shard waits on: tens of ms every second or so
 //! at a few thousand messages per second, which was most of the pod's p99 (perf/RESULTS.md
-//! §23f). Here a second connection runs `PRAGMA wal_checkpoint(PASSIVE)` every
-//! [`PERIOD`]; WAL mode lets it copy pages while the store thread keeps committing. The store
+//! §23f). Here a second connection runs `PRAGMA wal_checkpoint(PASSIVE)` now and
+//! then (see "How often" below); WAL mode lets it copy pages while the store thread keeps committing. The store
 //! thread's own auto-checkpoint stays as the backstop that lets the WAL wrap around: when it
 //! fires, the pages are already copied and it only finishes the last few frames, and while
 //! this thread holds the checkpoint lock it is skipped rather than waited for.
@@ -15,7 +15,7 @@
 //! messages before it. So the thread waits for about [`TARGET_FRAMES`] new frames (half the
 //! backstop's threshold), between [`MIN_PERIOD`] and [`MAX_PERIOD`], judged from how fast the
 //! WAL grew since the last checkpoint ([`Pace`]). Against a fixed 100 ms at 1,000 and 4,000
-//! msg/s this wrote 55–83 % fewer bytes into the database file (perf/RESULTS.md §30).
+//! msg/s this wrote 76–78 % fewer bytes into the database file (perf/RESULTS.md §30).
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
